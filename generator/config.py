@@ -1,0 +1,336 @@
+"""The audit config schema, shared by the web form, config files and ``run_audit``.
+
+A config is a plain mapping (YAML or JSON on disk)::
+
+    name: Blur and resolution, gender x skin tone
+    seed: 1234
+    groups:                       # demographic axes and their levels; groups = all combinations
+      perceived_gender: [female, male]
+      skin_tone: [lighter, darker]
+    identities_per_group: 8
+    factors:                      # each level becomes one variant of every identity
+      blur: [1.5, 3.0]            # Gaussian sigma, pixels
+      downscale: [24, 16]         # pixels on the short side before scaling back up
+    generator: dcgan-digiface
+    fr_models: [mobilefacenet]
+    target_fmr: [0.001]           # one global threshold per FR model at each target
+
+:func:`parse_config` checks everything and raises :class:`ConfigError` whose ``errors`` map each
+offending field to a message that says what to change. Nothing here imports Django or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Demographic axes: each level is decided by an attribute sensor on the generated face
+# (perceived attributes, never "true" ones). Skin-tone bands follow the ITA scale of Chardon et
+# al. (1991) as used by Del Bino et al. (2013); "lighter"/"darker" split it at 28 degrees.
+GROUP_AXES: dict[str, tuple[str, ...]] = {
+    "perceived_gender": ("female", "male"),
+    "skin_tone": ("lighter", "darker", "very_light", "light", "intermediate", "tan", "brown", "dark"),
+    "age_band": ("under_30", "30_to_49", "50_plus"),
+}
+AXIS_HELP: dict[str, str] = {
+    "perceived_gender": "perceived gender from the gender-age model (probability of male >= 0.5)",
+    "skin_tone": "ITA angle on cheek skin of the baseline face: lighter > 28 deg >= darker, or one "
+                 "of the six ITA bands",
+    "age_band": "perceived age from the gender-age model",
+}
+
+
+@dataclass(frozen=True)
+class FactorSpec:
+    """An image-space factor: what a level means and which levels are allowed."""
+
+    name: str
+    unit: str
+    minimum: float
+    maximum: float
+    help: str
+    integer: bool = False
+
+
+FACTORS: dict[str, FactorSpec] = {
+    f.name: f
+    for f in (
+        FactorSpec("blur", "Gaussian sigma in pixels", 0.3, 10.0, "defocus / motion-free blur"),
+        FactorSpec("downscale", "short side in pixels before scaling back up", 4, 63,
+                   "low resolution (down-scale, then up-scale to the original size)", integer=True),
+        FactorSpec("jpeg", "JPEG quality", 1, 95, "compression artefacts", integer=True),
+        FactorSpec("noise", "Gaussian noise sigma in 0-255 grey levels", 1.0, 100.0, "sensor noise"),
+        FactorSpec("brightness", "multiplier on pixel values", 0.1, 3.0,
+                   "under- (< 1) or over-exposure (> 1)"),
+        FactorSpec("occlusion", "height of a grey band over the eyes, as a share of the image",
+                   0.05, 0.6, "occlusion such as sunglasses or a visor"),
+    )
+}
+
+GENERATORS: dict[str, str] = {
+    "dcgan-digiface": "64x64 DCGAN trained on DigiFace-1M (PyPI gan-face-generate); offline default",
+}
+DEFAULT_FR_MODELS: tuple[str, ...] = ("mobilefacenet",)
+
+# Size limits keep one audit within what a lab machine can do in hours, not weeks.
+MAX_IDENTITIES_PER_GROUP = 500
+MAX_IMAGES = 100_000
+MAX_LEVELS_PER_FACTOR = 10
+MAX_NAME_LENGTH = 200
+MAX_CONFIG_BYTES = 64 * 1024
+FIELDS = ("name", "description", "seed", "groups", "identities_per_group", "factors", "generator",
+          "fr_models", "target_fmr")
+
+
+class ConfigError(ValueError):
+    """The config is invalid. ``errors`` maps a field name to a message naming the fix."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """A validated audit config. Build it with :func:`parse_config`, not directly."""
+
+    name: str
+    seed: int
+    groups: dict[str, list[str]]
+    identities_per_group: int
+    factors: dict[str, list[float]]
+    generator: str = "dcgan-digiface"
+    fr_models: list[str] = field(default_factory=lambda: list(DEFAULT_FR_MODELS))
+    target_fmr: list[float] = field(default_factory=lambda: [1e-3])
+    description: str = ""
+
+    @property
+    def n_groups(self) -> int:
+        return math.prod(len(v) for v in self.groups.values())
+
+    @property
+    def n_variants(self) -> int:
+        return 1 + sum(len(v) for v in self.factors.values())
+
+    @property
+    def n_images(self) -> int:
+        """Images the audit will make: groups x identities x (baseline + factor levels)."""
+        return self.n_groups * self.identities_per_group * self.n_variants
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form; ``parse_config(cfg.to_dict()) == cfg``."""
+        return asdict(self)
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        return [p for p in parts if p]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _parse_groups(raw: Any, errors: dict[str, str]) -> dict[str, list[str]]:
+    if not isinstance(raw, Mapping) or not raw:
+        errors["groups"] = ("give at least one demographic axis with its levels, e.g. "
+                            "perceived_gender: [female, male]; axes: " + ", ".join(GROUP_AXES))
+        return {}
+    groups: dict[str, list[str]] = {}
+    for axis, levels in raw.items():
+        key = f"groups.{axis}"
+        if axis not in GROUP_AXES:
+            errors[key] = f"unknown axis {axis!r}; choose from {', '.join(GROUP_AXES)}"
+            continue
+        items = _as_list(levels)
+        if not items or len(items) < 2:
+            errors[key] = f"list at least two levels to compare, from {', '.join(GROUP_AXES[axis])}"
+            continue
+        bad = [str(x) for x in items if str(x) not in GROUP_AXES[axis]]
+        if bad:
+            errors[key] = (f"unknown level(s) {', '.join(bad)}; choose from "
+                           f"{', '.join(GROUP_AXES[axis])}")
+            continue
+        names = [str(x) for x in items]
+        if len(set(names)) != len(names):
+            errors[key] = "each level may appear only once"
+            continue
+        if axis == "skin_tone" and {"lighter", "darker"} & set(names) and len(
+                set(names) - {"lighter", "darker"}):
+            errors[key] = ("mix of coarse (lighter/darker) and fine ITA bands overlaps; use "
+                           "either lighter, darker or the six bands")
+            continue
+        groups[str(axis)] = names
+    return groups
+
+
+def _parse_factors(raw: Any, errors: dict[str, str]) -> dict[str, list[float]]:
+    if not isinstance(raw, Mapping) or not raw:
+        errors["factors"] = ("vary at least one factor, e.g. blur: [1.5, 3]; factors: "
+                             + ", ".join(FACTORS))
+        return {}
+    factors: dict[str, list[float]] = {}
+    for name, levels in raw.items():
+        key = f"factors.{name}"
+        spec = FACTORS.get(str(name))
+        if spec is None:
+            errors[key] = f"unknown factor {name!r}; choose from {', '.join(FACTORS)}"
+            continue
+        items = _as_list(levels)
+        if not items:
+            errors[key] = f"give one or more levels ({spec.unit}), separated by commas"
+            continue
+        if len(items) > MAX_LEVELS_PER_FACTOR:
+            errors[key] = f"at most {MAX_LEVELS_PER_FACTOR} levels per factor"
+            continue
+        values = [_number(x) for x in items]
+        if any(v is None for v in values):
+            errors[key] = f"levels must be numbers ({spec.unit}); got {items!r}"
+            continue
+        out = [float(v) for v in values if v is not None]
+        if spec.integer and any(v != int(v) for v in out):
+            errors[key] = f"levels must be whole numbers ({spec.unit})"
+            continue
+        if any(not spec.minimum <= v <= spec.maximum for v in out):
+            errors[key] = (f"levels must lie between {spec.minimum:g} and {spec.maximum:g} "
+                           f"({spec.unit})")
+            continue
+        if len(set(out)) != len(out):
+            errors[key] = "each level may appear only once"
+            continue
+        factors[str(name)] = out
+    return factors
+
+
+def parse_config(
+    data: Any, *, fr_models_available: Iterable[str] = DEFAULT_FR_MODELS
+) -> AuditConfig:
+    """Validate a config mapping and return an :class:`AuditConfig`.
+
+    Raises :class:`ConfigError` listing every problem at once, keyed by field (nested fields as
+    ``groups.skin_tone`` or ``factors.blur``).
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError({"config": "the config must be a mapping of fields to values "
+                                     f"(fields: {', '.join(FIELDS)})"})
+    errors: dict[str, str] = {}
+    for key in data:
+        if key not in FIELDS:
+            errors[str(key)] = f"unknown field; known fields: {', '.join(FIELDS)}"
+
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        errors["name"] = "give the audit a name"
+    elif len(name) > MAX_NAME_LENGTH:
+        errors["name"] = f"use at most {MAX_NAME_LENGTH} characters"
+    description = data.get("description", "") or ""
+    if not isinstance(description, str) or len(description) > 5000:
+        errors["description"] = "a text of at most 5000 characters"
+        description = ""
+
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, str)) or not str(seed).strip().isdigit():
+        errors["seed"] = "a whole number from 0 to 4294967295"
+        seed = 0
+    elif not 0 <= int(seed) < 2**32:
+        errors["seed"] = "a whole number from 0 to 4294967295"
+    seed = int(seed) if not isinstance(seed, bool) and str(seed).strip().isdigit() else 0
+
+    groups = _parse_groups(data.get("groups"), errors)
+
+    ipg = data.get("identities_per_group")
+    ipg_num = _number(ipg)
+    if ipg_num is None or ipg_num != int(ipg_num) or not 2 <= ipg_num <= MAX_IDENTITIES_PER_GROUP:
+        errors["identities_per_group"] = (
+            f"a whole number from 2 to {MAX_IDENTITIES_PER_GROUP} (two identities are the least "
+            "that give non-mated comparisons)")
+        ipg_num = 2
+    ipg_int = int(ipg_num)
+
+    factors = _parse_factors(data.get("factors"), errors)
+
+    generator = data.get("generator", "dcgan-digiface")
+    if generator not in GENERATORS:
+        errors["generator"] = f"unknown generator {generator!r}; choose from {', '.join(GENERATORS)}"
+
+    available = list(fr_models_available)
+    fr_models = _as_list(data.get("fr_models", list(DEFAULT_FR_MODELS)))
+    if not fr_models:
+        errors["fr_models"] = f"choose at least one FR model from {', '.join(available)}"
+        fr_models = []
+    else:
+        unknown = [str(m) for m in fr_models if str(m) not in available]
+        if unknown:
+            errors["fr_models"] = (f"unknown or unavailable model(s) {', '.join(unknown)}; "
+                                   f"choose from {', '.join(available)}")
+        elif len(set(map(str, fr_models))) != len(fr_models):
+            errors["fr_models"] = "each model may appear only once"
+    fr_models = [str(m) for m in fr_models]
+
+    fmr_items = _as_list(data.get("target_fmr", [1e-3]))
+    fmrs = [_number(x) for x in fmr_items or []]
+    if not fmrs or any(f is None or not 0 < f < 0.5 for f in fmrs):
+        errors["target_fmr"] = "one or more false-match rates between 0 and 0.5, e.g. 0.001"
+        fmrs = []
+    target_fmr = sorted({float(f) for f in fmrs if f is not None}, reverse=True)
+
+    if not errors:
+        n_groups = math.prod(len(v) for v in groups.values())
+        n_images = n_groups * ipg_int * (1 + sum(len(v) for v in factors.values()))
+        if n_images > MAX_IMAGES:
+            errors["identities_per_group"] = (
+                f"this design makes {n_images:,} images, more than the limit of {MAX_IMAGES:,}; "
+                "use fewer identities per group, groups or factor levels")
+    if errors:
+        raise ConfigError(errors)
+    return AuditConfig(name=name.strip(), seed=seed, groups=groups,
+                       identities_per_group=ipg_int, factors=factors, generator=generator,
+                       fr_models=fr_models, target_fmr=target_fmr, description=description)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or JSON config file into a mapping (not yet validated).
+
+    Raises :class:`ConfigError` for unreadable, oversized or malformed files.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ConfigError({"config": f"cannot read {p}: {exc.strerror}"}) from None
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError({"config": f"{p} is {size:,} bytes; the limit is {MAX_CONFIG_BYTES:,}"})
+    text = p.read_text(encoding="utf-8", errors="replace")
+    return parse_config_text(text, yaml_syntax=p.suffix.lower() in (".yaml", ".yml"))
+
+
+def parse_config_text(text: str, *, yaml_syntax: bool = True) -> dict[str, Any]:
+    """Parse config text (YAML, a superset of JSON, or strict JSON) into a mapping."""
+    try:
+        if yaml_syntax:
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError carry the line number
+        raise ConfigError({"config": f"not valid {'YAML' if yaml_syntax else 'JSON'}: {exc}"}) from None
+    if not isinstance(data, dict):
+        raise ConfigError({"config": "the file must hold a mapping of fields to values"})
+    return data

@@ -1,0 +1,94 @@
+"""Sample synthetic identities until every demographic group has its quota.
+
+Candidate ``k`` has latent seed ``derive_seed(audit_seed, "candidate", k)``. Candidates are
+generated in batches and labelled by a *labeller* the caller supplies (attribute sensors on the
+generated face: perceived gender, skin tone, ...). A candidate joins the first group whose labels
+it matches, while that group still has room. The search is deterministic: the same config and
+labeller give the same identities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from generator.backends import LatentGenerator
+from generator.design import Design, Group, derive_seed
+
+# images (N, H, W, 3) uint8 -> one mapping per image of axis -> level plus sensor readings under
+# the key "sensors", or None where no face was found.
+Labeller = Callable[[np.ndarray], Sequence[dict[str, Any] | None]]
+Progress = Callable[[int, int, int], None]  # (identities found, identities needed, candidates tried)
+
+
+class GroupFillError(RuntimeError):
+    """Some groups could not be filled within the candidate budget."""
+
+    def __init__(self, found: dict[str, int], needed: int, tried: int):
+        self.found, self.needed, self.tried = found, needed, tried
+        short = ", ".join(f"{g} ({n} of {needed})" for g, n in found.items() if n < needed)
+        super().__init__(
+            f"after {tried:,} generated candidates these groups are still short: {short}. The "
+            "generator rarely makes faces the sensors place in them; ask for fewer identities per "
+            "group, or drop or merge those levels (e.g. skin_tone lighter/darker instead of bands)")
+
+
+@dataclass(frozen=True)
+class IdentityDraw:
+    """One accepted identity: its group, where it came from, and what the sensors read."""
+
+    group: Group
+    index_in_group: int
+    candidate: int
+    latent_seed: int
+    sensors: dict[str, Any] = field(default_factory=dict)
+
+
+def sample_identities(
+    design: Design,
+    generator: LatentGenerator,
+    labeller: Labeller,
+    audit_seed: int,
+    *,
+    batch_size: int = 64,
+    max_candidates: int | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[IdentityDraw]:
+    """Fill ``design.groups`` with ``design.identities_per_group`` identities each.
+
+    ``max_candidates`` defaults to 50 candidates per identity needed. Raises
+    :class:`GroupFillError` when the budget runs out. ``should_stop`` is polled once per batch
+    (cancellation); when it returns True the identities found so far are returned.
+    """
+    need = design.identities_per_group
+    total = design.n_identities
+    budget = max_candidates if max_candidates is not None else 50 * total
+    filled: dict[Group, list[IdentityDraw]] = {g: [] for g in design.groups}
+    wanted = [(g, g.as_dict) for g in design.groups]
+    tried = 0
+    while tried < budget and sum(len(v) for v in filled.values()) < total:
+        if should_stop is not None and should_stop():
+            break
+        ks = list(range(tried, min(tried + batch_size, budget)))
+        seeds = [derive_seed(audit_seed, "candidate", k) for k in ks]
+        labels = labeller(generator.generate(generator.sample_latents(seeds)))
+        for k, seed, lab in zip(ks, seeds, labels, strict=True):
+            if lab is None:
+                continue
+            for group, want in wanted:
+                if len(filled[group]) < need and all(lab.get(a) == v for a, v in want.items()):
+                    filled[group].append(IdentityDraw(group, len(filled[group]), k, seed,
+                                                      dict(lab.get("sensors", {}))))
+                    break
+        tried = ks[-1] + 1
+        if progress is not None:
+            progress(sum(len(v) for v in filled.values()), total, tried)
+    found = {g.name: len(v) for g, v in filled.items()}
+    stopped = should_stop is not None and should_stop()
+    if not stopped and any(n < need for n in found.values()):
+        raise GroupFillError(found, need, tried)
+    return [d for g in design.groups for d in filled[g]]

@@ -1,0 +1,1 @@
+"""The ``audits`` app: audits, their synthetic identities, images, scores and results."""

@@ -1,0 +1,129 @@
+"""The create-audit form. It builds a config mapping and validates it with the same
+:func:`generator.config.parse_config` that config files and ``run_audit`` use, then maps each
+error back onto the field the researcher typed it in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from generator.config import (
+    AXIS_HELP,
+    DEFAULT_FR_MODELS,
+    FACTORS,
+    GENERATORS,
+    GROUP_AXES,
+    AuditConfig,
+    ConfigError,
+    parse_config,
+)
+
+
+def available_fr_models() -> list[str]:
+    from worker.runtime import available_fr_models as found
+
+    try:
+        return found() or list(DEFAULT_FR_MODELS)
+    except Exception:  # a broken model folder must not break the form; validation reports it
+        return list(DEFAULT_FR_MODELS)
+
+
+def axis_field(axis: str) -> str:
+    return f"axis_{axis}"
+
+
+def factor_field(factor: str) -> str:
+    return f"factor_{factor}"
+
+
+class AuditForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False,
+                           widget=forms.TextInput(attrs={"placeholder": "e.g. Blur vs skin tone"}))
+    identities_per_group = forms.CharField(
+        required=False, initial="8", label="Identities per group",
+        help_text="synthetic people in every group (2 to 500)",
+        widget=forms.NumberInput(attrs={"min": 2, "max": 500}))
+    generator = forms.ChoiceField(choices=[(k, f"{k}: {v}") for k, v in GENERATORS.items()],
+                                  initial="dcgan-digiface")
+    fr_models = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                          label="FR models under test")
+    target_fmr = forms.CharField(required=False, initial="0.001", label="Target FMR",
+                                 help_text="false-match rate(s) for the global threshold, "
+                                           "comma-separated, e.g. 0.01, 0.001")
+    seed = forms.CharField(required=False, initial="0",
+                           help_text="same config + seed = same images and numbers",
+                           widget=forms.NumberInput(attrs={"min": 0}))
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.config: AuditConfig | None = None
+        self.fr_choices = available_fr_models()
+        self.fields["fr_models"].choices = [(m, m) for m in self.fr_choices]
+        self.fields["fr_models"].initial = self.fr_choices[:1]
+        defaults = {"perceived_gender": ["female", "male"], "skin_tone": ["lighter", "darker"]}
+        for axis, levels in GROUP_AXES.items():
+            self.fields[axis_field(axis)] = forms.MultipleChoiceField(
+                required=False, choices=[(lv, lv) for lv in levels],
+                widget=forms.CheckboxSelectMultiple, label=axis.replace("_", " "),
+                help_text=AXIS_HELP[axis], initial=defaults.get(axis, []))
+        factor_defaults = {"blur": "1.5, 3", "downscale": "24, 16"}
+        for name, spec in FACTORS.items():
+            self.fields[factor_field(name)] = forms.CharField(
+                required=False, label=name, initial=factor_defaults.get(name, ""),
+                help_text=f"{spec.help}; levels in {spec.unit}, {spec.minimum:g} to "
+                          f"{spec.maximum:g}; leave empty to not vary it",
+                widget=forms.TextInput(attrs={"data-factor": name}))
+
+    @property
+    def axis_fields(self):
+        return [self[axis_field(a)] for a in GROUP_AXES]
+
+    @property
+    def factor_fields(self):
+        return [self[factor_field(f)] for f in FACTORS]
+
+    def to_config_mapping(self) -> dict[str, Any]:
+        d = self.cleaned_data
+        return {
+            "name": d.get("name", ""),
+            "seed": (d.get("seed") or "0").strip(),
+            "groups": {a: d[axis_field(a)] for a in GROUP_AXES if d.get(axis_field(a))},
+            "identities_per_group": (d.get("identities_per_group") or "").strip(),
+            "factors": {f: d[factor_field(f)] for f in FACTORS if d.get(factor_field(f), "").strip()},
+            "generator": d.get("generator"),
+            "fr_models": d.get("fr_models") or [],
+            "target_fmr": d.get("target_fmr", ""),
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            self.config = parse_config(self.to_config_mapping(),
+                                       fr_models_available=self.fr_choices)
+        except ConfigError as exc:
+            for key, message in exc.errors.items():
+                field, _, sub = key.partition(".")
+                if field == "groups":
+                    target = axis_field(sub) if sub in GROUP_AXES else None
+                    msg = message if target else f"Demographic groups: {message}"
+                elif field == "factors":
+                    target = factor_field(sub) if sub in FACTORS else None
+                    msg = message if target else f"Factors: {message}"
+                elif field in self.fields:
+                    target, msg = field, message
+                else:
+                    target, msg = None, f"{key}: {message}"
+                self.add_error(target, msg)
+        return cleaned
+
+    def estimate(self) -> dict[str, Any] | None:
+        if self.config is None:
+            return None
+        seconds = self.config.n_images * settings.FACEAUDIT_SECONDS_PER_IMAGE
+        return {"groups": self.config.n_groups, "variants": self.config.n_variants,
+                "identities": self.config.n_groups * self.config.identities_per_group,
+                "images": self.config.n_images, "minutes": max(1, round(seconds / 60))}

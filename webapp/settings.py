@@ -1,0 +1,186 @@
+"""Django settings. Everything that differs between machines comes from the environment.
+
+Embedded defaults (no variables set): SQLite and media files under ``var/``, Celery on kombu's
+filesystem transport (no broker server), models from ``FACEAUDIT_MODEL_DIR``.
+Production-like (docker-compose.yml): ``DATABASE_URL=postgresql://...``,
+``CELERY_BROKER_URL=redis://...``, ``FACEAUDIT_SECRET_KEY``, ``FACEAUDIT_DEBUG=0``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+import plotly
+
+from webapp.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("FACEAUDIT_VAR_DIR") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("FACEAUDIT_DEBUG", False)
+PRODUCTION = env_bool("FACEAUDIT_PRODUCTION", False)
+
+
+def _secret_key() -> str:
+    key = env_str("FACEAUDIT_SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("FACEAUDIT_SECRET_KEY must be set when FACEAUDIT_PRODUCTION=1")
+    # Embedded mode: one random key per installation, kept beside the database.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("FACEAUDIT_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("FACEAUDIT_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "webapp.audits",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'faceaudit.sqlite3'}",
+        conn_max_age=env_int("FACEAUDIT_DB_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process and the worker write concurrently: WAL lets readers proceed during a
+    # write, IMMEDIATE transactions avoid lock-upgrade deadlocks, the timeout waits out writers.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # A file (not in-memory) test database, so that a worker process can share it in tests.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-faceaudit.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "audits:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+# plotly.js is served from the plotly Python package: no CDN, works offline.
+STATICFILES_DIRS = [("plotly", Path(plotly.__file__).parent / "package_data")]
+WHITENOISE_USE_FINDERS = True
+
+MEDIA_ROOT = Path(env_str("FACEAUDIT_MEDIA_ROOT") or VAR_DIR / "media")
+MEDIA_URL = "media/"  # never served directly: downloads go through views that check ownership
+STORAGES = {
+    "default": {"BACKEND": env_str("FACEAUDIT_STORAGE_BACKEND",
+                                   "django.core.files.storage.FileSystemStorage")},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env_bool("FACEAUDIT_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- FaceAudit -------------------------------------------------------------------------------
+FACEAUDIT_MODEL_DIR = Path(env_str("FACEAUDIT_MODEL_DIR") or VAR_DIR / "models")
+# Seconds per image on 2 CPU cores for the default generator + scoring, measured with
+# bench/ (used only for the form's run-time estimate).
+FACEAUDIT_SECONDS_PER_IMAGE = float(env_str("FACEAUDIT_SECONDS_PER_IMAGE") or 0.05)
+FACEAUDIT_GENERATE_BATCH = env_int("FACEAUDIT_GENERATE_BATCH", 16)  # identities per gpu task
+FACEAUDIT_SCORE_BATCH = env_int("FACEAUDIT_SCORE_BATCH", 128)  # images per cpu task
+FACEAUDIT_TORCH_DEVICE = env_str("FACEAUDIT_TORCH_DEVICE", "cpu")
+
+# --- Celery (read by worker.celery_app with namespace="CELERY") ----------------------------------
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed", "control"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_IGNORE_RESULT = True  # state lives on the Audit row, not in a result backend
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_ROUTES = {
+    "worker.tasks.sample_identities": {"queue": "gpu"},
+    "worker.tasks.generate_images": {"queue": "gpu"},
+    "worker.tasks.*": {"queue": "cpu"},
+}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("FACEAUDIT_TASK_SOFT_TIME_LIMIT", 3600)
+CELERY_TASK_TIME_LIMIT = env_int("FACEAUDIT_TASK_TIME_LIMIT", 3900)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("FACEAUDIT_LOG_LEVEL", "INFO")},
+}

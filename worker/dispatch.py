@@ -1,0 +1,46 @@
+"""Scheduling and cancelling audit work. Light on purpose: the web process imports this (never
+:mod:`worker.tasks` or :mod:`worker.pipeline`), sending tasks by name."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+
+def dispatch(name: str, *args: Any) -> None:
+    """Send stage ``name`` to its queue (settings.CELERY_TASK_ROUTES) and record the task id on
+    the audit (``args[0]``) for cancellation."""
+    from webapp.audits.models import AuditTask
+    from worker.celery_app import app
+
+    result = app.send_task(f"worker.tasks.{name}", args=list(args))
+    AuditTask.objects.create(audit_id=args[0], task_id=result.id, name=name)
+
+
+def enqueue_audit(audit_id: int) -> None:
+    """Schedule a newly created audit once the transaction that created it commits (a worker
+    must never look for a row that is not visible yet)."""
+    transaction.on_commit(lambda: dispatch("start_audit", audit_id))
+
+
+def cancel_audit(audit_id: int) -> bool:
+    """Mark an unfinished audit cancelled and revoke its queued tasks. Stages that are already
+    running notice the state at their next check and stop; what was produced is kept."""
+    from webapp.audits.models import Audit, AuditTask
+    from worker.celery_app import app
+
+    changed = bool(Audit.objects.filter(pk=audit_id).exclude(state__in=Audit.FINAL_STATES)
+                   .update(state=Audit.State.CANCELLED, finished_at=timezone.now()))
+    if changed:
+        ids = list(AuditTask.objects.filter(audit_id=audit_id).values_list("task_id", flat=True))
+        if ids:
+            try:
+                app.control.revoke(ids)
+            except Exception:  # revoking is an optimisation; the state check is what stops work
+                log.warning("could not revoke tasks of audit %s", audit_id, exc_info=True)
+    return changed

@@ -1,0 +1,333 @@
+"""What each stage of an audit does, independent of Celery.
+
+Stages (the Audit row's state in brackets)::
+
+    start [queued -> generating] -> sample_identities -> generate_images x batches
+      -> [generating -> scoring] -> score_images x batches
+      -> [scoring -> aggregating] -> aggregate -> [done]
+
+Each stage receives a ``dispatch(name, *args)`` callable that schedules the next stage: Celery's
+``send_task`` in the workers, an in-process queue in ``run_audit``. Every stage is idempotent:
+outputs are keyed by design cell and overwritten on rerun, state changes are compare-and-set
+updates (``filter(state=old).update(state=new)``), so a batch that runs twice or two batches that
+finish together advance the audit exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from django.utils.text import slugify
+
+from generator.config import AuditConfig
+from generator.design import plan_design
+from webapp.audits.models import (
+    Audit,
+    AuditResult,
+    Embedding,
+    FaceAnalysis,
+    GeneratedImage,
+    SyntheticIdentity,
+)
+
+log = logging.getLogger(__name__)
+State = Audit.State
+Dispatch = Callable[..., None]
+
+
+class StageError(Exception):
+    """An expected failure with a message for the researcher (shown on the audit page)."""
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _config(audit: Audit) -> AuditConfig:
+    return AuditConfig(**audit.config)
+
+
+def _advance(audit_id: int, old: str, new: str, **fields: Any) -> bool:
+    """Compare-and-set the audit's state; True for the one caller that made the change."""
+    return bool(Audit.objects.filter(pk=audit_id, state=old).update(state=new, **fields))
+
+
+def _is_cancelled(audit_id: int) -> bool:
+    return Audit.objects.filter(pk=audit_id, state=State.CANCELLED).exists()
+
+
+def _set_stage(audit_id: int, stage: str, **values: Any) -> None:
+    audit = Audit.objects.only("stage_progress").get(pk=audit_id)
+    progress = dict(audit.stage_progress or {})
+    progress[stage] = {**progress.get(stage, {}), **values}
+    Audit.objects.filter(pk=audit_id).update(stage_progress=progress)
+
+
+def _fail(audit_id: int, message: str) -> None:
+    Audit.objects.filter(pk=audit_id).exclude(state__in=Audit.FINAL_STATES).update(
+        state=State.FAILED, error=message, finished_at=timezone.now())
+
+
+@contextlib.contextmanager
+def stage_errors(audit_id: int, stage: str) -> Iterator[None]:
+    """Turn a stage's exception into a failed audit with a plain-words error, then re-raise
+    nothing: a broken audit must not crash the worker loop."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from audit.registry import ModelError
+    from generator.backends import GeneratorLoadError
+    from generator.identities import GroupFillError
+
+    try:
+        yield
+    except (StageError, GroupFillError, ModelError, GeneratorLoadError) as exc:
+        log.warning("audit %s failed in %s: %s", audit_id, stage, exc)
+        _fail(audit_id, f"{stage}: {exc}")
+    except SoftTimeLimitExceeded:
+        _fail(audit_id, f"{stage}: the stage ran past its time limit; try a smaller audit or "
+                        "raise FACEAUDIT_TASK_SOFT_TIME_LIMIT")
+    except Exception as exc:
+        log.exception("audit %s: unexpected error in %s", audit_id, stage)
+        _fail(audit_id, f"{stage}: internal error ({type(exc).__name__}: {exc}). The worker log "
+                        "has the details; please report it.")
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def group_slug(group_name: str) -> str:
+    return slugify(group_name.replace("/", "_")).replace("-", "_") or "group"
+
+
+def image_relpath(identity: SyntheticIdentity, variant: str) -> str:
+    """Path of an image inside an export: ``images/<group>/id<NNN>/<variant>.png``."""
+    return f"images/{group_slug(identity.group_name)}/id{identity.index_in_group:03d}/{variant}.png"
+
+
+def storage_name(audit_id: int, relpath: str) -> str:
+    return f"audits/{audit_id}/{relpath}"
+
+
+def save_file(name: str, data: bytes) -> str:
+    """Write ``data`` under exactly ``name`` in the default storage, replacing any older file
+    (a rerun overwrites; storages rename on collision otherwise)."""
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    saved = default_storage.save(name, ContentFile(data))
+    if saved != name:  # another writer raced us to the same cell; keep one file
+        default_storage.delete(saved)
+    return name
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Lossless PNG of an ``(H, W, 3) uint8`` RGB image, with fixed settings so the bytes are
+    reproducible."""
+    ok, buf = cv2.imencode(".png", pixels[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise StageError("could not encode a PNG image")
+    return buf.tobytes()
+
+
+def read_image(name: str) -> np.ndarray:
+    with default_storage.open(name, "rb") as f:
+        data = np.frombuffer(f.read(), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise StageError(f"stored image {name} cannot be decoded")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+# --- stages --------------------------------------------------------------------------------------
+
+def start(audit_id: int, dispatch: Dispatch) -> None:
+    """Claim the queued audit and schedule identity sampling."""
+    if _advance(audit_id, State.QUEUED, State.GENERATING, started_at=timezone.now()):
+        dispatch("sample_identities", audit_id)
+
+
+def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
+    """Sample identities until every group is full (sensor-confirmed), store them, and schedule
+    image generation in batches."""
+    from django.conf import settings
+
+    from generator.identities import sample_identities as sample
+    from worker.labels import make_labeller
+    from worker.runtime import get_analyzer, get_generator
+
+    audit = Audit.objects.get(pk=audit_id)
+    if audit.state != State.GENERATING:
+        return
+    with stage_errors(audit_id, "sampling identities"):
+        config = _config(audit)
+        design = plan_design(config)
+        if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
+            generator = get_generator(config.generator)
+            labeller = make_labeller(get_analyzer(()), config.groups)
+            last = [0.0]
+
+            def progress(found: int, needed: int, tried: int) -> None:
+                if time.monotonic() - last[0] > 0.5 or found == needed:
+                    last[0] = time.monotonic()
+                    _set_stage(audit_id, "sampling", done=found, total=needed, candidates=tried)
+
+            draws = sample(design, generator, labeller, config.seed, progress=progress,
+                           should_stop=lambda: _is_cancelled(audit_id))
+            if _is_cancelled(audit_id):
+                return
+            SyntheticIdentity.objects.bulk_create(
+                [SyntheticIdentity(audit=audit, group_name=d.group.name,
+                                   group_labels=d.group.as_dict, index_in_group=d.index_in_group,
+                                   candidate=d.candidate, latent_seed=d.latent_seed,
+                                   sensors=d.sensors) for d in draws],
+                ignore_conflicts=True)
+        _set_stage(audit_id, "sampling", done=design.n_identities, total=design.n_identities)
+        ids = list(SyntheticIdentity.objects.filter(audit=audit).order_by("id")
+                   .values_list("id", flat=True))
+        for chunk in _chunks(ids, settings.FACEAUDIT_GENERATE_BATCH):
+            dispatch("generate_images", audit_id, chunk)
+
+
+def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) -> None:
+    """Render baseline + variants of the given identities, store them, and when the last image of
+    the audit exists, move on to scoring."""
+    from django.conf import settings
+
+    from generator.render import render_identities
+    from worker.runtime import get_generator
+
+    audit = Audit.objects.get(pk=audit_id)
+    if audit.state != State.GENERATING:
+        return
+    with stage_errors(audit_id, "generating images"):
+        config = _config(audit)
+        design = plan_design(config)
+        identities = list(SyntheticIdentity.objects.filter(audit=audit, pk__in=identity_ids)
+                          .order_by("id"))
+        rendered = render_identities(get_generator(config.generator),
+                                     [i.latent_seed for i in identities], design.variants,
+                                     config.seed)
+        for identity, row in zip(identities, rendered, strict=True):
+            for img in row:
+                data = encode_png(img.pixels)
+                name = save_file(storage_name(audit_id, image_relpath(identity, img.variant.key)),
+                                 data)
+                GeneratedImage.objects.update_or_create(
+                    identity=identity, variant=img.variant.key,
+                    defaults={"audit": audit, "factor": img.variant.factor,
+                              "level": img.variant.level, "file": name,
+                              "sha256": hashlib.sha256(data).hexdigest(),
+                              "recipe": img.recipe})
+        if _is_cancelled(audit_id):
+            return
+        if GeneratedImage.objects.filter(audit=audit).count() >= design.n_images and _advance(
+                audit_id, State.GENERATING, State.SCORING):
+            ids = list(GeneratedImage.objects.filter(audit=audit).order_by("id")
+                       .values_list("id", flat=True))
+            for chunk in _chunks(ids, settings.FACEAUDIT_SCORE_BATCH):
+                dispatch("score_images", audit_id, chunk)
+
+
+def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> None:
+    """Detect, align, embed (each FR model) and sense the given images; when every image of the
+    audit has been analysed, move on to aggregation."""
+    from worker.runtime import get_analyzer
+
+    audit = Audit.objects.get(pk=audit_id)
+    if audit.state != State.SCORING:
+        return
+    with stage_errors(audit_id, "scoring images"):
+        config = _config(audit)
+        analyzer = get_analyzer(tuple(config.fr_models))
+        images = list(GeneratedImage.objects.filter(audit=audit, pk__in=image_ids).order_by("id"))
+        batch = analyzer.analyze([read_image(img.file) for img in images])
+        recognizers = {r.name: r for r in analyzer.recognizers}
+        for i, img in enumerate(images):
+            row = batch.row(i)
+            found = bool(batch.face_found[i])
+            for fr_model in config.fr_models:
+                if found:
+                    vec = np.asarray(batch.embeddings[fr_model][i], dtype="<f4")
+                    Embedding.objects.update_or_create(
+                        image=img, fr_model=fr_model,
+                        defaults={"weights_sha256": recognizers[fr_model].weights_sha256,
+                                  "vector": vec.tobytes()})
+                else:
+                    Embedding.objects.filter(image=img, fr_model=fr_model).delete()
+            FaceAnalysis.objects.update_or_create(
+                image=img,
+                defaults={"face_found": found, "det_score": row.get("det_score"),
+                          "bbox": row.get("bbox"), "keypoints": row.get("kps"),
+                          "sensors": {k: row.get(k) for k in
+                                      ("male_probability", "age", "ita", "brightness")},
+                          "detector": analyzer.detector_name})
+        if _is_cancelled(audit_id):
+            return
+        done = FaceAnalysis.objects.filter(image__audit=audit).count()
+        if done >= audit.n_images_planned and _advance(audit_id, State.SCORING,
+                                                       State.AGGREGATING):
+            dispatch("aggregate", audit_id)
+
+
+def aggregate(audit_id: int, dispatch: Dispatch) -> None:
+    """Compare embeddings, set one global threshold per FR model and target FMR, compute
+    per-group rates, store the summary and the comparisons table; mark the audit done."""
+    from worker.results import compute_results
+
+    audit = Audit.objects.get(pk=audit_id)
+    if audit.state != State.AGGREGATING:
+        return
+    with stage_errors(audit_id, "computing statistics"):
+        _set_stage(audit_id, "aggregating", done=0, total=1)
+        summary, comparisons = compute_results(audit)
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+            comparisons.to_csv(io.TextIOWrapper(gz, encoding="utf-8", newline=""), index=False)
+        name = save_file(storage_name(audit_id, "results/comparisons.csv.gz"), buf.getvalue())
+        AuditResult.objects.update_or_create(audit=audit, defaults={"summary": summary,
+                                                                    "comparisons_file": name})
+        _set_stage(audit_id, "aggregating", done=1, total=1)
+        _advance(audit_id, State.AGGREGATING, State.DONE, finished_at=timezone.now())
+
+
+STAGES: dict[str, Callable[..., None]] = {
+    "start_audit": start,
+    "sample_identities": sample_identities,
+    "generate_images": generate_images,
+    "score_images": score_images,
+    "aggregate": aggregate,
+}
+
+
+class InlineRunner:
+    """Runs an audit's stages in this process, in order (for ``run_audit`` and tests)."""
+
+    def __init__(self, on_stage: Callable[[str, tuple], None] | None = None):
+        self.queue: list[tuple[str, tuple]] = []
+        self.on_stage = on_stage
+
+    def dispatch(self, name: str, *args: Any) -> None:
+        self.queue.append((name, args))
+
+    def run(self, audit_id: int) -> Audit:
+        self.dispatch("start_audit", audit_id)
+        while self.queue:
+            name, args = self.queue.pop(0)
+            if self.on_stage is not None:
+                self.on_stage(name, args)
+            STAGES[name](*args, dispatch=self.dispatch)
+        return Audit.objects.get(pk=audit_id)
+
+
+__all__ = ["STAGES", "InlineRunner", "StageError"]

@@ -1,0 +1,98 @@
+"""Build an audit's statistics from its stored rows with the framework-free ``audit`` library."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from generator.config import AuditConfig
+from generator.design import plan_design
+from webapp.audits.models import Audit, Embedding, FaceAnalysis, GeneratedImage
+
+COMPARISON_COLUMNS = ["fr_model", "image_a", "image_b", "identity_a", "identity_b", "group_a",
+                      "group_b", "mated", "score"]
+
+
+def image_table(audit: Audit) -> pd.DataFrame:
+    """One row per image: image_id, identity_id, group, factor, level, is_baseline, face_found."""
+    rows = (GeneratedImage.objects.filter(audit=audit)
+            .values_list("id", "identity_id", "identity__group_name", "factor", "level"))
+    df = pd.DataFrame(list(rows), columns=["image_id", "identity_id", "group", "factor", "level"])
+    found = dict(FaceAnalysis.objects.filter(image__audit=audit)
+                 .values_list("image_id", "face_found"))
+    df["is_baseline"] = df["factor"] == "baseline"
+    df["face_found"] = df["image_id"].map(found).fillna(False).astype(bool)
+    return df
+
+
+def _acquisition(images: pd.DataFrame) -> dict[str, Any]:
+    def block(df: pd.DataFrame) -> dict[str, Any]:
+        n, found = len(df), int(df["face_found"].sum())
+        return {"images": n, "faces_found": found,
+                "failure_to_acquire_rate": (n - found) / n if n else None}
+
+    return {"overall": block(images),
+            "by_group": {g: block(d) for g, d in images.groupby("group", sort=True)}}
+
+
+def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Return ``(summary, comparisons)``.
+
+    ``summary`` is JSON-serialisable (the audit's ``summary.json``); ``comparisons`` has one row
+    per comparison per FR model with :data:`COMPARISON_COLUMNS`. Images where no face was found
+    take part in no comparison; their share per group is reported as the failure-to-acquire
+    rate (ISO/IEC 19795-1).
+    """
+    from audit.comparisons import build_pairs, score_pairs
+    from audit.rates import error_rates, threshold_at_fmr
+
+    config = AuditConfig(**audit.config)
+    design = plan_design(config)
+    images = image_table(audit)
+    usable = images[images["face_found"]].reset_index(drop=True)
+    pairs = build_pairs(usable[["image_id", "identity_id", "group", "is_baseline"]],
+                        seed=config.seed)
+    summary: dict[str, Any] = {
+        "audit": {"id": audit.pk, "name": audit.name, "seed": config.seed,
+                  "config": config.to_dict()},
+        "design": {"groups": [g.name for g in design.groups],
+                   "identities_per_group": design.identities_per_group,
+                   "variants": [v.key for v in design.variants], "n_images": design.n_images},
+        "acquisition": _acquisition(images),
+        "comparisons": {"mated": int(pairs["mated"].sum()),
+                        "nonmated": int((~pairs["mated"]).sum()),
+                        "nonmated_total": int(pairs.attrs.get("nonmated_total",
+                                                              (~pairs["mated"]).sum())),
+                        "match_rule": "similarity >= threshold"},
+        "fr_models": {},
+    }
+    tables = []
+    for fr_model in config.fr_models:
+        emb = list(Embedding.objects.filter(image__audit=audit, fr_model=fr_model)
+                   .values_list("image_id", "vector", "weights_sha256"))
+        index_of = {image_id: i for i, (image_id, _, _) in enumerate(emb)}
+        matrix = (np.stack([np.frombuffer(bytes(v), dtype="<f4") for _, v, _ in emb])
+                  if emb else np.zeros((0, 1), dtype=np.float32))
+        scores = score_pairs(pairs, matrix, index_of)
+        comp = pairs.assign(score=scores, fr_model=fr_model)
+        nonmated = comp.loc[~comp["mated"], "score"].to_numpy()
+        if len(nonmated) == 0 or not comp["mated"].any():
+            raise ValueError("too few faces were found to form both mated and non-mated "
+                             "comparisons")
+        points = []
+        for target in config.target_fmr:
+            choice = threshold_at_fmr(nonmated, target)
+            rates = error_rates(comp, choice.threshold)
+            points.append({"target_fmr": target, "threshold": choice.threshold,
+                           "achieved_fmr": choice.achieved_fmr,
+                           "nonmated_used": choice.n_nonmated, **rates.to_dict()})
+        summary["fr_models"][fr_model] = {
+            "weights_sha256": emb[0][2] if emb else None,
+            "embedding_size": int(matrix.shape[1]),
+            "operating_points": points,
+        }
+        tables.append(comp)
+    comparisons = pd.concat(tables, ignore_index=True)[COMPARISON_COLUMNS]
+    return summary, comparisons
