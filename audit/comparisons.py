@@ -1,0 +1,324 @@
+"""The comparison set of an audit: which image pairs are compared, and their similarity scores.
+
+Vocabulary (ISO/IEC 19795-1): a *mated* comparison compares two images of the same identity, a
+*non-mated* (impostor) comparison compares images of two different identities.
+
+The audit uses a controlled design: every identity has one *baseline* image and a number of
+variants (factor edits of that baseline). Hence
+
+- mated comparisons are exactly "variant vs its own identity's baseline" (``image_a`` is the
+  baseline), so that each mated score measures what one edit did to one identity;
+- non-mated comparisons are all unordered pairs of images of different identities, baselines and
+  variants alike, or a seeded uniform sample of them when there are too many.
+
+Everything here is plain numpy/pandas; nothing imports Django or an FR framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PAIR_COLUMNS", "build_pairs", "score_pairs"]
+
+#: Columns of the frame returned by :func:`build_pairs`, in order.
+PAIR_COLUMNS: tuple[str, ...] = (
+    "image_a",
+    "image_b",
+    "identity_a",
+    "identity_b",
+    "group_a",
+    "group_b",
+    "mated",
+)
+
+_IMAGE_COLUMNS = ("image_id", "identity_id", "group", "is_baseline")
+
+# Above this many candidate pairs per kept pair, sampling draws random indices and rejects
+# duplicates instead of permuting every index (which would allocate 8 bytes per candidate pair).
+_PERMUTE_RATIO = 4
+
+
+def build_pairs(
+    images: pd.DataFrame, *, max_nonmated: int = 2_000_000, seed: int = 0
+) -> pd.DataFrame:
+    """Build the mated and non-mated comparisons of an audit.
+
+    Parameters
+    ----------
+    images:
+        One row per image usable for comparison (the caller has already dropped images in which
+        no face was detected), with columns ``image_id`` (int, unique), ``identity_id`` (int),
+        ``group`` (str, the identity's demographic group; must be the same on all images of an
+        identity) and ``is_baseline`` (bool; at most one baseline per identity).
+    max_nonmated:
+        Upper bound on the number of non-mated pairs kept. When more non-mated pairs exist, a
+        uniform random sample without replacement of exactly ``max_nonmated`` of them is kept.
+    seed:
+        Seed of the sample (``numpy.random.default_rng(seed)``). The same images, bound and seed
+        always give the same pairs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per comparison, columns :data:`PAIR_COLUMNS`:
+        ``image_a``, ``image_b``, ``identity_a``, ``identity_b`` (int64), ``group_a``,
+        ``group_b`` (str) and ``mated`` (bool). Mated rows come first, sorted by
+        ``(image_a, image_b)``, with ``image_a`` the baseline and ``image_b`` the variant. Then
+        non-mated rows, sorted by ``(image_a, image_b)`` with ``image_a < image_b``. No unordered
+        pair appears twice.
+
+        ``df.attrs`` records how the set was made (pandas keeps ``attrs`` through copies and most
+        single-frame operations, but not necessarily through concat/merge; read them right away
+        if in doubt):
+
+        - ``"n_mated"``: number of mated rows;
+        - ``"nonmated_total"``: number of non-mated pairs that exist,
+          ``C(N, 2) - sum_i C(n_i, 2)`` for N images and n_i images of identity i;
+        - ``"nonmated_kept"``: number of non-mated rows returned,
+          ``min(nonmated_total, max_nonmated)``;
+        - ``"nonmated_sampled"``: whether the non-mated rows are a sample;
+        - ``"seed"``: the seed used;
+        - ``"identities_without_baseline"``: sorted list of identity ids that have images but no
+          baseline. Such identities contribute **no mated pairs** (there is nothing to pair
+          their variants with); their images still take part in non-mated pairs.
+
+    Raises
+    ------
+    ValueError
+        On missing columns, duplicate image ids, more than one baseline for an identity, an
+        identity whose images carry different groups, or a negative ``max_nonmated``.
+
+    Notes
+    -----
+    Non-mated pairs are never materialised in full when they are many. With images ordered by
+    identity, each different-identity pair ``(i, j)``, ``i < j`` in that order, gets a pair index
+    ``k`` in ``[0, nonmated_total)``; the sampled indices are decoded back into ``(i, j)``
+    arithmetically, so memory is O(N + max_nonmated).
+    """
+    _check_images(images)
+    if isinstance(max_nonmated, bool) or int(max_nonmated) != max_nonmated or max_nonmated < 0:
+        raise ValueError(f"max_nonmated must be a non-negative integer, got {max_nonmated!r}")
+    max_nonmated = int(max_nonmated)
+
+    image_id = images["image_id"].to_numpy(dtype=np.int64)
+    identity = images["identity_id"].to_numpy(dtype=np.int64)
+    group = images["group"].to_numpy(dtype=object)
+    baseline = images["is_baseline"].to_numpy(dtype=bool)
+
+    # Order images by (identity, image_id): each identity becomes one contiguous block.
+    order = np.lexsort((image_id, identity))
+    image_id, identity, group, baseline = (
+        image_id[order],
+        identity[order],
+        group[order],
+        baseline[order],
+    )
+    n_images = image_id.size
+    ident_ids, block_start, block_size = np.unique(identity, return_index=True, return_counts=True)
+    block_of = np.repeat(np.arange(ident_ids.size), block_size)
+    _check_one_group_per_identity(ident_ids, block_start, block_of, group)
+
+    # --- mated: every non-baseline image vs its identity's baseline -------------------------
+    n_baselines = np.bincount(block_of, weights=baseline, minlength=ident_ids.size).astype(np.int64)
+    if np.any(n_baselines > 1):
+        bad = ident_ids[n_baselines > 1][:10].tolist()
+        raise ValueError(f"identities with more than one baseline image: {bad}")
+    baseline_pos = np.full(ident_ids.size, -1, dtype=np.int64)
+    baseline_pos[block_of[baseline]] = np.flatnonzero(baseline)
+    variant = ~baseline & (baseline_pos[block_of] >= 0)
+    b_idx = np.flatnonzero(variant)
+    a_idx = baseline_pos[block_of[b_idx]]
+    without_baseline = ident_ids[n_baselines == 0].tolist()
+
+    mated = _frame(image_id, identity, group, a_idx, b_idx, mated=True)
+
+    # --- non-mated: pairs of images of different identities ---------------------------------
+    # Position p (in identity order) pairs with every later position in a later block, i.e.
+    # with the n_images - block_end(p) positions from block_end(p) on.
+    block_end = (block_start + block_size)[block_of]
+    per_position = (n_images - block_end).astype(np.int64)
+    offsets = np.concatenate(([0], np.cumsum(per_position)))
+    total = int(offsets[-1])
+
+    if total <= max_nonmated:
+        k = np.arange(total, dtype=np.int64)
+        sampled = False
+    else:
+        k = _sample_indices(total, max_nonmated, np.random.default_rng(seed))
+        sampled = True
+    i = np.searchsorted(offsets, k, side="right") - 1
+    j = block_end[i] + (k - offsets[i])
+    # Put the smaller image id first.
+    swap = image_id[i] > image_id[j]
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
+    nonmated = _frame(image_id, identity, group, i, j, mated=False)
+
+    pairs = pd.concat([mated, nonmated], ignore_index=True)
+    pairs.attrs.update(
+        n_mated=int(len(mated)),
+        nonmated_total=total,
+        nonmated_kept=int(len(nonmated)),
+        nonmated_sampled=sampled,
+        seed=int(seed),
+        identities_without_baseline=[int(x) for x in without_baseline],
+    )
+    return pairs
+
+
+def score_pairs(
+    pairs: pd.DataFrame,
+    embeddings: np.ndarray,
+    index_of: Mapping[int, int] | pd.Series,
+    *,
+    chunk_size: int = 4096,
+) -> np.ndarray:
+    """Cosine similarity of every pair.
+
+    Parameters
+    ----------
+    pairs:
+        Frame with integer columns ``image_a`` and ``image_b`` (as from :func:`build_pairs`).
+    embeddings:
+        Array of shape (M, D), one L2-normalised embedding per row (float32 expected; any float
+        dtype is accepted). Because rows have unit norm, the cosine similarity is the dot product.
+        Rows whose norm is not 1 (tolerance 1e-3) raise ``ValueError``: an unnormalised embedding
+        is an adapter bug that would silently skew every score.
+    index_of:
+        Mapping (dict or pandas Series) from image id to row of ``embeddings``.
+    chunk_size:
+        Pairs scored per step. Peak extra memory is about ``2 * chunk_size * D`` times the
+        embedding itemsize (plus einsum's float64 working buffers for one chunk).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array of shape (len(pairs),), cosine similarity in [-1, 1] (up to rounding),
+        accumulated in float64.
+
+    Raises
+    ------
+    KeyError
+        If an image id of ``pairs`` is missing from ``index_of``.
+    ValueError
+        On a malformed embeddings array, an out-of-range row, non-finite or unnormalised rows.
+    """
+    for col in ("image_a", "image_b"):
+        if col not in pairs.columns:
+            raise ValueError(f"pairs is missing column {col!r}")
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.floating):
+        raise ValueError(
+            f"embeddings must be a 2-D float array (M, D), got shape {emb.shape} dtype {emb.dtype}"
+        )
+    if not np.all(np.isfinite(emb)):
+        raise ValueError("embeddings contain NaN or infinite values")
+    norms = np.sqrt(np.einsum("ij,ij->i", emb, emb, dtype=np.float64))
+    off = np.flatnonzero(np.abs(norms - 1.0) > 1e-3)
+    if off.size:
+        raise ValueError(
+            f"embeddings must be L2-normalised; {off.size} row(s) are not, e.g. row {off[0]} "
+            f"has norm {norms[off[0]]:.6g}"
+        )
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+
+    a = pairs["image_a"].to_numpy(dtype=np.int64)
+    b = pairs["image_b"].to_numpy(dtype=np.int64)
+    # Look up each distinct image id once (a Python loop over <= number of images, not pairs).
+    ids, inverse = np.unique(np.concatenate((a, b)), return_inverse=True)
+    rows = np.empty(ids.size, dtype=np.int64)
+    for n, image in enumerate(ids.tolist()):
+        try:
+            rows[n] = index_of[image]
+        except KeyError:
+            raise KeyError(f"image id {image} has no row in index_of") from None
+    if rows.size and (rows.min() < 0 or rows.max() >= emb.shape[0]):
+        raise ValueError(f"index_of maps to rows outside [0, {emb.shape[0]})")
+    row_a = rows[inverse[: a.size]]
+    row_b = rows[inverse[a.size :]]
+
+    out = np.empty(a.size, dtype=np.float64)
+    step = int(chunk_size)
+    for start in range(0, a.size, step):
+        stop = min(start + step, a.size)
+        # Products and sums in float64 (einsum's dtype) without a float64 copy of the rows.
+        out[start:stop] = np.einsum(
+            "ij,ij->i", emb[row_a[start:stop]], emb[row_b[start:stop]], dtype=np.float64
+        )
+    return out
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _check_images(images: pd.DataFrame) -> None:
+    missing = [c for c in _IMAGE_COLUMNS if c not in images.columns]
+    if missing:
+        raise ValueError(f"images is missing column(s) {missing}; expected {list(_IMAGE_COLUMNS)}")
+    if images["image_id"].duplicated().any():
+        dup = images.loc[images["image_id"].duplicated(), "image_id"].head(10).tolist()
+        raise ValueError(f"image_id must be unique; duplicated: {dup}")
+    if images["is_baseline"].isna().any():
+        raise ValueError("is_baseline has missing values")
+    if images["group"].isna().any():
+        raise ValueError("group has missing values")
+
+
+def _check_one_group_per_identity(
+    ident_ids: np.ndarray, block_start: np.ndarray, block_of: np.ndarray, group: np.ndarray
+) -> None:
+    # Groups belong to identities: a mated pair must fall in exactly one group.
+    if group.size == 0:
+        return
+    first_group = group[block_start][block_of]
+    differs = group != first_group
+    if np.any(differs):
+        bad = np.unique(ident_ids[block_of[differs]])[:10].tolist()
+        raise ValueError(f"identities whose images carry more than one group: {bad}")
+
+
+def _sample_indices(total: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform sample of ``k`` distinct integers from ``[0, total)``, sorted.
+
+    When ``total`` is within a few multiples of ``k``, a permutation is cheap and exact. Otherwise
+    draw with replacement and top up until ``k`` distinct values are held: the set of distinct
+    values among i.i.d. uniform draws is, given its size, a uniform subset, so the result is a
+    uniform ``k``-subset; with ``total > 4k`` each top-up round keeps over 3/4 of its draws.
+    """
+    if total <= _PERMUTE_RATIO * k:
+        return np.sort(rng.permutation(total)[:k])
+    held = np.empty(0, dtype=np.int64)
+    while held.size < k:
+        draws = rng.integers(0, total, size=k - held.size, dtype=np.int64)
+        # Sort and drop repeats by hand: np.unique/union1d take a slow hashing path here.
+        held = np.sort(np.concatenate((held, draws)))
+        held = held[np.concatenate(([True], held[1:] != held[:-1]))]
+    return held
+
+
+def _frame(
+    image_id: np.ndarray,
+    identity: np.ndarray,
+    group: np.ndarray,
+    ia: np.ndarray,
+    ib: np.ndarray,
+    *,
+    mated: bool,
+) -> pd.DataFrame:
+    order = np.lexsort((image_id[ib], image_id[ia]))
+    ia, ib = ia[order], ib[order]
+    return pd.DataFrame(
+        {
+            "image_a": image_id[ia],
+            "image_b": image_id[ib],
+            "identity_a": identity[ia],
+            "identity_b": identity[ib],
+            "group_a": pd.array(group[ia], dtype="str"),
+            "group_b": pd.array(group[ib], dtype="str"),
+            "mated": np.full(ia.size, mated, dtype=bool),
+        },
+        columns=list(PAIR_COLUMNS),
+    )

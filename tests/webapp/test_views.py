@@ -1,0 +1,143 @@
+import csv
+import io
+import json
+import zipfile
+
+import pytest
+from django.urls import reverse
+
+from webapp.audits.models import Audit
+from tests.webapp.factories import make_done_audit
+
+pytestmark = pytest.mark.django_db
+
+
+def audit_urls(pk):
+    return {
+        "detail": ("get", reverse("audits:detail", args=[pk])),
+        "progress": ("get", reverse("audits:progress", args=[pk])),
+        "download": ("get", reverse("audits:download", args=[pk])),
+        "cancel": ("post", reverse("audits:cancel", args=[pk])),
+    }
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(client, alice, media_root):
+    audit = make_done_audit(alice)
+    urls = [("get", reverse("audits:list")), ("get", reverse("audits:create")),
+            *audit_urls(audit.pk).values()]
+    for method, url in urls:
+        response = getattr(client, method)(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("login")), url
+
+
+def test_other_users_cannot_see_or_touch_an_audit(client, alice, bob, media_root):
+    audit = make_done_audit(alice)
+    client.force_login(bob)
+    for name, (method, url) in audit_urls(audit.pk).items():
+        assert getattr(client, method)(url).status_code == 404, name
+    assert "Hand-made audit" not in client.get(reverse("audits:list")).content.decode()
+    audit.refresh_from_db()
+    assert audit.state == Audit.State.DONE
+
+
+def test_owner_sees_results_table_and_chart(client, alice, media_root):
+    audit = make_done_audit(alice)
+    client.force_login(alice)
+    page = client.get(reverse("audits:detail", args=[audit.pk])).content.decode()
+    assert 'id="group-table"' in page and "0.4200" in page
+    assert "plotly/plotly.min.js" in page and 'id="chart-data"' in page
+    assert "0 (&le; 1.5000)" in page  # zero errors shown with the rule-of-three bound
+
+
+def test_progress_endpoint_reports_every_stage(client, alice, media_root):
+    audit = make_done_audit(alice)
+    client.force_login(alice)
+    data = client.get(reverse("audits:progress", args=[audit.pk])).json()
+    assert data["state"] == "done" and data["final"] is True
+    stages = {s["key"]: s for s in data["stages"]}
+    assert list(stages) == ["sampling", "generating", "scoring", "aggregating"]
+    assert stages["generating"]["done"] == stages["generating"]["total"] == 8
+    assert stages["scoring"]["done"] == 8
+
+
+def test_download_streams_a_zip_whose_manifest_matches_the_audit(client, alice, media_root):
+    audit = make_done_audit(alice)
+    client.force_login(alice)
+    response = client.get(reverse("audits:download", args=[audit.pk]))
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Type"] == "application/zip"
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert zf.testzip() is None
+    rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
+    assert len(rows) == 8
+    assert {r["image_path"] for r in rows} <= set(zf.namelist())
+    assert {r["group"] for r in rows} == {"female", "male"}
+    assert sum(r["factor"] == "baseline" for r in rows) == 4
+    comparisons = list(csv.DictReader(io.StringIO(zf.read("comparisons.csv").decode())))
+    assert len(comparisons) == 2 and comparisons[0]["score"] == "0.8"
+    assert json.loads(zf.read("summary.json"))["fr_models"]["mobilefacenet"]["embedding_size"] == 128
+
+
+def test_cancel_stops_an_unfinished_audit_and_keeps_its_images(client, alice, media_root):
+    audit = make_done_audit(alice)
+    Audit.objects.filter(pk=audit.pk).update(state=Audit.State.SCORING)
+    client.force_login(alice)
+    response = client.post(reverse("audits:cancel", args=[audit.pk]), follow=True)
+    assert "Audit cancelled" in response.content.decode()
+    audit.refresh_from_db()
+    assert audit.state == Audit.State.CANCELLED and audit.images.count() == 8
+
+
+FORM = {"name": "Browser audit", "axis_perceived_gender": ["female", "male"],
+        "identities_per_group": "3", "factor_blur": "2", "factor_downscale": "16",
+        "generator": "dcgan-digiface", "fr_models": ["mobilefacenet"], "target_fmr": "0.01",
+        "seed": "1", "action": "launch"}
+
+
+def test_create_stores_the_validated_config_and_enqueues_after_commit(
+        client, alice, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(reverse("audits:create"), FORM)
+    audit = Audit.objects.get()
+    assert response.status_code == 302 and response["Location"].endswith(f"/audits/{audit.pk}/")
+    assert len(callbacks) == 1  # start_audit is sent only once the row is committed
+    assert audit.state == Audit.State.QUEUED and audit.owner == alice
+    assert audit.n_images_planned == 2 * 3 * 3
+    assert audit.config["factors"] == {"blur": [2.0], "downscale": [16.0]}
+
+
+def test_check_shows_the_image_count_without_creating(client, alice):
+    client.force_login(alice)
+    page = client.post(reverse("audits:create"), {**FORM, "action": "check"}).content.decode()
+    assert 'id="image-count">18<' in page
+    assert not Audit.objects.exists()
+
+
+@pytest.mark.parametrize("field,value,error_field,fragment", [
+    ("identities_per_group", "1", "identities_per_group", "2 to 500"),
+    ("identities_per_group", "many", "identities_per_group", "whole number"),
+    ("factor_blur", "2, abc", "factor_blur", "numbers"),
+    ("factor_downscale", "100", "factor_downscale", "between 4 and 63"),
+    ("target_fmr", "2", "target_fmr", "between 0 and 0.5"),
+    ("name", "", "name", "give the audit a name"),
+    ("axis_perceived_gender", ["female"], "axis_perceived_gender", "at least two"),
+])
+def test_bad_input_gets_a_message_at_the_field_and_no_audit(client, alice, field, value,
+                                                          error_field, fragment):
+    client.force_login(alice)
+    response = client.post(reverse("audits:create"), {**FORM, field: value})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert f'data-error-for="{error_field}">' in page
+    assert fragment in page
+    assert not Audit.objects.exists()
+
+
+def test_no_groups_and_no_factors_are_explained(client, alice):
+    client.force_login(alice)
+    data = {k: v for k, v in FORM.items() if not k.startswith(("axis_", "factor_"))}
+    page = client.post(reverse("audits:create"), data).content.decode()
+    assert "Demographic groups: give at least one demographic axis" in page
+    assert "Factors: vary at least one factor" in page
