@@ -1,0 +1,138 @@
+"""The whole pipeline in-process on real models, checked against independent recomputation."""
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from generator.config import parse_config
+from webapp.audits.models import Audit, Embedding, FaceAnalysis, GeneratedImage, SyntheticIdentity
+from worker import pipeline
+from worker.pipeline import InlineRunner
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+CONFIG = {"name": "pipeline", "seed": 11, "groups": {"perceived_gender": ["female", "male"]},
+          "identities_per_group": 4, "factors": {"blur": [2.5], "downscale": [12]},
+          "fr_models": ["mobilefacenet"], "target_fmr": [0.05, 0.01]}
+
+
+def create(owner, config=CONFIG):
+    cfg = parse_config(config)
+    return Audit.objects.create(owner=owner, name=cfg.name, config=cfg.to_dict(), seed=cfg.seed,
+                                n_images_planned=cfg.n_images)
+
+
+@pytest.fixture
+def finished(alice, media_root, models_available):
+    return InlineRunner().run(create(alice).pk)
+
+
+def test_a_small_audit_runs_to_done_with_every_designed_image(finished):
+    audit = finished
+    assert audit.state == Audit.State.DONE, audit.error
+    assert SyntheticIdentity.objects.filter(audit=audit).count() == 8
+    assert GeneratedImage.objects.filter(audit=audit).count() == 8 * 3 == audit.n_images_planned
+    assert FaceAnalysis.objects.filter(image__audit=audit).count() == 24
+    found = FaceAnalysis.objects.filter(image__audit=audit, face_found=True).count()
+    assert Embedding.objects.filter(image__audit=audit).count() == found
+    # every identity sits in the group its sensors put it in
+    for ident in SyntheticIdentity.objects.filter(audit=audit):
+        p_male = ident.sensors["male_probability"]
+        assert (p_male >= 0.5) == (ident.group_labels["perceived_gender"] == "male")
+
+
+def test_summary_rates_equal_a_naive_recount_of_the_comparisons(finished):
+    audit = finished
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(audit.result.comparisons_file, "rb") as f:
+        comp = pd.read_csv(gzip.GzipFile(fileobj=f))
+    nonmated = comp[~comp["mated"]]
+    for point in audit.result.summary["fr_models"]["mobilefacenet"]["operating_points"]:
+        t = point["threshold"]
+        assert (nonmated["score"] >= t).mean() <= point["target_fmr"]
+        for group, row in point["by_group"].items():
+            mated = [s for s, m, g in zip(comp["score"], comp["mated"], comp["group_a"],
+                                          strict=True) if m and g == group]
+            impostor = [s for s, m, ga, gb in zip(comp["score"], comp["mated"], comp["group_a"],
+                                                  comp["group_b"], strict=True)
+                        if not m and ga == group and gb == group]
+            assert row["n_mated"] == len(mated)
+            assert row["false_non_matches"] == sum(s < t for s in mated)
+            assert row["n_nonmated"] == len(impostor)
+            assert row["false_matches"] == sum(s >= t for s in impostor)
+
+
+def test_mated_pairs_score_higher_than_non_mated(finished):
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(finished.result.comparisons_file, "rb") as f:
+        comp = pd.read_csv(gzip.GzipFile(fileobj=f))
+    assert comp.loc[comp["mated"], "score"].mean() > comp.loc[~comp["mated"], "score"].mean() + 0.2
+
+
+def test_same_config_and_seed_give_identical_images(finished, alice):
+    again = InlineRunner().run(create(alice).pk)
+    key = lambda a: sorted(GeneratedImage.objects.filter(audit=a)  # noqa: E731
+                           .values_list("identity__group_name", "identity__index_in_group",
+                                        "variant", "sha256"))
+    assert key(again) == key(finished)
+    s1 = finished.result.summary["fr_models"]["mobilefacenet"]["operating_points"]
+    s2 = again.result.summary["fr_models"]["mobilefacenet"]["operating_points"]
+    assert s1 == s2
+
+
+def test_rerunning_a_batch_overwrites_instead_of_duplicating(finished):
+    audit = finished
+    before = sorted(GeneratedImage.objects.filter(audit=audit).values_list("variant", "sha256",
+                                                                           "file"))
+    Audit.objects.filter(pk=audit.pk).update(state=Audit.State.GENERATING)
+    ids = list(SyntheticIdentity.objects.filter(audit=audit).values_list("id", flat=True))
+    sent = []
+    pipeline.generate_images(audit.pk, ids[:3], lambda *a: sent.append(a))
+    after = sorted(GeneratedImage.objects.filter(audit=audit).values_list("variant", "sha256",
+                                                                          "file"))
+    assert after == before
+    # all images already existed, so the rerun advanced the audit to scoring exactly once
+    assert [a[0] for a in sent] == ["score_images"]
+
+
+def test_a_group_the_generator_cannot_fill_fails_with_a_plain_message(alice, media_root,
+                                                                      models_available,
+                                                                      settings):
+    config = {**CONFIG, "groups": {"age_band": ["under_30", "50_plus"]},
+              "identities_per_group": 60}
+    audit = create(alice, config)
+    # shrink the candidate budget so the test is quick: 60 identities need ~6,000 candidates
+    from generator import identities
+
+    original = identities.sample_identities
+
+    def small_budget(*args, **kwargs):
+        return original(*args, **{**kwargs, "max_candidates": 64})
+
+    identities.sample_identities = small_budget
+    try:
+        audit = InlineRunner().run(audit.pk)
+    finally:
+        identities.sample_identities = original
+    assert audit.state == Audit.State.FAILED
+    assert "still short" in audit.error and "fewer identities" in audit.error
+    assert "Traceback" not in audit.error
+
+
+def test_cancelled_audits_stop_at_the_next_stage(alice, media_root, models_available):
+    audit = create(alice)
+    runner = InlineRunner(on_stage=lambda name, args: name == "generate_images"
+                          and Audit.objects.filter(pk=args[0]).update(state="cancelled"))
+    audit = runner.run(audit.pk)
+    assert audit.state == Audit.State.CANCELLED
+    assert GeneratedImage.objects.filter(audit=audit).count() == 0
+    assert SyntheticIdentity.objects.filter(audit=audit).count() == 8  # kept
+
+
+def test_embeddings_are_unit_length(finished):
+    for e in Embedding.objects.filter(image__audit=finished)[:10]:
+        assert np.isclose(np.linalg.norm(e.as_array()), 1.0, atol=1e-4)
