@@ -51,3 +51,10 @@ def pytest_report_header(config):
     note = "" if POSTGRES_UNAVAILABLE is None else f" (PostgreSQL not used: {POSTGRES_UNAVAILABLE})"
     return [f"faceaudit: database {db}{note}",
             f"faceaudit: models {os.environ.get('FACEAUDIT_MODEL_DIR', '(not set)')}"]
+
+# Load Django's settings only now, after the environment above is in place (pytest-django would
+# otherwise load them before this file runs; it finishes the set-up in its pytest_configure).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+from django.conf import settings as _settings  # noqa: E402
+
+_settings.DATABASES  # noqa: B018

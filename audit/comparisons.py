@@ -8,8 +8,14 @@ variants (factor edits of that baseline). Hence
 
 - mated comparisons are exactly "variant vs its own identity's baseline" (``image_a`` is the
   baseline), so that each mated score measures what one edit did to one identity;
-- non-mated comparisons are all unordered pairs of images of different identities, baselines and
-  variants alike, or a seeded uniform sample of them when there are too many.
+- non-mated comparisons, by default (``nonmated="reference"``), pair every image (the *probe*)
+  with the baseline of every *other* identity (the *reference*), as in verification against
+  enrolment-quality references: the same probe-vs-reference shape as the mated pairs, so the
+  global threshold is calibrated on the comparisons the rates are read on. Two degraded images
+  of different people are never compared: heavily blurred faces look alike (MobileFaceNet
+  scores blurred impostor pairs far above clean ones), which would inflate the threshold.
+  ``nonmated="all"`` instead takes all unordered pairs of images of different identities.
+  Either way, a seeded uniform sample is kept when there are too many.
 
 Everything here is plain numpy/pandas; nothing imports Django or an FR framework.
 """
@@ -42,7 +48,11 @@ _PERMUTE_RATIO = 4
 
 
 def build_pairs(
-    images: pd.DataFrame, *, max_nonmated: int = 2_000_000, seed: int = 0
+    images: pd.DataFrame,
+    *,
+    max_nonmated: int = 2_000_000,
+    seed: int = 0,
+    nonmated: str = "reference",
 ) -> pd.DataFrame:
     """Build the mated and non-mated comparisons of an audit.
 
@@ -59,6 +69,13 @@ def build_pairs(
     seed:
         Seed of the sample (``numpy.random.default_rng(seed)``). The same images, bound and seed
         always give the same pairs.
+    nonmated:
+        ``"reference"`` (default): every image against the baseline of every other identity;
+        ``image_a`` is the reference baseline, ``image_b`` the probe, except for
+        baseline-vs-baseline pairs (each once, smaller image id first). Count:
+        ``C(B, 2) + sum over variants v of (B - [v's identity has a baseline])`` for B baselines.
+        ``"all"``: every unordered pair of images of different identities, smaller image id
+        first; the count formula below.
 
     Returns
     -------
@@ -99,6 +116,8 @@ def build_pairs(
     arithmetically, so memory is O(N + max_nonmated).
     """
     _check_images(images)
+    if nonmated not in ("reference", "all"):
+        raise ValueError(f"nonmated must be 'reference' or 'all', got {nonmated!r}")
     if isinstance(max_nonmated, bool) or int(max_nonmated) != max_nonmated or max_nonmated < 0:
         raise ValueError(f"max_nonmated must be a non-negative integer, got {max_nonmated!r}")
     max_nonmated = int(max_nonmated)
@@ -136,10 +155,33 @@ def build_pairs(
     mated = _frame(image_id, identity, group, a_idx, b_idx, mated=True)
 
     # --- non-mated: pairs of images of different identities ---------------------------------
-    # Position p (in identity order) pairs with every later position in a later block, i.e.
-    # with the n_images - block_end(p) positions from block_end(p) on.
-    block_end = (block_start + block_size)[block_of]
-    per_position = (n_images - block_end).astype(np.int64)
+    # Each candidate pair gets an index k in [0, total): position p owns the range
+    # offsets[p] .. offsets[p + 1], and ``partner(p, r)`` decodes the r-th pair of p. Sampled
+    # indices are decoded arithmetically, so the full set is never materialised.
+    if nonmated == "all":
+        # Position p (in identity order) pairs with every later position in a later block,
+        # i.e. with the n_images - block_end(p) positions from block_end(p) on.
+        block_end = (block_start + block_size)[block_of]
+        per_position = (n_images - block_end).astype(np.int64)
+
+        def partner(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+            return block_end[p] + r
+    else:
+        # References are the baselines, in identity order (rank 0..B-1). A variant pairs with
+        # every baseline but its own identity's; a baseline pairs with the later baselines.
+        ref_pos = np.flatnonzero(baseline)
+        n_ref = ref_pos.size
+        own_rank = np.full(n_images, n_ref, dtype=np.int64)  # n_ref: identity has no baseline
+        has_ref = baseline_pos[block_of] >= 0
+        own_rank[has_ref] = np.searchsorted(ref_pos, baseline_pos[block_of[has_ref]])
+        per_position = np.where(baseline, n_ref - 1 - own_rank,
+                                n_ref - (own_rank < n_ref)).astype(np.int64)
+
+        def partner(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+            rank = np.where(baseline[p], own_rank[p] + 1 + r,
+                            np.where(r < own_rank[p], r, r + 1))
+            return ref_pos[rank]
+
     offsets = np.concatenate(([0], np.cumsum(per_position)))
     total = int(offsets[-1])
 
@@ -150,9 +192,13 @@ def build_pairs(
         k = _sample_indices(total, max_nonmated, np.random.default_rng(seed))
         sampled = True
     i = np.searchsorted(offsets, k, side="right") - 1
-    j = block_end[i] + (k - offsets[i])
-    # Put the smaller image id first.
-    swap = image_id[i] > image_id[j]
+    j = partner(i, k - offsets[i])
+    if nonmated == "all":
+        # Put the smaller image id first.
+        swap = image_id[i] > image_id[j]
+    else:
+        # The reference (j) first, except baseline pairs: smaller image id first.
+        swap = ~baseline[i] | (image_id[i] > image_id[j])
     i, j = np.where(swap, j, i), np.where(swap, i, j)
     nonmated = _frame(image_id, identity, group, i, j, mated=False)
 
@@ -163,6 +209,7 @@ def build_pairs(
         nonmated_kept=int(len(nonmated)),
         nonmated_sampled=sampled,
         seed=int(seed),
+        nonmated_mode=nonmated,
         identities_without_baseline=[int(x) for x in without_baseline],
     )
     return pairs

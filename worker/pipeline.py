@@ -252,7 +252,7 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
         analyzer = get_analyzer(tuple(config.fr_models))
         images = list(GeneratedImage.objects.filter(audit=audit, pk__in=image_ids).order_by("id"))
         batch = analyzer.analyze([read_image(img.file) for img in images])
-        recognizers = {r.name: r for r in analyzer.recognizers}
+        recognizers = analyzer.recognizers
         for i, img in enumerate(images):
             row = batch.row(i)
             found = bool(batch.face_found[i])
@@ -271,7 +271,7 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
                           "bbox": row.get("bbox"), "keypoints": row.get("kps"),
                           "sensors": {k: row.get(k) for k in
                                       ("male_probability", "age", "ita", "brightness")},
-                          "detector": analyzer.detector_name})
+                          "detector": analyzer.detector.name})
         if _is_cancelled(audit_id):
             return
         done = FaceAnalysis.objects.filter(image__audit=audit).count()

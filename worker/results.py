@@ -53,7 +53,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
     images = image_table(audit)
     usable = images[images["face_found"]].reset_index(drop=True)
     pairs = build_pairs(usable[["image_id", "identity_id", "group", "is_baseline"]],
-                        seed=config.seed)
+                        seed=config.seed, nonmated="reference")
     summary: dict[str, Any] = {
         "audit": {"id": audit.pk, "name": audit.name, "seed": config.seed,
                   "config": config.to_dict()},
@@ -65,6 +65,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
                         "nonmated": int((~pairs["mated"]).sum()),
                         "nonmated_total": int(pairs.attrs.get("nonmated_total",
                                                               (~pairs["mated"]).sum())),
+                        "nonmated_design": "every image vs the baseline of every other identity",
                         "match_rule": "similarity >= threshold"},
         "fr_models": {},
     }

@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.comparisons import PAIR_COLUMNS, _sample_indices, build_pairs, score_pairs
+import audit.comparisons as comparisons
+from audit.comparisons import PAIR_COLUMNS, _sample_indices, score_pairs
+
+
+# Most tests below cover the all-pairs mode; the reference mode (the default) has its own tests
+# at the end.
+def build_pairs(images, **kwargs):
+    return comparisons.build_pairs(images, **{"nonmated": "all", **kwargs})
 
 # --- fixtures / naive references ---------------------------------------------------------------
 
@@ -296,3 +303,61 @@ def test_score_pairs_rejects_unknown_ids_and_unnormalised_embeddings():
         score_pairs(pairs, emb, {1: 0, 2: 5})
     with pytest.raises(ValueError, match="2-D"):
         score_pairs(pairs, emb[0], {1: 0, 2: 1})
+
+
+# --- reference mode (the default): probes against other identities' baselines -------------------
+
+
+def naive_reference_nonmated(images: pd.DataFrame) -> set[tuple[int, int]]:
+    """(reference baseline, probe) for every image vs every other identity's baseline; baseline
+    pairs once, smaller id first."""
+    out = set()
+    rows = list(images.itertuples())
+    for ref in rows:
+        if not ref.is_baseline:
+            continue
+        for probe in rows:
+            if probe.identity_id == ref.identity_id:
+                continue
+            if probe.is_baseline:
+                out.add((min(ref.image_id, probe.image_id), max(ref.image_id, probe.image_id)))
+            else:
+                out.add((ref.image_id, probe.image_id))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_reference_mode_matches_naive_enumeration(seed):
+    images = random_images(np.random.default_rng(100 + seed), n_identities=25)
+    pairs = comparisons.build_pairs(images)
+    nm = pairs[~pairs["mated"]]
+    got = list(zip(nm["image_a"], nm["image_b"], strict=True))
+    assert len(got) == len(set(got))
+    assert set(got) == naive_reference_nonmated(images)
+    assert pairs.attrs["nonmated_total"] == len(got)
+    # count formula: C(B, 2) + per variant, B minus one if its identity has a baseline
+    b = int(images["is_baseline"].sum())
+    with_baseline = set(images.loc[images["is_baseline"], "identity_id"])
+    variants = images[~images["is_baseline"]]
+    expected = math.comb(b, 2) + sum(b - (i in with_baseline) for i in variants["identity_id"])
+    assert len(got) == expected
+    # every non-mated pair involves a baseline, and never two images of one identity
+    baselines = set(images.loc[images["is_baseline"], "image_id"])
+    assert all(a in baselines or bb in baselines for a, bb in got)
+    assert (nm["identity_a"] != nm["identity_b"]).all()
+
+
+def test_reference_mode_samples_a_subset_of_the_same_pairs():
+    images = random_images(np.random.default_rng(7), n_identities=30)
+    full = comparisons.build_pairs(images)
+    total = full.attrs["nonmated_total"]
+    sample = comparisons.build_pairs(images, max_nonmated=total // 3, seed=4)
+    nm = sample[~sample["mated"]]
+    got = set(zip(nm["image_a"], nm["image_b"], strict=True))
+    assert len(nm) == len(got) == total // 3
+    assert got <= naive_reference_nonmated(images)
+
+
+def test_it_rejects_an_unknown_nonmated_mode():
+    with pytest.raises(ValueError, match="nonmated"):
+        comparisons.build_pairs(HAND, nonmated="some")

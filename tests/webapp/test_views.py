@@ -6,8 +6,8 @@ import zipfile
 import pytest
 from django.urls import reverse
 
-from webapp.audits.models import Audit
 from tests.webapp.factories import make_done_audit
+from webapp.audits.models import Audit
 
 pytestmark = pytest.mark.django_db
 

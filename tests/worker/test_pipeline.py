@@ -14,7 +14,7 @@ from worker.pipeline import InlineRunner
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 CONFIG = {"name": "pipeline", "seed": 11, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 4, "factors": {"blur": [2.5], "downscale": [12]},
+          "identities_per_group": 4, "factors": {"blur": [1.0], "downscale": [24]},
           "fr_models": ["mobilefacenet"], "target_fmr": [0.05, 0.01]}
 
 
@@ -101,7 +101,7 @@ def test_rerunning_a_batch_overwrites_instead_of_duplicating(finished):
 
 def test_a_group_the_generator_cannot_fill_fails_with_a_plain_message(alice, media_root,
                                                                       models_available,
-                                                                      settings):
+                                                                      monkeypatch):
     config = {**CONFIG, "groups": {"age_band": ["under_30", "50_plus"]},
               "identities_per_group": 60}
     audit = create(alice, config)
@@ -113,11 +113,8 @@ def test_a_group_the_generator_cannot_fill_fails_with_a_plain_message(alice, med
     def small_budget(*args, **kwargs):
         return original(*args, **{**kwargs, "max_candidates": 64})
 
-    identities.sample_identities = small_budget
-    try:
-        audit = InlineRunner().run(audit.pk)
-    finally:
-        identities.sample_identities = original
+    monkeypatch.setattr(identities, "sample_identities", small_budget)
+    audit = InlineRunner().run(audit.pk)
     assert audit.state == Audit.State.FAILED
     assert "still short" in audit.error and "fewer identities" in audit.error
     assert "Traceback" not in audit.error

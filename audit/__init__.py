@@ -1,0 +1,21 @@
+"""Score images and compute the statistics of a face recognition bias audit.
+
+Framework-free (no Django); model code imports onnxruntime/insightface lazily per module, so the
+light modules (registry, comparisons, rates) can be imported anywhere.
+
+Scoring (faces -> numbers):
+
+- :mod:`audit.registry`: the model directory, each model's file, SHA-256 and licence.
+- :mod:`audit.detection`: SCRFD face detection with 5 keypoints (small faces upscaled and padded).
+- :mod:`audit.align`: 112x112 crops aligned to the ArcFace 5-point template.
+- :mod:`audit.recognition`: FR models behind one :class:`~audit.recognition.Recognizer`
+  interface (MobileFaceNet with its exact preprocessing).
+- :mod:`audit.sensors`: perceived gender and age, skin tone (ITA), brightness.
+- :mod:`audit.analysis`: :class:`~audit.analysis.FaceAnalyzer`, all of the above in one batch.
+
+Statistics (numbers -> findings):
+
+- :mod:`audit.comparisons`: mated and non-mated pairs of an audit, cosine scores.
+- :mod:`audit.rates`: one global threshold at a target FMR, per-group FNMR and FMR with counts,
+  cross-group FMR, rule-of-three bounds (ISO/IEC 19795-1 definitions).
+"""

@@ -1,0 +1,196 @@
+"""Batched face analysis: images in, per-image detection, embeddings and attributes out.
+
+Pipeline per batch: SCRFD detection (:mod:`audit.detection`) -> ArcFace 5-point alignment to
+112x112 (:mod:`audit.align`) -> embeddings from each recognizer (:mod:`audit.recognition`) ->
+perceived gender/age, skin ITA and brightness (:mod:`audit.sensors`). Models are loaded once
+when the :class:`FaceAnalyzer` is built; reuse one analyzer per process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .align import align_faces
+from .detection import FaceDetector
+from .recognition import MobileFaceNetRecognizer, Recognizer
+from .registry import ModelError, ModelRegistry
+from .sensors import (
+    GenderAgeSensor,
+    brightness,
+    coarse_skin_tone,
+    ita_band,
+    perceived_gender,
+    skin_ita,
+)
+
+RECOGNIZERS: dict[str, Callable[..., Recognizer]] = {
+    "mobilefacenet": MobileFaceNetRecognizer,
+}
+"""Registry name -> :class:`~audit.recognition.Recognizer` class."""
+
+
+def load_recognizer(registry: ModelRegistry, name: str, **kwargs: Any) -> Recognizer:
+    """Build the recognizer registered under ``name`` (keyword arguments go to its class)."""
+    try:
+        cls = RECOGNIZERS[name]
+    except KeyError:
+        choices = ", ".join(sorted(RECOGNIZERS))
+        raise ModelError(f"no recognizer named {name!r}; choices: {choices}") from None
+    return cls(registry, **kwargs)
+
+
+def _plain(value: float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+@dataclass(frozen=True, eq=False)
+class AnalysisBatch:
+    """Per-image results for a batch of N images (row i = input image i).
+
+    face_found: (N,) bool.
+    det_score: (N,) float32 detector confidence in [0, 1].
+    bbox: (N, 4) float32 ``x1, y1, x2, y2`` in input image pixels.
+    kps: (N, 5, 2) float32 ``(x, y)`` keypoints (eyes, nose, mouth corners) in input pixels.
+    embeddings: recognizer name -> (N, D) float32 L2-normalised rows.
+    male_probability: (N,) float32 in [0, 1], perceived (genderage model).
+    age: (N,) float32 perceived age in years, whole numbers 0..100.
+    ita: (N,) float64 skin individual typology angle in degrees (see :func:`audit.sensors.skin_ita`).
+    brightness: (N,) float64 mean BT.601 luma of the aligned crop, 0..255.
+    models: model name -> sha256 of the weights that produced these numbers.
+
+    Every numeric field is NaN in the rows where ``face_found`` is False.
+    """
+
+    face_found: np.ndarray
+    det_score: np.ndarray
+    bbox: np.ndarray
+    kps: np.ndarray
+    embeddings: Mapping[str, np.ndarray]
+    male_probability: np.ndarray
+    age: np.ndarray
+    ita: np.ndarray
+    brightness: np.ndarray
+    models: Mapping[str, str]
+
+    def __len__(self) -> int:
+        return len(self.face_found)
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row ``i`` as plain Python values (JSON-serialisable); NaN becomes None.
+
+        Keys: face_found, det_score, bbox (list of 4), kps (5 lists of 2), embeddings
+        ({name: list of D floats}), male_probability, perceived_gender, age (int), ita, ita_band,
+        skin_tone ("lighter"/"darker"), brightness. Without a face every value but face_found is
+        None (labels are "unknown").
+        """
+        found = bool(self.face_found[i])
+        ita = float(self.ita[i])
+        male = float(self.male_probability[i])
+        return {
+            "face_found": found,
+            "det_score": _plain(self.det_score[i]),
+            "bbox": self.bbox[i].astype(float).tolist() if found else None,
+            "kps": self.kps[i].astype(float).tolist() if found else None,
+            "embeddings": {
+                name: (values[i].astype(float).tolist() if found else None)
+                for name, values in self.embeddings.items()
+            },
+            "male_probability": _plain(male),
+            "perceived_gender": perceived_gender(male),
+            "age": int(self.age[i]) if found else None,
+            "ita": _plain(ita),
+            "ita_band": ita_band(ita),
+            "skin_tone": coarse_skin_tone(ita),
+            "brightness": _plain(self.brightness[i]),
+        }
+
+
+class FaceAnalyzer:
+    """Loads the detector, recognizers and attribute sensor once; :meth:`analyze` runs batches.
+
+    registry: model directory. detector: registry name of the SCRFD detector.
+    recognizers: registry names of recognition models to embed with.
+    det_size / intra_op_num_threads: passed to the detector and every onnxruntime session.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        detector: str = "scrfd_500m",
+        recognizers: Sequence[str] = ("mobilefacenet",),
+        *,
+        det_size: int = 256,
+        intra_op_num_threads: int | None = None,
+    ) -> None:
+        if isinstance(recognizers, str):
+            raise TypeError("recognizers must be a sequence of names, not a string")
+        threads = {"intra_op_num_threads": intra_op_num_threads}
+        self.detector = FaceDetector(registry, detector, det_size, **threads)
+        self.recognizers = {
+            name: load_recognizer(registry, name, **threads) for name in recognizers
+        }
+        self.genderage = GenderAgeSensor(registry, **threads)
+        self.models = {
+            self.detector.name: self.detector.weights_sha256,
+            **{name: rec.weights_sha256 for name, rec in self.recognizers.items()},
+            self.genderage.name: self.genderage.weights_sha256,
+        }
+
+    def analyze(self, images_rgb: Sequence[np.ndarray]) -> AnalysisBatch:
+        """Analyse N HxWx3 uint8 RGB images (sizes may differ) -> :class:`AnalysisBatch`.
+
+        Models only see the aligned crops of images where a face was found.
+        """
+        n = len(images_rgb)
+        detections = self.detector.detect_batch(list(images_rgb))
+        found = np.array([d.found for d in detections], dtype=bool)
+        idx = np.flatnonzero(found)
+
+        def nan(*shape: int, dtype: type = np.float32) -> np.ndarray:
+            return np.full((n, *shape), np.nan, dtype=dtype)
+
+        det_score, bbox, kps = nan(), nan(4), nan(5, 2)
+        male_probability, age = nan(), nan()
+        ita, bright = nan(dtype=np.float64), nan(dtype=np.float64)
+        embeddings = {name: nan(rec.embedding_size) for name, rec in self.recognizers.items()}
+        if len(idx):
+            faces = [detections[i] for i in idx]
+            det_score[idx] = [d.score for d in faces]
+            bbox[idx] = np.stack([d.bbox for d in faces])
+            kps[idx] = np.stack([d.kps for d in faces])
+            aligned = align_faces([images_rgb[i] for i in idx], faces)
+            for name, rec in self.recognizers.items():
+                embeddings[name][idx] = rec.embed(aligned)
+            male_probability[idx], age[idx] = self.genderage.predict(aligned)
+            ita[idx] = skin_ita(aligned)
+            bright[idx] = brightness(aligned)
+        for array in (
+            found,
+            det_score,
+            bbox,
+            kps,
+            male_probability,
+            age,
+            ita,
+            bright,
+            *embeddings.values(),
+        ):
+            array.flags.writeable = False  # results are immutable once computed
+        return AnalysisBatch(
+            face_found=found,
+            det_score=det_score,
+            bbox=bbox,
+            kps=kps,
+            embeddings=embeddings,
+            male_probability=male_probability,
+            age=age,
+            ita=ita,
+            brightness=bright,
+            models=dict(self.models),
+        )

@@ -1,0 +1,253 @@
+"""Face recognition adapters: aligned crops in, L2-normalised embeddings out.
+
+Also holds :class:`OnnxBatchRunner`, the small onnxruntime wrapper shared by the recognition and
+attribute adapters (it lets graphs exported with a fixed batch of 1 run whole batches).
+
+Preprocessing of MobileFaceNet (``mobilefacenet.onnx``, foamliu/MobileFaceNet), verified against
+real photos (see ``shared/models/MODELS.md``):
+
+* input: crop aligned with insightface's 5-point ArcFace template,
+  ``insightface.utils.face_align.norm_crop(img, kps, 112)`` (see :mod:`audit.align`);
+* colour order RGB, values ``(x - 127.5) / 128``, layout NCHW float32;
+* output: 128-d vector, L2-normalised here.
+
+Trap: insightface's ``ArcFaceONNX`` guesses mean 0 / std 1 for this file from its first graph
+nodes; with that scaling different people score cosine 0.9-1.0. Do not use it for this model.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from os import PathLike
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from .registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+ALIGNED_SIZE = 112
+_BATCH_DIM = "batch"
+
+
+def session_options(intra_op_num_threads: int | None = None) -> ort.SessionOptions:
+    """onnxruntime options; ``intra_op_num_threads=None`` lets onnxruntime choose."""
+    options = ort.SessionOptions()
+    if intra_op_num_threads is not None:
+        if intra_op_num_threads < 1:
+            raise ValueError(f"intra_op_num_threads must be >= 1, got {intra_op_num_threads}")
+        options.intra_op_num_threads = int(intra_op_num_threads)
+    return options
+
+
+def _with_dynamic_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy of ``model`` whose input/output batch dimension is symbolic.
+
+    Graphs exported with batch 1 may also bake the batch into Reshape targets (MobileFaceNet ends
+    in ``Reshape(x, [1, -1])``, which would silently turn N rows into one row of N*128). Such
+    constant targets starting with 1 are rewritten to 0 ("copy the input's dimension", valid when
+    ``allowzero`` is 0). The caller must still check the result numerically, since other ops may
+    assume batch 1 too. The file on disk is never touched.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    constants = {
+        node.output[0]: node
+        for node in graph.node
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value"
+    }
+    for value in [*graph.input, *graph.output]:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = _BATCH_DIM
+    del graph.value_info[:]  # intermediate shapes recorded for batch 1; let onnxruntime infer them
+    for node in graph.node:
+        if node.op_type != "Reshape" or any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue
+        target = node.input[1]
+        if target in initializers:
+            tensor = initializers[target]
+        elif target in constants:
+            tensor = constants[target].attribute[0].t
+        else:
+            continue  # computed at run time from Shape(), already batch-agnostic
+        shape = numpy_helper.to_array(tensor).copy()
+        if shape.ndim == 1 and shape.size and shape[0] == 1:
+            shape[0] = 0
+            tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+    return model
+
+
+class OnnxBatchRunner:
+    """One-input, one-output onnxruntime model that takes a batch of any size.
+
+    If the graph fixes the batch at 1 and ``dynamic_batch`` is true, the loaded graph is rewritten
+    in memory (:func:`_with_dynamic_batch`) and checked against the original graph on a random
+    batch of two; if the check fails the runner falls back to looping over single rows.
+    :attr:`batched` tells which path is in use.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        intra_op_num_threads: int | None = None,
+        dynamic_batch: bool = True,
+        max_batch: int = 64,
+    ) -> None:
+        self.path = str(path)
+        self.max_batch = int(max_batch)
+        options = session_options(intra_op_num_threads)
+        providers = ["CPUExecutionProvider"]
+        original = ort.InferenceSession(self.path, sess_options=options, providers=providers)
+        (inp,), (out,) = original.get_inputs(), original.get_outputs()
+        self.input_name, self.output_name = inp.name, out.name
+        self.input_shape = tuple(inp.shape)
+        self.session, self.batched = (
+            original,
+            not isinstance(inp.shape[0], int) or inp.shape[0] != 1,
+        )
+        if not self.batched and dynamic_batch:
+            candidate = ort.InferenceSession(
+                _with_dynamic_batch(onnx.load(self.path)).SerializeToString(),
+                sess_options=options,
+                providers=providers,
+            )
+            if self._batch_matches_loop(original, candidate):
+                self.session, self.batched = candidate, True
+            else:
+                logger.warning("%s: batched graph differs from batch-1 graph; looping", self.path)
+
+    def _batch_matches_loop(
+        self, single: ort.InferenceSession, batch: ort.InferenceSession
+    ) -> bool:
+        sample_shape = [d if isinstance(d, int) else 1 for d in self.input_shape[1:]]
+        x = np.random.default_rng(0).normal(0.0, 1.0, (2, *sample_shape)).astype(np.float32)
+        try:
+            together = batch.run([self.output_name], {self.input_name: x})[0]
+        except Exception:  # noqa: BLE001 - any runtime failure means "not batchable"
+            return False
+        apart = np.concatenate(
+            [single.run([self.output_name], {self.input_name: x[i : i + 1]})[0] for i in range(2)]
+        )
+        scale = float(np.abs(apart).max()) or 1.0
+        return together.shape == apart.shape and np.allclose(
+            together, apart, rtol=1e-4, atol=1e-5 * scale
+        )
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run ``x`` (N, ...) float32 through the model; returns (N, ...) float32."""
+        if len(x) == 0:
+            raise ValueError("empty batch")
+        step = self.max_batch if self.batched else 1
+        outputs = [
+            self.session.run([self.output_name], {self.input_name: x[i : i + step]})[0]
+            for i in range(0, len(x), step)
+        ]
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def check_aligned(aligned: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:
+    """Validate an (N, size, size, 3) uint8 batch of aligned crops and return it."""
+    aligned = np.asarray(aligned)
+    if aligned.ndim != 4 or aligned.shape[1:] != (size, size, 3):
+        raise ValueError(
+            f"expected aligned crops of shape (N, {size}, {size}, 3), got {aligned.shape}"
+        )
+    if aligned.dtype != np.uint8:
+        raise ValueError(f"expected uint8 RGB crops, got dtype {aligned.dtype}")
+    return aligned
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows of ``x`` (N, D) divided by their L2 norm (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of row-aligned pairs: ``a[i]`` with ``b[i]``.
+
+    a, b: (N, D) (or (D,) for a single pair). Returns (N,) float32 in [-1, 1]
+    (a 0-d array for single vectors). Inputs need not be normalised.
+    """
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    if a.shape != b.shape:
+        raise ValueError(f"row-aligned pairs need equal shapes, got {a.shape} and {b.shape}")
+    return np.sum(l2_normalise(a) * l2_normalise(b), axis=-1)
+
+
+class Recognizer(ABC):
+    """A face recognition model behind one interface.
+
+    Attributes: ``name`` (registry name), ``weights_sha256``, ``embedding_size`` (D),
+    ``licence``.
+    """
+
+    name: str
+    weights_sha256: str
+    embedding_size: int
+    licence: str
+
+    @abstractmethod
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        """Embed aligned crops.
+
+        aligned: (N, 112, 112, 3) uint8 RGB, aligned with the ArcFace 5-point template.
+        Returns (N, D) float32 with L2-normalised rows.
+        """
+
+
+class MobileFaceNetRecognizer(Recognizer):
+    """MobileFaceNet (foamliu, 128-d) run directly with onnxruntime.
+
+    Preprocessing: RGB, ``(x - 127.5) / 128``, NCHW. The graph fixes the batch at 1; by default
+    the loaded graph is made batch-dynamic in memory (checked against the batch-1 graph at load).
+    """
+
+    model_name = "mobilefacenet"
+    MEAN = 127.5
+    STD = 128.0
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        intra_op_num_threads: int | None = None,
+        dynamic_batch: bool = True,
+    ) -> None:
+        spec = registry.spec(self.model_name)
+        self.name = spec.name
+        self.weights_sha256 = spec.sha256
+        self.licence = spec.licence
+        self.embedding_size = int(spec.embedding_size or 0)
+        self._runner = OnnxBatchRunner(
+            registry.verify(self.name),
+            intra_op_num_threads=intra_op_num_threads,
+            dynamic_batch=dynamic_batch,
+        )
+
+    @property
+    def batched(self) -> bool:
+        """Whether whole batches go through onnxruntime at once (else one row at a time)."""
+        return self._runner.batched
+
+    @classmethod
+    def preprocess(cls, aligned: np.ndarray) -> np.ndarray:
+        """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - 127.5) / 128``."""
+        x = (check_aligned(aligned).astype(np.float32) - cls.MEAN) / cls.STD
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        x = self.preprocess(aligned)
+        if len(x) == 0:
+            return np.zeros((0, self.embedding_size), dtype=np.float32)
+        return l2_normalise(self._runner.run(x))

@@ -1,0 +1,183 @@
+"""Attribute sensors on aligned 112x112 crops: perceived gender and age, skin tone, brightness.
+
+All functions take the ArcFace-aligned crops of :func:`audit.align.align_faces`:
+(N, 112, 112, 3) uint8 RGB. These are *perceived* attributes estimated from pixels, used to
+group synthetic faces for a bias audit; they say nothing about a real person's identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .recognition import OnnxBatchRunner, check_aligned
+from .registry import ModelError, ModelRegistry
+
+# --- perceived gender and age ------------------------------------------------------------------
+
+
+class GenderAgeSensor:
+    """insightface's 2018 gender-age model (``genderage_2018.onnx``).
+
+    Preprocessing (``shared/models/MODELS.md``): input ``data`` 1x3x112x112, RGB, raw 0-255
+    float values (the graph subtracts its own mean), on the ArcFace-aligned 112 crop. The graph's
+    batch is fixed at 1; it is made batch-dynamic in memory and checked at load.
+
+    Output 202 values: [0:2] gender logits (index 1 = male); [2:202] one hundred binary
+    "age > k" classifiers as (no, yes) logit pairs, k = 0..99; age = number of pairs whose "yes"
+    wins (an ordinal-regression read-out, as in insightface's gender-age ``Attribute``).
+    """
+
+    model_name = "genderage"
+
+    def __init__(self, registry: ModelRegistry, *, intra_op_num_threads: int | None = None) -> None:
+        spec = registry.spec(self.model_name)
+        if spec.role != "attribute":
+            raise ModelError(f"model {spec.name!r} is not an attribute model")
+        self.name, self.weights_sha256, self.licence = spec.name, spec.sha256, spec.licence
+        self._runner = OnnxBatchRunner(
+            registry.verify(self.model_name), intra_op_num_threads=intra_op_num_threads
+        )
+
+    def predict(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Perceived gender and age of aligned crops (N, 112, 112, 3) uint8 RGB.
+
+        Returns ``(male_probability, age)``: (N,) float32 in [0, 1] (softmax of the two gender
+        logits) and (N,) int64 years in 0..100.
+        """
+        aligned = check_aligned(aligned)
+        if len(aligned) == 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        x = np.ascontiguousarray(aligned.astype(np.float32).transpose(0, 3, 1, 2))
+        out = self._runner.run(x)
+        gender = out[:, 0:2].astype(np.float64)
+        gender = np.exp(gender - gender.max(axis=1, keepdims=True))
+        male_probability = (gender[:, 1] / gender.sum(axis=1)).astype(np.float32)
+        pairs = out[:, 2:202].reshape(len(out), 100, 2)
+        age = np.sum(pairs[:, :, 1] > pairs[:, :, 0], axis=1).astype(np.int64)
+        return male_probability, age
+
+
+def perceived_gender(male_probability: float) -> str:
+    """``"male"`` if ``male_probability >= 0.5`` else ``"female"``; ``"unknown"`` for NaN."""
+    if math.isnan(male_probability):
+        return "unknown"
+    return "male" if male_probability >= 0.5 else "female"
+
+
+# --- skin tone: individual typology angle (ITA) ------------------------------------------------
+
+SKIN_PATCHES: tuple[tuple[slice, slice], ...] = (
+    (slice(62, 80), slice(26, 42)),  # left cheek (image left): rows 62-79, columns 26-41
+    (slice(62, 80), slice(70, 86)),  # right cheek: rows 62-79, columns 70-85
+)
+"""Skin patches in ArcFace-aligned 112x112 crop pixels, as ``(rows, columns)`` slices.
+
+Below the eyes (template eye centres at row ~52, so rows >= 62 clear the eye and most glasses
+frames), above the mouth (corners at row ~92), and beside the nose (columns ~46-66), but inside
+the face outline (cheek edge at column ~20/~92 in a frontal face). The forehead is not used
+because hair, hats and caps often cover it in generated faces.
+"""
+
+ITA_BANDS: tuple[tuple[str, float], ...] = (
+    ("very_light", 55.0),
+    ("light", 41.0),
+    ("intermediate", 28.0),
+    ("tan", 10.0),
+    ("brown", -30.0),
+    ("dark", -math.inf),
+)
+"""Skin colour categories by ITA in degrees (Chardon et al. 1991; Del Bino et al. 2006).
+
+Each band is ``(name, lower bound)`` and holds ``lower < ITA <= upper`` where ``upper`` is the
+previous band's lower bound: very_light > 55, light (41, 55], intermediate (28, 41],
+tan (10, 28], brown (-30, 10], dark <= -30.
+"""
+
+
+SRGB_TO_XYZ = np.array(
+    [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]
+)
+"""Linear sRGB -> CIE XYZ (D65), IEC 61966-2-1:1999."""
+
+D65_WHITE = SRGB_TO_XYZ.sum(axis=1)
+"""XYZ of sRGB white (0.9505, 1.0, 1.089): greys get a* = b* = 0 exactly."""
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65, 2-degree observer) of 8-bit sRGB pixels, (..., 3) RGB -> (..., 3) float64.
+
+    L* in 0..100; a*, b* in the usual signed units. sRGB decoding and the XYZ matrix follow
+    IEC 61966-2-1, the Lab formulas CIE 15:2004. Written out in numpy rather than using OpenCV,
+    whose 8-bit Lab is rescaled (L*255/100, a+128, b+128) and whose float Lab is table-based
+    (about 0.15 units off, 0.2-0.4 degrees of ITA).
+    """
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ SRGB_TO_XYZ.T / D65_WHITE
+    delta = 6.0 / 29.0
+    f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4.0 / 29.0)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    return np.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+def ita_from_lab(lightness: np.ndarray, b_star: np.ndarray) -> np.ndarray:
+    """ITA in degrees: ``arctan((L* - 50) / b*) * 180 / pi`` (Chardon et al. 1991).
+
+    Computed as ``degrees(arctan2(L* - 50, b*))`` clipped to [-90, 90]: identical for b* > 0
+    (all skin colours), and finite without a division by zero when b* is 0 (+90 for L* > 50,
+    -90 for L* < 50, 0 at L* = 50). Colours with b* < 0 (bluish, not skin) saturate at +-90.
+    """
+    angle = np.degrees(np.arctan2(np.asarray(lightness, float) - 50.0, np.asarray(b_star, float)))
+    return np.clip(angle, -90.0, 90.0)
+
+
+def skin_ita(aligned: np.ndarray) -> np.ndarray:
+    """Skin ITA of aligned crops (N, 112, 112, 3) uint8 RGB -> (N,) float64 degrees.
+
+    L* and b* are the medians over the pixels of :data:`SKIN_PATCHES` (robust to stray hair,
+    glasses or shadow pixels); ITA then follows :func:`ita_from_lab`.
+    """
+    aligned = check_aligned(aligned)
+    patch = np.concatenate(
+        [aligned[:, rows, cols].reshape(len(aligned), -1, 3) for rows, cols in SKIN_PATCHES], axis=1
+    )
+    lab = srgb_to_lab(patch)
+    return ita_from_lab(np.median(lab[..., 0], axis=1), np.median(lab[..., 2], axis=1))
+
+
+def ita_band(ita: float) -> str:
+    """Name of the :data:`ITA_BANDS` band holding ``ita`` degrees; ``"unknown"`` for NaN."""
+    if math.isnan(ita):
+        return "unknown"
+    return next(name for name, lower in ITA_BANDS if ita > lower)
+
+
+def coarse_skin_tone(ita: float) -> str:
+    """``"lighter"`` if ITA > 28 degrees (very_light, light, intermediate) else ``"darker"``.
+
+    ``"unknown"`` for NaN. The two-group split at the intermediate/tan boundary follows common
+    practice in face recognition bias audits that dichotomise ITA categories.
+    """
+    if math.isnan(ita):
+        return "unknown"
+    return "lighter" if ita > 28.0 else "darker"
+
+
+# --- brightness --------------------------------------------------------------------------------
+
+BT601_LUMA = np.array([0.299, 0.587, 0.114])
+"""ITU-R BT.601 luma weights for R, G, B (gamma-encoded values)."""
+
+
+def brightness(aligned: np.ndarray) -> np.ndarray:
+    """Mean BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of whole crops, (N,) float64 in 0..255.
+
+    aligned: (N, H, W, 3) uint8 RGB (any square size). Black border pixels added by the warp
+    when a face touches the image edge count as 0.
+    """
+    aligned = np.asarray(aligned)
+    if aligned.ndim != 4 or aligned.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) RGB crops, got {aligned.shape}")
+    return aligned.reshape(len(aligned), -1, 3).astype(np.float64).mean(axis=1) @ BT601_LUMA
