@@ -78,6 +78,8 @@ def page():
         pg.console_errors = []
         pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
         pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+        pg.on("response", lambda r: r.status >= 400 and pg.console_errors.append(
+            f"HTTP {r.status} {r.url}"))
         yield pg
         browser.close()
 

@@ -48,9 +48,8 @@ def audit_create(request: HttpRequest) -> HttpResponse:
             enqueue_audit(audit.pk)
         messages.success(request, f"Audit queued: {config.n_images:,} images will be made.")
         return redirect("audits:detail", pk=audit.pk)
-    status = 400 if request.method == "POST" else 200
-    return render(request, "audits/audit_form.html", {"form": form, "estimate": None},
-                  status=status)
+    # An invalid form is shown again with its messages (200, as Django's FormView does).
+    return render(request, "audits/audit_form.html", {"form": form, "estimate": None})
 
 
 @login_required
