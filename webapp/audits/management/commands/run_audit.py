@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from generator.config import ConfigError, load_config_file, parse_config
@@ -31,6 +32,7 @@ class Command(BaseCommand):
         from worker.pipeline import InlineRunner
         from worker.runtime import available_fr_models
 
+        call_command("migrate", interactive=False, verbosity=0)  # a fresh machine just works
         out = Path(opts["out"])
         if out.exists() and not out.is_dir():
             raise CommandError(f"--out {out} exists and is not a folder")
