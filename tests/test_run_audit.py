@@ -62,6 +62,10 @@ def test_run_audit_writes_images_manifest_comparisons_and_summary(tmp_path, mode
     t = point["threshold"]
     assert point["overall"]["false_non_matches"] == sum(float(c["score"]) < t for c in mated)
     assert "threshold" in proc.stdout and "done in" in proc.stdout
+    # every model that made or scored an image is named with its hash and licence
+    models = summary["models"]
+    assert {"generator", "scrfd_500m", "genderage", "mobilefacenet"} <= set(models)
+    assert all(m["licence"] and len(m["weights_sha256"]) == 64 for m in models.values())
 
 
 def test_run_audit_names_every_bad_field_without_a_traceback(tmp_path):

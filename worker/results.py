@@ -47,6 +47,11 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
     """
     from audit.comparisons import build_pairs, score_pairs
     from audit.rates import error_rates, threshold_at_fmr
+    from audit.registry import ModelRegistry
+    from generator.backends import DCGAN_LICENCE, DCGAN_WEIGHTS_SHA256
+    from worker.runtime import model_dir
+
+    registry = ModelRegistry(model_dir())
 
     config = AuditConfig(**audit.config)
     design = plan_design(config)
@@ -61,6 +66,14 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
                    "identities_per_group": design.identities_per_group,
                    "variants": [v.key for v in design.variants], "n_images": design.n_images},
         "acquisition": _acquisition(images),
+        "models": {
+            "generator": {"name": config.generator, "weights_sha256": DCGAN_WEIGHTS_SHA256,
+                          "licence": DCGAN_LICENCE},
+            **{name: {"role": spec.role, "file": spec.filename, "weights_sha256": spec.sha256,
+                      "licence": spec.licence, "source": spec.source}
+               for name in ("scrfd_500m", "genderage", *config.fr_models)
+               for spec in [registry.spec(name)]},
+        },
         "comparisons": {"mated": int(pairs["mated"].sum()),
                         "nonmated": int((~pairs["mated"]).sum()),
                         "nonmated_total": int(pairs.attrs.get("nonmated_total",
@@ -91,6 +104,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
                            "nonmated_used": choice.n_nonmated, **rates.to_dict()})
         summary["fr_models"][fr_model] = {
             "weights_sha256": emb[0][2] if emb else None,
+            "licence": registry.spec(fr_model).licence,
             "embedding_size": int(matrix.shape[1]),
             "operating_points": points,
         }

@@ -65,6 +65,8 @@ def make_done_audit(owner, name="Hand-made audit") -> Audit:
              "by_group": {"female": group_row, "male": group_row}}
     summary = {"fr_models": {"mobilefacenet": {"weights_sha256": "ab" * 32, "embedding_size": 128,
                                                "operating_points": [point]}},
-               "acquisition": {"overall": {"images": 8, "faces_found": 8}}}
+               "acquisition": {"overall": {"images": 8, "faces_found": 7},
+                               "by_group": {"female": {"images": 4, "faces_found": 3},
+                                            "male": {"images": 4, "faces_found": 4}}}}
     AuditResult.objects.create(audit=audit, summary=summary, comparisons_file=cname)
     return audit

@@ -48,6 +48,7 @@ def test_owner_sees_results_table_and_chart(client, alice, media_root):
     assert 'id="group-table"' in page and "0.4200" in page
     assert "plotly/plotly.min.js" in page and 'id="chart-data"' in page
     assert "0 (&le; 1.5000)" in page  # zero errors shown with the rule-of-three bound
+    assert "3 / 4" in page and "7 / 8" in page  # faces found per group and overall
 
 
 def test_progress_endpoint_reports_every_stage(client, alice, media_root):

@@ -73,7 +73,9 @@ def _results_context(request: HttpRequest, summary: dict) -> dict:
     fmrs = [f"{p['target_fmr']:g}" for p in points]
     idx = fmrs.index(request.GET["fmr"]) if request.GET.get("fmr") in fmrs else 0
     point = points[idx]
-    rows = [{"group": g, **vals} for g, vals in point["by_group"].items()]
+    acquisition = summary.get("acquisition", {}).get("by_group", {})
+    rows = [{"group": g, **vals, "acquisition": acquisition.get(g, {})}
+            for g, vals in point["by_group"].items()]
     return {"summary": summary, "fr_models": models, "fr_model": fr_model, "fmrs": fmrs,
             "fmr": fmrs[idx], "point": point, "rows": rows,
             "model_info": summary["fr_models"][fr_model],
