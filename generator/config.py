@@ -46,7 +46,12 @@ AXIS_HELP: dict[str, str] = {
 
 @dataclass(frozen=True)
 class FactorSpec:
-    """An image-space factor: what a level means and which levels are allowed."""
+    """A factor: what a level means and which levels are allowed.
+
+    ``kind`` is ``"image"`` (a pixel operation on the baseline, any backend) or ``"latent"`` (a
+    move along a learned attribute direction, latent GAN backends; the level is the change the
+    ``sensor`` must show, in its unit, or in percent of the baseline's value when ``relative``).
+    """
 
     name: str
     unit: str
@@ -54,6 +59,9 @@ class FactorSpec:
     maximum: float
     help: str
     integer: bool = False
+    kind: str = "image"
+    sensor: str | None = None
+    relative: bool = False
 
 
 FACTORS: dict[str, FactorSpec] = {
@@ -68,8 +76,18 @@ FACTORS: dict[str, FactorSpec] = {
                    "under- (< 1) or over-exposure (> 1)"),
         FactorSpec("occlusion", "height of a grey band over the eyes, as a share of the image",
                    0.05, 0.6, "occlusion such as sunglasses or a visor"),
+        FactorSpec("yaw", "change of head yaw in degrees (+ = towards the image's right)", -40, 40,
+                   "head pose, turned left or right (latent edit)", kind="latent", sensor="yaw"),
+        FactorSpec("pitch", "change of head pitch in degrees (+ = chin up)", -30, 30,
+                   "head pose, up or down (latent edit)", kind="latent", sensor="pitch"),
+        FactorSpec("age", "change of perceived age in years", -40, 40,
+                   "ageing or rejuvenation (latent edit)", kind="latent", sensor="age"),
+        FactorSpec("lighting", "change of mean face brightness in percent", -70, 150,
+                   "scene lighting on the face (latent edit)", kind="latent",
+                   sensor="brightness", relative=True),
     )
 }
+LATENT_FACTORS = tuple(name for name, f in FACTORS.items() if f.kind == "latent")
 
 GENERATORS: dict[str, str] = {
     "dcgan-digiface": "64x64 DCGAN trained on DigiFace-1M (PyPI gan-face-generate); offline default",
@@ -213,6 +231,9 @@ def _parse_factors(raw: Any, errors: dict[str, str]) -> dict[str, list[float]]:
             continue
         if len(set(out)) != len(out):
             errors[key] = "each level may appear only once"
+            continue
+        if spec.kind == "latent" and 0.0 in out:
+            errors[key] = "a change of 0 is the baseline itself; give non-zero changes"
             continue
         factors[str(name)] = out
     return factors

@@ -21,6 +21,19 @@ class RenderedImage:
     variant: Variant
     pixels: np.ndarray
     recipe: dict[str, Any]
+    checks: dict[str, Any] | None = None
+
+
+def image_variant(baselines: np.ndarray, latent_seeds: Sequence[int], variant: Variant,
+                  audit_seed: int) -> tuple[np.ndarray, list[int]]:
+    """An image factor applied to each baseline ``(N, H, W, 3) uint8`` with its sub-seed
+    ``derive_seed(audit_seed, "variant", latent_seed, factor, level)``; returns the images and
+    the sub-seeds."""
+    sub = [derive_seed(audit_seed, "variant", int(s), variant.factor, variant.level)
+           for s in latent_seeds]
+    pixels = np.stack([apply_factor(b, variant.factor, float(variant.level), k)
+                       for b, k in zip(baselines, sub, strict=True)])
+    return pixels, sub
 
 
 def render_identities(
@@ -41,17 +54,14 @@ def render_identities(
     base_recipe = {"backend": "latent-gan", "model_id": generator.model_id,
                    "weights_sha256": generator.weights_sha256, "latent_dim": generator.latent_dim,
                    "latent_sampler": "numpy PCG64 standard normal"}
-    out: list[list[RenderedImage]] = []
-    for seed, base in zip(latent_seeds, baselines, strict=True):
-        row = []
-        for v in variants:
-            if v.is_baseline:
-                pixels, sub_seed = base, None
-            else:
-                sub_seed = derive_seed(audit_seed, "variant", seed, v.factor, v.level)
-                pixels = apply_factor(base, v.factor, float(v.level), sub_seed)
+    out: list[list[RenderedImage]] = [[] for _ in latent_seeds]
+    for v in variants:
+        if v.is_baseline:
+            pixels, subs = baselines, [None] * len(baselines)
+        else:
+            pixels, subs = image_variant(baselines, latent_seeds, v, audit_seed)
+        for i, (seed, sub) in enumerate(zip(latent_seeds, subs, strict=True)):
             recipe = {**base_recipe, "latent_seed": int(seed), "factor": v.factor,
-                      "level": v.level, "factor_seed": sub_seed}
-            row.append(RenderedImage(int(seed), v, np.ascontiguousarray(pixels), recipe))
-        out.append(row)
+                      "level": v.level, "factor_seed": sub}
+            out[i].append(RenderedImage(int(seed), v, np.ascontiguousarray(pixels[i]), recipe))
     return out

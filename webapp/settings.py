@@ -148,6 +148,12 @@ FACEAUDIT_SECONDS_PER_IMAGE = float(env_str("FACEAUDIT_SECONDS_PER_IMAGE") or 0.
 FACEAUDIT_GENERATE_BATCH = env_int("FACEAUDIT_GENERATE_BATCH", 16)  # identities per gpu task
 FACEAUDIT_SCORE_BATCH = env_int("FACEAUDIT_SCORE_BATCH", 128)  # images per cpu task
 FACEAUDIT_TORCH_DEVICE = env_str("FACEAUDIT_TORCH_DEVICE", "cpu")
+# Derived data a worker can rebuild (learned latent directions), per machine.
+FACEAUDIT_CACHE_DIR = Path(env_str("FACEAUDIT_CACHE_DIR") or VAR_DIR / "cache")
+# FR model that measures identity drift of generated variants; it must not be one that
+# conditioned the generator. "auto": dlib's ResNet when installed, else MobileFaceNet.
+FACEAUDIT_DRIFT_MODEL = env_str("FACEAUDIT_DRIFT_MODEL", "auto")
+FACEAUDIT_DIRECTION_SAMPLES = env_int("FACEAUDIT_DIRECTION_SAMPLES", 3000)
 
 # --- Celery (read by worker.celery_app with namespace="CELERY") ----------------------------------
 BROKER_DIR = VAR_DIR / "broker"

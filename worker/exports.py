@@ -26,7 +26,9 @@ from django.core.files.storage import default_storage
 from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage
 
 MANIFEST_COLUMNS = ["image_path", "image_id", "identity_id", "group", "group_labels", "factor",
-                    "level", "variant", "latent_seed", "factor_seed", "sha256", "face_found"]
+                    "level", "variant", "latent_seed", "factor_seed", "sha256", "face_found",
+                    "check_passed", "edit_sensor", "edit_requested", "edit_achieved",
+                    "latent_step", "identity_similarity"]
 
 README = """\
 FaceAudit export: {name} (audit #{id})
@@ -49,6 +51,15 @@ manifest.csv (one row per image)
     sha256        SHA-256 of the PNG file
     face_found    whether the face detector found a face (images without a face take part in
                   no comparison; see acquisition in summary.json)
+    check_passed  whether the image passed the generator's checks (face found; for latent
+                  edits also on target, other sensors held, identity kept); failed images take
+                  part in no comparison (see generator_checks in summary.json)
+    edit_sensor, edit_requested, edit_achieved
+                  latent edits: the sensor the edit targets, the change asked for and the change
+                  measured, in the sensor's unit (degrees, years, grey levels)
+    latent_step   latent edits: the step taken along the conditional direction (latent units)
+    identity_similarity
+                  cosine similarity to the identity's baseline with the identity-drift FR model
 
 comparisons.csv (one row per comparison and FR model)
     fr_model              face recognition model
@@ -86,7 +97,17 @@ def manifest_rows(audit: Audit) -> Iterator[dict[str, Any]]:
             else img.recipe["factor_seed"],
             "sha256": img.sha256,
             "face_found": str(found.get(img.pk, "")).lower(),
+            "check_passed": str(img.checks.get("passed", "")).lower() if img.checks else "",
+            "edit_sensor": (img.checks or {}).get("target_sensor") or "",
+            "edit_requested": _blank((img.checks or {}).get("requested")),
+            "edit_achieved": _blank((img.checks or {}).get("achieved")),
+            "latent_step": _blank((img.recipe.get("edit") or {}).get("latent_step")),
+            "identity_similarity": _blank((img.checks or {}).get("identity_similarity")),
         }
+
+
+def _blank(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def manifest_csv(audit: Audit) -> bytes:

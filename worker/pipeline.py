@@ -193,19 +193,41 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
                                    sensors=d.sensors) for d in draws],
                 ignore_conflicts=True)
         _set_stage(audit_id, "sampling", done=design.n_identities, total=design.n_identities)
+        if _latent_factors(config):
+            _learn_directions_with_progress(audit_id, config)
         ids = list(SyntheticIdentity.objects.filter(audit=audit).order_by("id")
                    .values_list("id", flat=True))
         for chunk in _chunks(ids, settings.FACEAUDIT_GENERATE_BATCH):
             dispatch("generate_images", audit_id, chunk)
 
 
+def _latent_factors(config: AuditConfig) -> list[str]:
+    from generator.config import FACTORS
+
+    return [f for f in config.factors if FACTORS[f].kind == "latent"]
+
+
+def _learn_directions_with_progress(audit_id: int, config: AuditConfig) -> None:
+    from worker.runtime import get_directions, get_generator
+
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] > 0.5 or done == total:
+            last[0] = time.monotonic()
+            _set_stage(audit_id, "sampling", directions_done=done, directions_total=total)
+
+    get_directions(get_generator(config.generator), progress=progress)
+
+
 def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) -> None:
-    """Render baseline + variants of the given identities, store them, and when the last image of
-    the audit exists, move on to scoring."""
+    """Render baseline + variants of the given identities with their checks (generator
+    accountability), store them, and when the last image of the audit exists, move on to
+    scoring."""
     from django.conf import settings
 
-    from generator.render import render_identities
-    from worker.runtime import get_generator
+    from generator.editing import render_and_check
+    from worker.runtime import get_directions, get_generator, get_sense
 
     audit = Audit.objects.get(pk=audit_id)
     if audit.state != State.GENERATING:
@@ -215,9 +237,10 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
         design = plan_design(config)
         identities = list(SyntheticIdentity.objects.filter(audit=audit, pk__in=identity_ids)
                           .order_by("id"))
-        rendered = render_identities(get_generator(config.generator),
-                                     [i.latent_seed for i in identities], design.variants,
-                                     config.seed)
+        generator = get_generator(config.generator)
+        directions = get_directions(generator) if _latent_factors(config) else None
+        rendered = render_and_check(generator, [i.latent_seed for i in identities],
+                                    design.variants, config.seed, get_sense(), directions)
         for identity, row in zip(identities, rendered, strict=True):
             for img in row:
                 data = encode_png(img.pixels)
@@ -228,7 +251,7 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
                     defaults={"audit": audit, "factor": img.variant.factor,
                               "level": img.variant.level, "file": name,
                               "sha256": hashlib.sha256(data).hexdigest(),
-                              "recipe": img.recipe})
+                              "recipe": img.recipe, "checks": img.checks or {}})
         if _is_cancelled(audit_id):
             return
         if GeneratedImage.objects.filter(audit=audit).count() >= design.n_images and _advance(

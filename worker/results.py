@@ -16,15 +16,53 @@ COMPARISON_COLUMNS = ["fr_model", "image_a", "image_b", "identity_a", "identity_
 
 
 def image_table(audit: Audit) -> pd.DataFrame:
-    """One row per image: image_id, identity_id, group, factor, level, is_baseline, face_found."""
+    """One row per image: image_id, identity_id, group, factor, level, is_baseline, face_found
+    (by the scoring detector), check_passed (generator accountability), usable (both)."""
     rows = (GeneratedImage.objects.filter(audit=audit)
-            .values_list("id", "identity_id", "identity__group_name", "factor", "level"))
-    df = pd.DataFrame(list(rows), columns=["image_id", "identity_id", "group", "factor", "level"])
+            .values_list("id", "identity_id", "identity__group_name", "factor", "level",
+                         "checks"))
+    df = pd.DataFrame(list(rows), columns=["image_id", "identity_id", "group", "factor", "level",
+                                           "checks"])
     found = dict(FaceAnalysis.objects.filter(image__audit=audit)
                  .values_list("image_id", "face_found"))
     df["is_baseline"] = df["factor"] == "baseline"
     df["face_found"] = df["image_id"].map(found).fillna(False).astype(bool)
+    df["check_passed"] = [bool(c.get("passed", True)) if c else True for c in df["checks"]]
+    df["usable"] = df["face_found"] & df["check_passed"]
     return df
+
+
+def generator_checks(images: pd.DataFrame) -> dict[str, Any]:
+    """Generator accountability per group, and per group and factor: share of images with a face
+    found, of latent edits on target, with the other sensors held, with identity kept, and that
+    passed every check; mean identity similarity to the baseline (drift)."""
+
+    def block(df: pd.DataFrame) -> dict[str, Any]:
+        checks = [c or {} for c in df["checks"]]
+        edits = [c for c in checks if c.get("target_sensor")]
+
+        def share(items, key):
+            vals = [c.get(key) for c in items if c.get(key) is not None]
+            return (sum(bool(v) for v in vals) / len(vals)) if vals else None
+
+        sims = [c["identity_similarity"] for c in checks
+                if c.get("identity_similarity") is not None and c.get("target_sensor") is not None]
+        return {"images": len(df), "face_found": share(checks, "face_found"),
+                "latent_edits": len(edits), "on_target": share(edits, "on_target"),
+                "others_held": share(edits, "others_held"),
+                "identity_kept": share(edits, "identity_kept"),
+                "identity_similarity_mean": float(np.mean(sims)) if sims else None,
+                "passed": share(checks, "passed"),
+                "mean_attempts": float(np.mean([c.get("attempts", 1) for c in edits]))
+                if edits else None}
+
+    return {
+        "overall": block(images),
+        "by_group": {g: block(d) for g, d in images.groupby("group", sort=True)},
+        "by_group_factor": {f"{g} | {f}": block(d) for (g, f), d in
+                            images[~images["is_baseline"]].groupby(["group", "factor"], sort=True)},
+        "note": "images that failed a check are left out of the FR comparisons",
+    }
 
 
 def _acquisition(images: pd.DataFrame) -> dict[str, Any]:
@@ -56,7 +94,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
     config = AuditConfig(**audit.config)
     design = plan_design(config)
     images = image_table(audit)
-    usable = images[images["face_found"]].reset_index(drop=True)
+    usable = images[images["usable"]].reset_index(drop=True)
     pairs = build_pairs(usable[["image_id", "identity_id", "group", "is_baseline"]],
                         seed=config.seed, nonmated="reference")
     summary: dict[str, Any] = {
@@ -66,6 +104,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
                    "identities_per_group": design.identities_per_group,
                    "variants": [v.key for v in design.variants], "n_images": design.n_images},
         "acquisition": _acquisition(images),
+        "generator_checks": generator_checks(images),
         "models": {
             "generator": {"name": config.generator, "weights_sha256": DCGAN_WEIGHTS_SHA256,
                           "licence": DCGAN_LICENCE},

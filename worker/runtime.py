@@ -30,7 +30,6 @@ def get_generator(name: str):
 @lru_cache(maxsize=4)
 def _analyzer(model_dir_str: str, recognizers: tuple[str, ...]):
     from audit.analysis import FaceAnalyzer
-
     from audit.registry import ModelRegistry
 
     return FaceAnalyzer(ModelRegistry(Path(model_dir_str)), recognizers=recognizers)
@@ -48,3 +47,43 @@ def available_fr_models() -> list[str]:
 
     registry = ModelRegistry(model_dir())
     return [name for name in registry.available() if registry.spec(name).role == "recognition"]
+
+
+DIRECTION_SENSORS = ("male_probability", "age", "ita", "brightness", "yaw", "pitch")
+
+
+def drift_model() -> str:
+    """The FR model that measures identity drift (settings.FACEAUDIT_DRIFT_MODEL)."""
+    name = settings.FACEAUDIT_DRIFT_MODEL
+    if name != "auto":
+        return name
+    import importlib.util
+
+    return "dlib_resnet" if importlib.util.find_spec("dlib") else "mobilefacenet"
+
+
+def get_sense(with_drift: bool = True):
+    """The sensing callable for generation checks (one analyzer per process)."""
+    from worker.sensing import make_sense
+
+    model = drift_model() if with_drift else None
+    return make_sense(get_analyzer((model,) if model else ()), model)
+
+
+def get_directions(generator, progress=None):
+    """Learned directions for ``generator``: from the cache when its weights hash and the sensor
+    version match, otherwise learned now (about a minute on 2 cores) and cached."""
+    from audit.sensors import SENSOR_VERSION
+    from generator.directions import DirectionSet, cache_path, learn_directions
+
+    path = cache_path(settings.FACEAUDIT_CACHE_DIR, generator, SENSOR_VERSION)
+    if path.exists():
+        return DirectionSet.load(path)
+    sense = get_sense(with_drift=False)
+    probe = sense(generator.generate(generator.sample_latents([0])))
+    sensors = [s for s in DIRECTION_SENSORS if s in probe]
+    directions = learn_directions(generator, sense, sensors, sensor_version=SENSOR_VERSION,
+                                  n_samples=settings.FACEAUDIT_DIRECTION_SAMPLES,
+                                  progress=progress)
+    directions.save(path)
+    return directions

@@ -96,6 +96,9 @@ class GeneratedImage(models.Model):
     file = models.CharField(max_length=500, help_text="name in the default storage")
     sha256 = models.CharField(max_length=64)
     recipe = models.JSONField()
+    checks = models.JSONField(default=dict, blank=True,
+                              help_text="generator accountability: face found, on target, others "
+                                        "held, identity similarity, passed (generator.editing)")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

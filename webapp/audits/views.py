@@ -76,7 +76,10 @@ def _results_context(request: HttpRequest, summary: dict) -> dict:
     acquisition = summary.get("acquisition", {}).get("by_group", {})
     rows = [{"group": g, **vals, "acquisition": acquisition.get(g, {})}
             for g, vals in point["by_group"].items()]
-    return {"summary": summary, "fr_models": models, "fr_model": fr_model, "fmrs": fmrs,
+    checks = summary.get("generator_checks", {})
+    check_rows = [{"group": g, **v} for g, v in checks.get("by_group", {}).items()]
+    return {"summary": summary, "fr_models": models, "check_rows": check_rows,
+            "check_overall": checks.get("overall"), "fr_model": fr_model, "fmrs": fmrs,
             "fmr": fmrs[idx], "point": point, "rows": rows,
             "model_info": summary["fr_models"][fr_model],
             "chart": json.loads(group_rates_figure(point, fr_model).to_json())}

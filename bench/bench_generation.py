@@ -1,0 +1,74 @@
+"""Generation benchmark: checked images per second for the offline DCGAN on this machine.
+
+Runs ``generator.editing.render_and_check`` (generation, image factors, latent edits found by
+search, sensing and every check) on a batch of identities, repeated, and prints images per
+second, seconds per image, pass rates per factor, and the parts' times.
+
+    .venv/bin/python bench/bench_generation.py [--identities 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--identities", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--factors", default="blur:1.0,downscale:24,lighting:30,lighting:-30,yaw:15")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    import numpy as np
+
+    from generator.design import Variant
+    from generator.editing import render_and_check
+    from worker.runtime import drift_model, get_directions, get_generator, get_sense
+
+    generator = get_generator("dcgan-digiface")
+    t = time.perf_counter()
+    directions = get_directions(generator)
+    print(f"directions ready in {time.perf_counter() - t:.1f} s "
+          f"({', '.join(directions.directions)})")
+    sense = get_sense()
+    variants = [Variant("baseline", None)]
+    for item in args.factors.split(","):
+        name, level = item.split(":")
+        if name in ("yaw", "pitch") and name not in directions.directions:
+            print(f"skipping {name}: no {name} sensor in this build")
+            continue
+        variants.append(Variant(name, float(level)))
+    n_images = args.identities * len(variants)
+    print(f"{args.identities} identities x {len(variants)} images = {n_images} checked images per "
+          f"run; drift model {drift_model()}; torch threads {os.cpu_count()} cores")
+    sense(generator.generate(generator.sample_latents([1, 2])))  # warm-up
+    times = []
+    for r in range(args.repeats):
+        seeds = list(range(10_000 * (r + 1), 10_000 * (r + 1) + args.identities))
+        t = time.perf_counter()
+        rows = render_and_check(generator, seeds, variants, 1, sense, directions)
+        times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    print(f"median of {args.repeats}: {med:.2f} s per run -> {n_images / med:.1f} checked "
+          f"images/s, {1000 * med / n_images:.1f} ms per image")
+    for vi, v in enumerate(variants):
+        checks = [row[vi].checks for row in rows]
+        passed = np.mean([bool(c.get("passed")) for c in checks])
+        attempts = np.mean([c.get("attempts", 1) for c in checks])
+        print(f"  {v.key:<14} passed {passed:5.2f}  mean attempts {attempts:.2f}")
+
+
+if __name__ == "__main__":
+    main()

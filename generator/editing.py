@@ -1,0 +1,258 @@
+"""Render an identity's variants and check each one did what it claims (generator
+accountability).
+
+For every identity: the baseline from its latent; each *image* factor applied to the baseline's
+pixels; each *latent* factor reached by a search along the attribute's conditional direction until
+its sensor shows the requested change. Every image is then sensed and checked:
+
+- face found;
+- on target (latent edits): the intended sensor moved by the requested amount, within
+  ``max(abs tolerance, rel_tol x |request|)``;
+- others held: the other sensors stayed within their tolerances of the baseline; sensors a factor legitimately moves are not held (:data:`AFFECTS`);
+- identity kept (latent edits): cosine similarity to the baseline, with an FR model that did not
+  condition the generator, at least ``identity_min_similarity``.
+
+Image factors are deterministic pixel operations on the same face, so only "face found" decides
+whether they pass (a degraded face that an FR model no longer recognises is the effect being
+measured, not a generator failure); their sensor deltas are still recorded. A latent edit that
+fails is searched again with a new sub-seed (a jittered secant step) up to ``max_attempts`` times;
+the best attempt is kept and reported as failed if none passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from generator.backends import LatentGenerator
+from generator.config import FACTORS
+from generator.design import Variant, derive_seed
+from generator.directions import DirectionSet
+from generator.render import RenderedImage, image_variant
+
+# images (N,H,W,3) uint8 -> {"face_found": (N,) bool, sensor: (N,) float, optional
+# "embedding": (N, D) unit rows for identity drift}
+Sense = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+#: Sensors that must stay put unless the factor legitimately moves them.
+HELD = ("yaw", "pitch", "age", "ita", "brightness", "male_probability")
+#: Directions held fixed (projected out) during a latent edit.
+HELD_DIRECTIONS = ("yaw", "pitch", "age", "ita", "brightness", "male_probability")
+AFFECTS: dict[str, frozenset[str]] = {
+    "blur": frozenset({"sharpness"}),
+    "downscale": frozenset({"sharpness"}),
+    "jpeg": frozenset({"sharpness"}),
+    "noise": frozenset({"sharpness"}),
+    "brightness": frozenset({"brightness", "ita"}),  # ITA is measured on lit skin
+    "occlusion": frozenset({"age", "male_probability", "ita", "brightness"}),
+    "lighting": frozenset({"brightness", "ita"}),
+    "yaw": frozenset({"yaw"}),
+    "pitch": frozenset({"pitch"}),
+    "age": frozenset({"age"}),
+}
+
+
+@dataclass(frozen=True)
+class CheckPolicy:
+    """Tolerances of the checks, in each sensor's unit (see ``audit.sensors.SENSOR_UNITS``).
+
+    A check cannot be stricter than the sensor's own repeatability. The defaults come from
+    ``bench/calibrate_sensors.py``: each sensor's change under null edits (JPEG quality 90
+    re-encoding, a 1-pixel shift) on 500 default-generator faces. Seen: p99 of the change 0.23
+    (male probability), 19 years (age), 9.7 degrees (ITA), 3.7 grey levels (brightness); p95 10
+    years for age. Hold tolerances sit at about those p99s (brightness at twice it, since latent
+    edits leak a little light); target tolerances at the p95. Perceived age on 64-px faces is
+    that noisy: age edits below about 20 years cannot be confirmed.
+    """
+
+    target_abs_tol: dict[str, float] = field(default_factory=lambda: {
+        "yaw": 5.0, "pitch": 5.0, "age": 10.0, "brightness": 4.0})
+    target_rel_tol: float = 0.3
+    hold_tol: dict[str, float] = field(default_factory=lambda: {
+        "yaw": 10.0, "pitch": 10.0, "age": 20.0, "ita": 10.0, "brightness": 8.0,
+        "male_probability": 0.25})
+    identity_min_similarity: float = 0.5
+    max_attempts: int = 4
+    max_step: float = 4.0  # latent units; the DCGAN latent is N(0, I_100), norm about 10
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target_abs_tol": self.target_abs_tol, "target_rel_tol": self.target_rel_tol,
+                "hold_tol": self.hold_tol,
+                "identity_min_similarity": self.identity_min_similarity,
+                "max_attempts": self.max_attempts, "max_step": self.max_step}
+
+
+def _value(readings: dict[str, np.ndarray], key: str, i: int) -> float:
+    v = readings.get(key)
+    return float(v[i]) if v is not None else float("nan")
+
+
+def check_image(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarray], vi: int,
+                factor: str, requested: float | None, policy: CheckPolicy) -> dict[str, Any]:
+    """The checks of variant ``vi`` of readings ``var`` against baseline ``bi`` of ``base``."""
+    found = bool(var["face_found"][vi]) and bool(base["face_found"][bi])
+    spec = FACTORS.get(factor)
+    latent = spec is not None and spec.kind == "latent"
+    out: dict[str, Any] = {"face_found": found, "target_sensor": spec.sensor if latent else None,
+                           "requested": requested if latent else None, "achieved": None,
+                           "on_target": None, "deltas": {}, "broken": [],
+                           "identity_similarity": None, "identity_kept": None}
+    if not found:
+        out.update(others_held=None, passed=False)
+        return out
+    affects = AFFECTS.get(factor, frozenset())
+    for s in HELD:
+        b, v = _value(base, s, bi), _value(var, s, vi)
+        if not (np.isfinite(b) and np.isfinite(v)):
+            continue
+        delta = v - b
+        out["deltas"][s] = round(delta, 4)
+        if s not in affects and abs(delta) > policy.hold_tol.get(s, np.inf):
+            out["broken"].append(s)
+    out["others_held"] = not out["broken"]
+    if "embedding" in var and "embedding" in base:
+        sim = float(np.dot(var["embedding"][vi], base["embedding"][bi]))
+        if np.isfinite(sim):
+            out["identity_similarity"] = round(sim, 4)
+    if latent:
+        achieved = out["deltas"].get(spec.sensor)
+        out["achieved"] = achieved
+        tol = max(policy.target_abs_tol.get(spec.sensor, 0.0),
+                  policy.target_rel_tol * abs(requested or 0.0))
+        out["on_target"] = achieved is not None and abs(achieved - requested) <= tol
+        if out["identity_similarity"] is not None:
+            out["identity_kept"] = out["identity_similarity"] >= policy.identity_min_similarity
+        out["passed"] = bool(out["on_target"] and out["others_held"]
+                             and out["identity_kept"] is not False)
+    else:
+        out["passed"] = True
+    return out
+
+
+def _take(readings: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v)[idx] for k, v in readings.items()}
+
+
+def render_and_check(
+    generator: LatentGenerator,
+    latent_seeds: Sequence[int],
+    variants: Sequence[Variant],
+    audit_seed: int,
+    sense: Sense,
+    directions: DirectionSet | None = None,
+    policy: CheckPolicy | None = None,
+) -> list[list[RenderedImage]]:
+    """Baseline and variants for each identity, each with ``checks`` and an extended recipe.
+
+    All identities of the batch are generated and sensed together (one generator call and one
+    sensor call per attempt), which is what makes the checks affordable.
+    """
+    policy = policy or CheckPolicy()
+    seeds = [int(s) for s in latent_seeds]
+    n = len(seeds)
+    z = generator.sample_latents(seeds).astype(np.float64)
+    base = generator.generate(z.astype(np.float32))
+    rb = sense(base)
+    base_recipe = {"backend": "latent-gan", "model_id": generator.model_id,
+                   "weights_sha256": generator.weights_sha256, "latent_dim": generator.latent_dim,
+                   "latent_sampler": "numpy PCG64 standard normal"}
+    rows: list[list[RenderedImage]] = [[] for _ in range(n)]
+    for v in variants:
+        if v.is_baseline:
+            pixels, rv, extra, checks = base, rb, [{} for _ in range(n)], [
+                {"face_found": bool(rb["face_found"][i]), "passed": bool(rb["face_found"][i])}
+                for i in range(n)]
+        elif FACTORS[v.factor].kind == "image":
+            pixels, sub = image_variant(base, seeds, v, audit_seed)
+            rv = sense(pixels)
+            extra = [{"factor_seed": sub[i]} for i in range(n)]
+            checks = [check_image(rb, i, rv, i, v.factor, None, policy) for i in range(n)]
+        else:
+            pixels, rv, extra, checks = _latent_edit(generator, z, rb, seeds, v, audit_seed,
+                                                     sense, directions, policy)
+        for i in range(n):
+            achieved = {k: (None if not np.isfinite(float(np.asarray(rv[k])[i])) else
+                            round(float(np.asarray(rv[k])[i]), 4))
+                        for k in rv if k not in ("face_found", "embedding")}
+            recipe = {**base_recipe, "latent_seed": seeds[i], "factor": v.factor,
+                      "level": v.level, "factor_seed": None, **extra[i],
+                      "sensors": achieved}
+            rows[i].append(RenderedImage(seeds[i], v, np.ascontiguousarray(pixels[i]), recipe,
+                                         checks[i]))
+    return rows
+
+
+def _latent_edit(generator, z, rb, seeds, v: Variant, audit_seed, sense, directions, policy):
+    """Search the step along the conditional direction that gives the requested change."""
+    spec = FACTORS[v.factor]
+    if directions is None or spec.sensor not in directions.directions:
+        raise ValueError(f"the {v.factor} edit needs learned directions for sensor "
+                         f"{spec.sensor!r}; run `manage.py learn_directions`")
+    hold = [h for h in HELD_DIRECTIONS if h not in AFFECTS[v.factor] and h != spec.sensor]
+    d = directions.conditional(spec.sensor, hold)
+    slope = directions.conditional_slope(spec.sensor, hold)
+    n = len(seeds)
+    base_val = np.asarray(rb[spec.sensor], dtype=np.float64)
+    target = (base_val * float(v.level) / 100.0) if spec.relative else np.full(n, float(v.level))
+    step = np.clip(target / slope, -policy.max_step, policy.max_step)
+    step = np.where(np.isfinite(step), step, 0.0)
+    best_pixels = np.zeros((n, generator.image_size, generator.image_size, 3), dtype=np.uint8)
+    best_read: dict[str, np.ndarray] | None = None
+    best_checks: list[dict[str, Any] | None] = [None] * n
+    best_err = np.full(n, np.inf)
+    best_step = step.copy()
+    attempts = np.zeros(n, dtype=int)
+    todo = np.flatnonzero(rb["face_found"])
+    for attempt in range(policy.max_attempts):
+        if len(todo) == 0:
+            break
+        zz = z[todo] + step[todo, None] * d[None, :]
+        pix = generator.generate(zz.astype(np.float32))
+        r = sense(pix)
+        if best_read is None:
+            best_read = {k: np.full((n, *np.asarray(a).shape[1:]), np.nan)
+                         if k != "face_found" else np.zeros(n, dtype=bool) for k, a in r.items()}
+        still = []
+        for j, i in enumerate(todo):
+            attempts[i] = attempt + 1
+            c = check_image(rb, i, r, j, v.factor, float(target[i]), policy)
+            achieved = c["achieved"]
+            err = abs(achieved - target[i]) if achieved is not None else np.inf
+            if c["passed"] and not (best_checks[i] or {}).get("passed"):
+                err = -1.0  # a passing attempt beats any failing one
+            if err < best_err[i] or best_checks[i] is None:
+                best_err[i], best_checks[i], best_pixels[i], best_step[i] = err, c, pix[j], step[i]
+                for k in r:
+                    best_read[k][i] = np.asarray(r[k])[j]
+            if c["passed"]:
+                continue
+            still.append(i)
+            # Secant step through (0, 0) and (step, achieved), jittered by a fresh sub-seed.
+            jitter = np.random.Generator(np.random.PCG64(derive_seed(
+                audit_seed, "edit-retry", seeds[i], v.factor, v.level, attempt))).normal(0, 0.1)
+            if achieved is not None and abs(achieved) > 1e-6 and np.sign(achieved) == np.sign(
+                    target[i]):
+                new = step[i] * target[i] / achieved
+            else:
+                new = step[i] * 1.5 if abs(step[i]) > 1e-3 else np.sign(target[i]) * 0.5
+            step[i] = float(np.clip(new * (1 + jitter), -policy.max_step, policy.max_step))
+        todo = np.array(still, dtype=int)
+    # identities whose baseline had no face: render the first guess, report as failed
+    for i in range(n):
+        if best_checks[i] is None:
+            best_pixels[i] = generator.generate((z[i] + best_step[i] * d)[None].astype(np.float32))[0]
+            best_checks[i] = {"face_found": False, "passed": False, "target_sensor": spec.sensor,
+                              "requested": float(target[i]) if np.isfinite(target[i]) else None}
+    if best_read is None:
+        best_read = {"face_found": np.zeros(n, dtype=bool)}
+    for i in range(n):
+        best_checks[i]["attempts"] = int(attempts[i])
+    extra = [{"edit": {"sensor": spec.sensor, "requested_delta": best_checks[i].get("requested"),
+                       "achieved_delta": best_checks[i].get("achieved"),
+                       "latent_step": round(float(best_step[i]), 6), "hold": hold,
+                       "directions": f"{directions.model_id}-{directions.sensor_version}",
+                       "attempts": int(attempts[i])}} for i in range(n)]
+    return best_pixels, best_read, extra, best_checks
