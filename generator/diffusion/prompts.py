@@ -180,9 +180,9 @@ def anchor_prompt(labels: Mapping[str, str]) -> str:
 
 def arc2face_prompt(edit: PromptEdit | tuple[str, str] | None = None) -> str:
     """Arc2Face's prompt: ``"photo of a id person"``, plus ``", <phrase>"`` for a non-baseline
-    edit. The word ``id`` is the placeholder whose token embedding becomes the identity vector."""
+    edit (a baseline level gives the prompt unchanged). The word ``id`` is the placeholder whose token embedding becomes the identity vector."""
     checked = _check_edit(edit)
-    if checked is None:
+    if checked is None or checked.level == BASELINE_LEVELS[checked.factor]:
         return ARC2FACE_PROMPT
     phrase = PROMPT_FACTORS[checked.factor][checked.level]
     return f"{ARC2FACE_PROMPT}, {phrase}" if phrase else ARC2FACE_PROMPT
