@@ -10,7 +10,9 @@ Scoring (faces -> numbers):
 - :mod:`audit.align`: 112x112 crops aligned to the ArcFace 5-point template.
 - :mod:`audit.recognition`: FR models behind one :class:`~audit.recognition.Recognizer`
   interface (MobileFaceNet with its exact preprocessing).
-- :mod:`audit.sensors`: perceived gender and age, skin tone (ITA), brightness.
+- :mod:`audit.recognition_dlib`: dlib's ResNet, a second, independent FR family.
+- :mod:`audit.sensors`: perceived gender and age, skin tone (ITA), brightness, sharpness,
+  illumination uniformity; :mod:`audit.pose`: head yaw, pitch and roll from 5 keypoints.
 - :mod:`audit.analysis`: :class:`~audit.analysis.FaceAnalyzer`, all of the above in one batch.
 
 Statistics (numbers -> findings):

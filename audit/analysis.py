@@ -1,9 +1,11 @@
 """Batched face analysis: images in, per-image detection, embeddings and attributes out.
 
-Pipeline per batch: SCRFD detection (:mod:`audit.detection`) -> ArcFace 5-point alignment to
-112x112 (:mod:`audit.align`) -> embeddings from each recognizer (:mod:`audit.recognition`) ->
-perceived gender/age, skin ITA and brightness (:mod:`audit.sensors`). Models are loaded once
-when the :class:`FaceAnalyzer` is built; reuse one analyzer per process.
+Pipeline per batch: SCRFD detection (:mod:`audit.detection`) -> head pose from the keypoints
+(:mod:`audit.pose`) -> ArcFace 5-point alignment to 112x112 (:mod:`audit.align`) -> embeddings
+from each recognizer (:mod:`audit.recognition`; recognizers that align faces themselves, such as
+dlib's in :mod:`audit.recognition_dlib`, get the original images) -> perceived gender/age, skin
+ITA, brightness, sharpness and illumination uniformity (:mod:`audit.sensors`). Models are loaded
+once when the :class:`FaceAnalyzer` is built; reuse one analyzer per process.
 """
 
 from __future__ import annotations
@@ -17,21 +19,29 @@ import numpy as np
 
 from .align import align_faces
 from .detection import FaceDetector
+from .pose import head_pose
 from .recognition import MobileFaceNetRecognizer, Recognizer
+from .recognition_dlib import DlibResNetRecognizer, ImageRecognizer
 from .registry import ModelError, ModelRegistry
 from .sensors import (
     GenderAgeSensor,
     brightness,
     coarse_skin_tone,
+    illumination_uniformity,
     ita_band,
     perceived_gender,
+    sharpness,
+    sharpness_normalised,
     skin_ita,
 )
 
 RECOGNIZERS: dict[str, Callable[..., Recognizer]] = {
     "mobilefacenet": MobileFaceNetRecognizer,
+    "dlib_resnet": DlibResNetRecognizer,
 }
-"""Registry name -> :class:`~audit.recognition.Recognizer` class."""
+"""Registry name -> :class:`~audit.recognition.Recognizer` class. ``dlib_resnet`` is a package
+model (:data:`audit.registry.KNOWN_PACKAGE_MODELS`): it loads only where ``dlib-bin`` and
+``face_recognition_models`` are installed (:meth:`ModelRegistry.available_recognizers` says)."""
 
 
 def load_recognizer(registry: ModelRegistry, name: str, **kwargs: Any) -> Recognizer:
@@ -63,8 +73,16 @@ class AnalysisBatch:
     ita: (N,) float64 skin individual typology angle in degrees (see :func:`audit.sensors.skin_ita`).
     brightness: (N,) float64 mean BT.601 luma of the aligned crop, 0..255.
     models: model name -> sha256 of the weights that produced these numbers.
+    yaw, pitch, roll: (N,) float64 head pose in degrees from the keypoints, weak perspective
+    (:func:`audit.pose.head_pose`: yaw > 0 turned to the subject's left, pitch > 0 chin up,
+    roll > 0 clockwise in the image; 0, 0, 0 = the ArcFace template's pose).
+    sharpness: (N,) float64 variance of the Laplacian of the face's luma
+    (:func:`audit.sensors.sharpness`); sharpness_normalised: the same over the luma variance.
+    illumination_uniformity: (N,) float64 in [0, 1], 1 = both face halves equally lit
+    (:func:`audit.sensors.illumination_uniformity`).
 
-    Every numeric field is NaN in the rows where ``face_found`` is False.
+    Units: :data:`audit.sensors.SENSOR_UNITS`. Every numeric field is NaN in the rows where
+    ``face_found`` is False.
     """
 
     face_found: np.ndarray
@@ -77,6 +95,12 @@ class AnalysisBatch:
     ita: np.ndarray
     brightness: np.ndarray
     models: Mapping[str, str]
+    yaw: np.ndarray
+    pitch: np.ndarray
+    roll: np.ndarray
+    sharpness: np.ndarray
+    sharpness_normalised: np.ndarray
+    illumination_uniformity: np.ndarray
 
     def __len__(self) -> int:
         return len(self.face_found)
@@ -86,8 +110,9 @@ class AnalysisBatch:
 
         Keys: face_found, det_score, bbox (list of 4), kps (5 lists of 2), embeddings
         ({name: list of D floats}), male_probability, perceived_gender, age (int), ita, ita_band,
-        skin_tone ("lighter"/"darker"), brightness. Without a face every value but face_found is
-        None (labels are "unknown").
+        skin_tone ("lighter"/"darker"), brightness, yaw, pitch, roll, sharpness,
+        sharpness_normalised, illumination_uniformity. Without a face every value but face_found
+        is None (labels are "unknown"); a pose the fit could not find is None too.
         """
         found = bool(self.face_found[i])
         ita = float(self.ita[i])
@@ -108,6 +133,12 @@ class AnalysisBatch:
             "ita_band": ita_band(ita),
             "skin_tone": coarse_skin_tone(ita),
             "brightness": _plain(self.brightness[i]),
+            "yaw": _plain(self.yaw[i]),
+            "pitch": _plain(self.pitch[i]),
+            "roll": _plain(self.roll[i]),
+            "sharpness": _plain(self.sharpness[i]),
+            "sharpness_normalised": _plain(self.sharpness_normalised[i]),
+            "illumination_uniformity": _plain(self.illumination_uniformity[i]),
         }
 
 
@@ -115,7 +146,8 @@ class FaceAnalyzer:
     """Loads the detector, recognizers and attribute sensor once; :meth:`analyze` runs batches.
 
     registry: model directory. detector: registry name of the SCRFD detector.
-    recognizers: registry names of recognition models to embed with.
+    recognizers: registry names of recognition models to embed with (keys of
+    :data:`RECOGNIZERS`).
     det_size / intra_op_num_threads: passed to the detector and every onnxruntime session.
     """
 
@@ -136,11 +168,11 @@ class FaceAnalyzer:
             name: load_recognizer(registry, name, **threads) for name in recognizers
         }
         self.genderage = GenderAgeSensor(registry, **threads)
-        self.models = {
-            self.detector.name: self.detector.weights_sha256,
-            **{name: rec.weights_sha256 for name, rec in self.recognizers.items()},
-            self.genderage.name: self.genderage.weights_sha256,
-        }
+        self.models = {self.detector.name: self.detector.weights_sha256}
+        for name, rec in self.recognizers.items():
+            # A recognizer with helper models (dlib's landmark model) lists them all.
+            self.models.update(getattr(rec, "models", None) or {name: rec.weights_sha256})
+        self.models[self.genderage.name] = self.genderage.weights_sha256
 
     def analyze(self, images_rgb: Sequence[np.ndarray]) -> AnalysisBatch:
         """Analyse N HxWx3 uint8 RGB images (sizes may differ) -> :class:`AnalysisBatch`.
@@ -158,18 +190,28 @@ class FaceAnalyzer:
         det_score, bbox, kps = nan(), nan(4), nan(5, 2)
         male_probability, age = nan(), nan()
         ita, bright = nan(dtype=np.float64), nan(dtype=np.float64)
+        yaw, pitch, roll = (nan(dtype=np.float64) for _ in range(3))
+        sharp, sharp_norm, uniformity = (nan(dtype=np.float64) for _ in range(3))
         embeddings = {name: nan(rec.embedding_size) for name, rec in self.recognizers.items()}
         if len(idx):
             faces = [detections[i] for i in idx]
+            face_images = [images_rgb[i] for i in idx]
             det_score[idx] = [d.score for d in faces]
             bbox[idx] = np.stack([d.bbox for d in faces])
             kps[idx] = np.stack([d.kps for d in faces])
-            aligned = align_faces([images_rgb[i] for i in idx], faces)
+            yaw[idx], pitch[idx], roll[idx] = head_pose(kps[idx])  # weak perspective
+            aligned = align_faces(face_images, faces)
             for name, rec in self.recognizers.items():
-                embeddings[name][idx] = rec.embed(aligned)
+                if isinstance(rec, ImageRecognizer):
+                    embeddings[name][idx] = rec.embed_images(face_images, faces)
+                else:
+                    embeddings[name][idx] = rec.embed(aligned)
             male_probability[idx], age[idx] = self.genderage.predict(aligned)
             ita[idx] = skin_ita(aligned)
             bright[idx] = brightness(aligned)
+            sharp[idx] = sharpness(aligned)
+            sharp_norm[idx] = sharpness_normalised(aligned)
+            uniformity[idx] = illumination_uniformity(aligned)
         for array in (
             found,
             det_score,
@@ -179,6 +221,12 @@ class FaceAnalyzer:
             age,
             ita,
             bright,
+            yaw,
+            pitch,
+            roll,
+            sharp,
+            sharp_norm,
+            uniformity,
             *embeddings.values(),
         ):
             array.flags.writeable = False  # results are immutable once computed
@@ -193,4 +241,10 @@ class FaceAnalyzer:
             ita=ita,
             brightness=bright,
             models=dict(self.models),
+            yaw=yaw,
+            pitch=pitch,
+            roll=roll,
+            sharpness=sharp,
+            sharpness_normalised=sharp_norm,
+            illumination_uniformity=uniformity,
         )

@@ -6,11 +6,18 @@ tests point it at ``../shared/models``. Model files are never copied into the re
 
 Every known file is pinned by sha256: a silently replaced or truncated model would ruin every
 number an audit reports, so adapters call :meth:`ModelRegistry.verify` before loading.
+
+A few models ship inside pip packages instead (dlib's ResNet in ``face_recognition_models``):
+:data:`KNOWN_PACKAGE_MODELS` pins their files the same way, :meth:`ModelRegistry.verify_package`
+finds and checks them, and :meth:`ModelRegistry.available_packages` lists those installed, all
+without importing the packages. :meth:`ModelRegistry.available` still lists model-directory files
+only; :meth:`ModelRegistry.available_recognizers` lists every usable FR model of both kinds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +124,99 @@ KNOWN_MODELS: tuple[ModelSpec, ...] = (
 
 _BY_NAME: dict[str, ModelSpec] = {spec.name: spec for spec in KNOWN_MODELS}
 
+
+@dataclass(frozen=True)
+class PackageFile:
+    """One pinned file inside an installed Python package: ``key`` names its job."""
+
+    key: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PackageModelSpec:
+    """A model whose files ship inside an installed Python package, not the model directory.
+
+    ``package``: the importable package that holds ``files`` (paths relative to its folder).
+    ``requires``: other importable modules needed to run the model. ``install``: the pip
+    requirement to suggest when something is missing. The first file is the model's weights
+    (its hash is :attr:`sha256`); the others are helpers the adapter also needs.
+    """
+
+    name: str
+    package: str
+    files: tuple[PackageFile, ...]
+    role: Role
+    licence: str
+    source: str
+    install: str
+    requires: tuple[str, ...] = ()
+    embedding_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}, got {self.role!r}")
+        if not self.files:
+            raise ValueError(f"package model {self.name!r} lists no files")
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the weights file (the first of :attr:`files`)."""
+        return self.files[0].sha256
+
+
+KNOWN_PACKAGE_MODELS: tuple[PackageModelSpec, ...] = (
+    PackageModelSpec(
+        name="dlib_resnet",
+        package="face_recognition_models",
+        files=(
+            PackageFile(
+                "recognition",
+                "models/dlib_face_recognition_resnet_model_v1.dat",
+                "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            ),
+            PackageFile(
+                "shape_predictor_5",
+                "models/shape_predictor_5_face_landmarks.dat",
+                "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+            ),
+        ),
+        role="recognition",
+        licence="CC0 (dlib model files via face_recognition_models)",
+        source="dlib's ResNet face recognition model v1 and 5-point shape predictor "
+        "(http://dlib.net, https://github.com/davisking/dlib-models), packaged on PyPI as "
+        "face_recognition_models",
+        install="dlib-bin face_recognition_models",
+        requires=("dlib",),
+        embedding_size=128,
+    ),
+)
+"""Models that come with pip packages. They are found by the package's location on disk: neither
+the package nor ``requires`` is imported to list them (``face_recognition_models`` itself cannot
+be imported without setuptools' ``pkg_resources``, and its files need no import)."""
+
+_PACKAGE_BY_NAME: dict[str, PackageModelSpec] = {spec.name: spec for spec in KNOWN_PACKAGE_MODELS}
+
+
+def _installed(module: str) -> bool:
+    """Whether a top-level module can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _package_dir(package: str) -> Path | None:
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(next(iter(found.submodule_search_locations)))
+
+
 # (resolved path, size, mtime_ns) -> sha256 hex digest; hashing is done once per process and file.
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
@@ -186,5 +286,81 @@ class ModelRegistry:
         return path
 
     def available(self) -> list[str]:
-        """Names of known models whose files exist (not hash-checked), in registry order."""
+        """Names of known models whose files exist (not hash-checked), in registry order.
+
+        Model-directory files only; see :meth:`available_packages` for package models.
+        """
         return [spec.name for spec in KNOWN_MODELS if (self.model_dir / spec.filename).is_file()]
+
+    # --- models shipped inside pip packages -----------------------------------------------------
+
+    def package_spec(self, name: str) -> PackageModelSpec:
+        """The pinned spec of package model ``name``; raises :class:`UnknownModelError`."""
+        try:
+            return _PACKAGE_BY_NAME[name]
+        except KeyError:
+            known = ", ".join(sorted(_PACKAGE_BY_NAME))
+            raise UnknownModelError(
+                f"unknown package model {name!r}; known package models: {known}"
+            ) from None
+
+    def package_paths(self, name: str) -> dict[str, Path]:
+        """``{file key: path}`` of a package model, without importing anything.
+
+        Raises :class:`ModelNotFoundError` naming the pip requirement when the package, a module
+        in ``requires``, or one of the files is missing.
+        """
+        spec = self.package_spec(name)
+        folder = _package_dir(spec.package)
+        missing = [module for module in spec.requires if not _installed(module)]
+        if folder is None or missing:
+            missing = ([spec.package] if folder is None else []) + missing
+            raise ModelNotFoundError(
+                f"model {name!r} needs the Python package(s) {', '.join(missing)}, which are "
+                f"not installed; install them with: pip install {spec.install} "
+                f"(licence: {spec.licence})"
+            )
+        paths = {file.key: folder / file.path for file in spec.files}
+        for key, path in paths.items():
+            if not path.is_file():
+                raise ModelNotFoundError(
+                    f"model {name!r}: file {path} ({key}) is missing from the installed package "
+                    f"{spec.package}; reinstall it with: pip install --force-reinstall "
+                    f"{spec.install}"
+                )
+        return paths
+
+    def verify_package(self, name: str) -> dict[str, Path]:
+        """:meth:`package_paths` after checking every file's sha256 (once per process and file).
+
+        Raises :class:`ModelNotFoundError` or :class:`ModelHashMismatch`.
+        """
+        spec = self.package_spec(name)
+        paths = self.package_paths(name)
+        for file in spec.files:
+            actual = _sha256(paths[file.key])
+            if actual != file.sha256:
+                raise ModelHashMismatch(name, paths[file.key], file.sha256, actual)
+        return paths
+
+    def available_packages(self) -> list[str]:
+        """Names of package models whose package, requirements and files are all installed
+        (not hash-checked, nothing imported), in registry order."""
+        names = []
+        for spec in KNOWN_PACKAGE_MODELS:
+            try:
+                self.package_paths(spec.name)
+            except ModelNotFoundError:
+                continue
+            names.append(spec.name)
+        return names
+
+    def available_recognizers(self) -> list[str]:
+        """Recognition models usable now: model-directory files, then installed package models."""
+        files = [name for name in self.available() if self.spec(name).role == "recognition"]
+        packages = [
+            name
+            for name in self.available_packages()
+            if self.package_spec(name).role == "recognition"
+        ]
+        return files + packages

@@ -1,8 +1,14 @@
-"""Attribute sensors on aligned 112x112 crops: perceived gender and age, skin tone, brightness.
+"""Attribute sensors on aligned 112x112 crops: perceived gender and age, skin tone, brightness,
+sharpness and illumination uniformity.
 
 All functions take the ArcFace-aligned crops of :func:`audit.align.align_faces`:
 (N, 112, 112, 3) uint8 RGB. These are *perceived* attributes estimated from pixels, used to
-group synthetic faces for a bias audit; they say nothing about a real person's identity.
+group synthetic faces for a bias audit and to check that each generated edit moved what it
+claims and nothing else; they say nothing about a real person's identity. Head pose comes from
+the detector's keypoints instead (:func:`audit.pose.head_pose`).
+
+:data:`SENSOR_VERSION` names the current definitions and :data:`SENSOR_UNITS` the unit of every
+reading.
 """
 
 from __future__ import annotations
@@ -13,6 +19,31 @@ import numpy as np
 
 from .recognition import OnnxBatchRunner, check_aligned
 from .registry import ModelError, ModelRegistry
+
+SENSOR_VERSION = "2"
+"""Version of the sensor definitions; anything learned from sensor readings (e.g. the
+generator's latent directions) is cached under it, so it must change whenever any sensor's
+definition changes (formula, region, constant, model). Model weights are pinned separately by
+sha256 in :mod:`audit.registry`.
+
+History: "1" perceived male probability, age, ITA, brightness (and the generator's own yaw
+proxy); "2" adds yaw, pitch and roll from a weak-perspective fit of a 3D face model
+(:mod:`audit.pose`), Laplacian-variance sharpness (raw and contrast-normalised) and left/right
+illumination uniformity."""
+
+SENSOR_UNITS: dict[str, str] = {
+    "male_probability": "probability",
+    "age": "years",
+    "ita": "degrees",
+    "brightness": "0-255 luma",
+    "yaw": "degrees",
+    "pitch": "degrees",
+    "roll": "degrees",
+    "sharpness": "luma^2 (variance of the 3x3 Laplacian of 0-255 luma)",
+    "sharpness_normalised": "ratio (Laplacian variance / luma variance)",
+    "illumination_uniformity": "ratio (0-1, 1 = left and right equally lit)",
+}
+"""Unit of each sensor reading, by the field name used in :class:`audit.analysis.AnalysisBatch`."""
 
 # --- perceived gender and age ------------------------------------------------------------------
 
@@ -181,3 +212,108 @@ def brightness(aligned: np.ndarray) -> np.ndarray:
     if aligned.ndim != 4 or aligned.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) RGB crops, got {aligned.shape}")
     return aligned.reshape(len(aligned), -1, 3).astype(np.float64).mean(axis=1) @ BT601_LUMA
+
+
+def luma(pixels: np.ndarray) -> np.ndarray:
+    """BT.601 luma of (..., 3) RGB values -> (...) float32 in 0..255 (not rounded)."""
+    pixels = np.asarray(pixels, dtype=np.float32)
+    return (
+        pixels[..., 0] * np.float32(BT601_LUMA[0])
+        + pixels[..., 1] * np.float32(BT601_LUMA[1])
+        + pixels[..., 2] * np.float32(BT601_LUMA[2])
+    )
+
+
+# --- sharpness ---------------------------------------------------------------------------------
+
+SHARPNESS_REGION: tuple[slice, slice] = (slice(32, 104), slice(24, 88))
+"""Inner face in ArcFace-aligned 112x112 crop pixels, ``(rows, columns)``: eyebrows to below the
+mouth (template eyes at row ~52, mouth corners ~92), outer eye corners to beyond the mouth
+corners, symmetric about the template's vertical centre line (column 55.5). Hair, background and
+the black borders the warp adds when a face touches the image edge stay out, so the measure reads
+the face, not the backdrop."""
+
+
+def _laplacian_and_luma(aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """3x3 Laplacian and luma of :data:`SHARPNESS_REGION`, each (N, 72, 64) float32."""
+    rows, cols = SHARPNESS_REGION
+    # One extra pixel on every side so the Laplacian of every region pixel sees real neighbours.
+    y = luma(aligned[:, rows.start - 1 : rows.stop + 1, cols.start - 1 : cols.stop + 1])
+    centre = y[:, 1:-1, 1:-1]
+    laplacian = y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:] - 4.0 * centre
+    return laplacian, centre
+
+
+def sharpness(aligned: np.ndarray) -> np.ndarray:
+    """Variance of the Laplacian of the face's luma, (N,) float64 in luma^2 (higher = sharper).
+
+    The no-reference focus measure of Pech-Pacheco et al. (2000), "Diatom autofocusing in
+    brightfield microscopy: a comparative study", ICPR: the 4-neighbour 3x3 Laplacian
+    ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]`` (OpenCV's ``Laplacian`` with ``ksize=1``) of BT.601 luma
+    over :data:`SHARPNESS_REGION`, then its variance over the region's pixels. Blur removes the
+    high frequencies the Laplacian responds to, so the value falls as blur grows.
+
+    The aligned crop has the same face scale whatever the input size (inter-eye distance ~35 px),
+    so values are comparable between images; an image upscaled from 64 px reads as softer than
+    a native high-resolution face, as it should. The value scales with contrast squared (a face
+    at half the contrast reads a quarter as sharp): see :func:`sharpness_normalised`.
+    """
+    aligned = check_aligned(aligned)
+    if len(aligned) == 0:
+        return np.zeros(0, dtype=np.float64)
+    laplacian, _ = _laplacian_and_luma(aligned)
+    return laplacian.reshape(len(aligned), -1).astype(np.float64).var(axis=1)
+
+
+def sharpness_normalised(aligned: np.ndarray) -> np.ndarray:
+    """:func:`sharpness` divided by the variance of the luma over the same region, (N,) float64.
+
+    A dimensionless share of the face's contrast that sits at the finest scale: unchanged when
+    the face's contrast or exposure is scaled (``a * luma + b``), so brightness, lighting and skin
+    tone edits move it less than the raw measure. 0 for a flat region (no detail at all).
+    """
+    aligned = check_aligned(aligned)
+    if len(aligned) == 0:
+        return np.zeros(0, dtype=np.float64)
+    laplacian, centre = _laplacian_and_luma(aligned)
+    lap_var = laplacian.reshape(len(aligned), -1).astype(np.float64).var(axis=1)
+    luma_var = centre.reshape(len(aligned), -1).astype(np.float64).var(axis=1)
+    flat = luma_var < 1e-9
+    return np.where(flat, 0.0, lap_var / np.where(flat, 1.0, luma_var))
+
+
+# --- illumination uniformity -------------------------------------------------------------------
+
+ILLUMINATION_REGIONS: tuple[tuple[slice, slice], tuple[slice, slice]] = (
+    (slice(60, 88), slice(22, 46)),  # image-left face half: rows 60-87, columns 22-45
+    (slice(60, 88), slice(66, 90)),  # its mirror image about column 55.5: columns 66-89
+)
+"""Mirror-image zones of the left and right face halves in ArcFace-aligned 112x112 crop pixels,
+``(rows, columns)``: below the lower eyelids (template eyes at row ~52) to above the mouth
+corners (row ~92), from the cheek's outer part to beside the nose, where the two halves of a
+frontal face are the same skin and a side light makes them differ."""
+
+
+def illumination_uniformity(aligned: np.ndarray) -> np.ndarray:
+    """Left/right illumination uniformity of aligned faces, (N,) float64 in [0, 1].
+
+    ``1 - |L - R| / (L + R)``, where L and R are the mean BT.601 luma of the two mirror-image
+    zones of :data:`ILLUMINATION_REGIONS`: 1 when both halves of the face are equally lit, 0 when
+    one half is black. Unchanged when all pixels are scaled by the same factor; a black face
+    (L + R = 0) counts as uniform (1).
+
+    In the spirit of the illumination-uniformity quality component of ISO/IEC 29794-5 (as
+    implemented in BSI's OFIQ, which compares luminance *histograms* of two small zones left and
+    right of the nose by histogram intersection), but not that measure: means over larger zones
+    are steadier on 64-px generated faces. It assumes a frontal face: turning the head changes
+    what each zone holds (more cheek on one side, more nose on the other), so read it together
+    with yaw.
+    """
+    aligned = check_aligned(aligned)
+    if len(aligned) == 0:
+        return np.zeros(0, dtype=np.float64)
+    (lr, lc), (rr, rc) = ILLUMINATION_REGIONS
+    left = luma(aligned[:, lr, lc]).reshape(len(aligned), -1).astype(np.float64).mean(axis=1)
+    right = luma(aligned[:, rr, rc]).reshape(len(aligned), -1).astype(np.float64).mean(axis=1)
+    total = left + right
+    return np.where(total > 0, 1.0 - np.abs(left - right) / np.where(total > 0, total, 1.0), 1.0)

