@@ -159,6 +159,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
             "embedding_size": int(matrix.shape[1]),
             "operating_points": points,
         }
+        comp.attrs = {}  # build_pairs' metadata is in the summary; concat would compare it
         tables.append(comp)
     comparisons = pd.concat(tables, ignore_index=True)[COMPARISON_COLUMNS]
     return summary, comparisons

@@ -19,7 +19,7 @@ CONFIG = {"name": "pipeline", "seed": 11, "groups": {"perceived_gender": ["femal
 
 
 def create(owner, config=CONFIG):
-    cfg = parse_config(config)
+    cfg = parse_config(config, fr_models_available=["mobilefacenet", "dlib_resnet"])
     return Audit.objects.create(owner=owner, name=cfg.name, config=cfg.to_dict(), seed=cfg.seed,
                                 n_images_planned=cfg.n_images)
 
@@ -133,3 +133,38 @@ def test_cancelled_audits_stop_at_the_next_stage(alice, media_root, models_avail
 def test_embeddings_are_unit_length(finished):
     for e in Embedding.objects.filter(image__audit=finished)[:10]:
         assert np.isclose(np.linalg.norm(e.as_array()), 1.0, atol=1e-4)
+
+
+def test_latent_edits_are_checked_and_failures_left_out_of_comparisons(
+        alice, media_root, models_available, settings, tmp_path):
+    settings.FACEAUDIT_CACHE_DIR = tmp_path / "cache"
+    settings.FACEAUDIT_DIRECTION_SAMPLES = 600  # enough for the strong directions, and quick
+    config = {**CONFIG, "factors": {"lighting": [35], "yaw": [15], "blur": [1.0]},
+              "fr_models": ["mobilefacenet", "dlib_resnet"]}
+    audit = InlineRunner().run(create(alice, config).pk)
+    assert audit.state == Audit.State.DONE, audit.error
+    edits = GeneratedImage.objects.filter(audit=audit, factor__in=["lighting", "yaw"])
+    assert edits.count() == 2 * 8
+    for img in edits:
+        c = img.checks
+        assert c["target_sensor"] in ("brightness", "yaw") and 1 <= c["attempts"] <= 4
+        if c["passed"]:  # a passing edit is within the documented tolerance of its request
+            tol = max({"brightness": 4.0, "yaw": 5.0}[c["target_sensor"]],
+                      0.3 * abs(c["requested"]))
+            assert abs(c["achieved"] - c["requested"]) <= tol
+            assert c["identity_similarity"] >= 0.5
+        assert img.recipe["edit"]["latent_step"] != 0
+    summary = audit.result.summary
+    checks = summary["generator_checks"]
+    assert set(checks["by_group"]) == {"female", "male"}
+    assert checks["overall"]["latent_edits"] == 16
+    # failed or faceless images take part in no comparison
+    usable = {i.pk for i in GeneratedImage.objects.filter(audit=audit)
+              if i.checks.get("passed", True) and i.analysis.face_found}
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(audit.result.comparisons_file, "rb") as f:
+        comp = pd.read_csv(gzip.GzipFile(fileobj=f))
+    assert set(comp["image_a"]) | set(comp["image_b"]) <= usable
+    assert set(comp["fr_model"]) == {"mobilefacenet", "dlib_resnet"}
+    assert summary["models"]["dlib_resnet"]["licence"].startswith("CC0")
