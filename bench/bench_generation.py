@@ -67,7 +67,18 @@ def main() -> None:
         checks = [row[vi].checks for row in rows]
         passed = np.mean([bool(c.get("passed")) for c in checks])
         attempts = np.mean([c.get("attempts", 1) for c in checks])
-        print(f"  {v.key:<14} passed {passed:5.2f}  mean attempts {attempts:.2f}")
+        reasons: dict[str, int] = {}
+        for c in checks:
+            if c.get("passed"):
+                continue
+            keys = (["no face"] if not c.get("face_found") else
+                    (["off target"] if c.get("on_target") is False else [])
+                    + [f"{b} moved" for b in c.get("broken", [])]
+                    + (["identity drift"] if c.get("identity_kept") is False else []))
+            for k in keys:
+                reasons[k] = reasons.get(k, 0) + 1
+        print(f"  {v.key:<14} passed {passed:5.2f}  mean attempts {attempts:.2f}  "
+              f"failures: {reasons or '-'}")
 
 
 if __name__ == "__main__":

@@ -155,6 +155,8 @@ FACEAUDIT_CACHE_DIR = Path(env_str("FACEAUDIT_CACHE_DIR") or VAR_DIR / "cache")
 # check every edit; dlib's ResNet (about 95 ms per face here) is the alternative.
 FACEAUDIT_DRIFT_MODEL = env_str("FACEAUDIT_DRIFT_MODEL", "mobilefacenet")
 FACEAUDIT_DIRECTION_SAMPLES = env_int("FACEAUDIT_DIRECTION_SAMPLES", 3000)
+# Analyzer instances run side by side when checking generated images (0: one per CPU core).
+FACEAUDIT_SENSE_THREADS = env_int("FACEAUDIT_SENSE_THREADS", 0)
 
 # --- Celery (read by worker.celery_app with namespace="CELERY") ----------------------------------
 BROKER_DIR = VAR_DIR / "broker"

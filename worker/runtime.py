@@ -27,18 +27,21 @@ def get_generator(name: str):
         return _generator(name, settings.FACEAUDIT_TORCH_DEVICE)
 
 
-@lru_cache(maxsize=4)
-def _analyzer(model_dir_str: str, recognizers: tuple[str, ...]):
+@lru_cache(maxsize=8)
+def _analyzer(model_dir_str: str, recognizers: tuple[str, ...], threads: int | None, copy: int):
     from audit.analysis import FaceAnalyzer
     from audit.registry import ModelRegistry
 
-    return FaceAnalyzer(ModelRegistry(Path(model_dir_str)), recognizers=recognizers)
+    return FaceAnalyzer(ModelRegistry(Path(model_dir_str)), recognizers=recognizers,
+                        intra_op_num_threads=threads)
 
 
-def get_analyzer(recognizers: tuple[str, ...] = ()):
-    """A :class:`audit.analysis.FaceAnalyzer` with the given FR models (``()`` for sensors only)."""
+def get_analyzer(recognizers: tuple[str, ...] = (), *, threads: int | None = None,
+                 copy: int = 0):
+    """A :class:`audit.analysis.FaceAnalyzer` with the given FR models (``()`` for sensors only).
+    ``copy`` tells apart instances meant to run side by side in threads."""
     with _lock:
-        return _analyzer(str(model_dir()), tuple(recognizers))
+        return _analyzer(str(model_dir()), tuple(recognizers), threads, copy)
 
 
 def available_fr_models() -> list[str]:
@@ -56,12 +59,23 @@ def drift_model() -> str:
     return settings.FACEAUDIT_DRIFT_MODEL
 
 
+def sense_threads() -> int:
+    import os
+
+    return max(1, settings.FACEAUDIT_SENSE_THREADS or (os.cpu_count() or 1))
+
+
 def get_sense(with_drift: bool = True):
-    """The sensing callable for generation checks (one analyzer per process)."""
+    """The sensing callable for generation checks: one single-threaded analyzer per core, run
+    side by side (see worker.sensing)."""
     from worker.sensing import make_sense
 
     model = drift_model() if with_drift else None
-    return make_sense(get_analyzer((model,) if model else ()), model)
+    n = sense_threads()
+    threads = 1 if n > 1 else None
+    plain = [get_analyzer((), threads=threads, copy=k) for k in range(n)]
+    full = [get_analyzer((model,), threads=threads, copy=k) for k in range(n)] if model else plain
+    return make_sense(full, model, plain)
 
 
 def get_directions(generator, progress=None):

@@ -32,7 +32,7 @@ class ToyGenerator:
         return img  # floats: the toy skips uint8 quantisation
 
 
-def sense(images):
+def sense(images, embed=True):
     n = len(images)
     return {"face_found": np.ones(n, dtype=bool),
             "age": images[:, 0, 0, 0] * 2 * 100 / 255,
@@ -120,3 +120,16 @@ def test_image_factors_pass_on_face_found_and_record_deltas():
 def test_latent_edits_need_directions():
     with pytest.raises(ValueError, match="learn_directions"):
         render_and_check(ToyGenerator(), [1], [Variant("age", 10.0)], 9, sense, None)
+
+
+def test_identity_threshold_is_the_impostor_p99_of_the_batch():
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((30, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    base = {"face_found": np.ones(30, dtype=bool), "embedding": emb}
+    pairs = [emb[i] @ emb[j] for i in range(30) for j in range(i + 1, 30)]  # naive
+    from generator.editing import impostor_threshold
+
+    assert impostor_threshold(base, CheckPolicy()) == pytest.approx(np.percentile(pairs, 99))
+    small = {"face_found": np.ones(5, dtype=bool), "embedding": emb[:5]}
+    assert impostor_threshold(small, CheckPolicy()) == CheckPolicy().identity_min_similarity

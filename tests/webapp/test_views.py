@@ -142,3 +142,17 @@ def test_no_groups_and_no_factors_are_explained(client, alice):
     page = client.post(reverse("audits:create"), data).content.decode()
     assert "Demographic groups: give at least one demographic axis" in page
     assert "Factors: vary at least one factor" in page
+
+
+def test_the_form_offers_latent_edits_in_sensor_units(client, alice, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    page = client.get(reverse("audits:create")).content.decode()
+    for name in ("factor_yaw", "factor_pitch", "factor_age", "factor_lighting"):
+        assert f'name="{name}"' in page
+    assert "change of head yaw in degrees" in page
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(reverse("audits:create"), {**FORM, "factor_yaw": "15, -15",
+                                               "factor_lighting": "30"})
+    assert Audit.objects.get().config["factors"]["yaw"] == [15.0, -15.0]
+    bad = client.post(reverse("audits:create"), {**FORM, "factor_age": "0"}).content.decode()
+    assert "a change of 0 is the baseline itself" in bad

@@ -73,4 +73,15 @@ class Command(BaseCommand):
                     self.stdout.write(f"  {group:<24} FNMR {fnmr} ({r['false_non_matches']}/"
                                       f"{r['n_mated']})  FMR {fmr} ({r['false_matches']}/"
                                       f"{r['n_nonmated']})")
+        checks = summary.get("generator_checks", {})
+        if checks:
+            self.stdout.write("generator checks (share of images; latent edits: on target, "
+                              "others held, identity kept):")
+            for group, c in checks["by_group"].items():
+                fmt = lambda v: "  n/a" if v is None else f"{v:5.2f}"  # noqa: E731
+                self.stdout.write(f"  {group:<24} face {fmt(c['face_found'])}  on target "
+                                  f"{fmt(c['on_target'])}  held {fmt(c['others_held'])}  "
+                                  f"identity {fmt(c['identity_kept'])}  passed "
+                                  f"{fmt(c['passed'])}  ({c['images']} images, "
+                                  f"{c['latent_edits']} edits)")
         self.stdout.write(self.style.SUCCESS(f"done in {elapsed:.1f} s; results in {out}"))
