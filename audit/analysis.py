@@ -10,6 +10,7 @@ once when the :class:`FaceAnalyzer` is built; reuse one analyzer per process.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,12 @@ import numpy as np
 from .align import align_faces
 from .detection import FaceDetector
 from .pose import head_pose
-from .recognition import MobileFaceNetRecognizer, Recognizer
+from .recognition import (
+    INSIGHTFACE_PACKS,
+    InsightFacePackRecognizer,
+    MobileFaceNetRecognizer,
+    Recognizer,
+)
 from .recognition_dlib import DlibResNetRecognizer, ImageRecognizer
 from .registry import ModelError, ModelRegistry
 from .sensors import (
@@ -38,10 +44,13 @@ from .sensors import (
 RECOGNIZERS: dict[str, Callable[..., Recognizer]] = {
     "mobilefacenet": MobileFaceNetRecognizer,
     "dlib_resnet": DlibResNetRecognizer,
+    **{pack: functools.partial(InsightFacePackRecognizer, pack=pack) for pack in INSIGHTFACE_PACKS},
 }
 """Registry name -> :class:`~audit.recognition.Recognizer` class. ``dlib_resnet`` is a package
 model (:data:`audit.registry.KNOWN_PACKAGE_MODELS`): it loads only where ``dlib-bin`` and
-``face_recognition_models`` are installed (:meth:`ModelRegistry.available_recognizers` says)."""
+``face_recognition_models`` are installed (:meth:`ModelRegistry.available_recognizers` says).
+insightface packs (``buffalo_l``...) load where their folder is in the model directory
+(:func:`audit.recognition.available_packs`)."""
 
 
 def load_recognizer(registry: ModelRegistry, name: str, **kwargs: Any) -> Recognizer:

@@ -26,7 +26,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from .registry import ModelRegistry
+from .registry import INSIGHTFACE_LICENCE, INSIGHTFACE_PACKS, ModelError, ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +243,53 @@ class MobileFaceNetRecognizer(Recognizer):
     @classmethod
     def preprocess(cls, aligned: np.ndarray) -> np.ndarray:
         """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - 127.5) / 128``."""
+        x = (check_aligned(aligned).astype(np.float32) - cls.MEAN) / cls.STD
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        x = self.preprocess(aligned)
+        if len(x) == 0:
+            return np.zeros((0, self.embedding_size), dtype=np.float32)
+        return l2_normalise(self._runner.run(x))
+
+
+class InsightFacePackRecognizer(Recognizer):
+    """The ArcFace recognition model of an insightface pack (buffalo_l, buffalo_s, antelopev2).
+
+    Preprocessing as insightface runs these graphs: RGB, ``(x - 127.5) / 127.5``, NCHW, 112x112
+    crops aligned to the ArcFace template. The file is the operator's copy: its SHA-256 is
+    computed at load and recorded (there is no pinned hash to check it against offline).
+    """
+
+    MEAN = 127.5
+    STD = 127.5
+
+    def __init__(self, registry: ModelRegistry, pack: str = "buffalo_l", *,
+                 intra_op_num_threads: int | None = None, dynamic_batch: bool = True) -> None:
+        import hashlib
+        from pathlib import Path
+
+        if pack not in INSIGHTFACE_PACKS:
+            raise ModelError(f"unknown insightface pack {pack!r}; choose from "
+                             f"{', '.join(INSIGHTFACE_PACKS)}")
+        path = Path(registry.model_dir) / pack / INSIGHTFACE_PACKS[pack]
+        if not path.is_file():
+            raise ModelError(f"{pack}: {path} not found; put the insightface {pack} folder in "
+                             f"the model directory {registry.model_dir}")
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        self.name = pack
+        self.weights_sha256 = digest.hexdigest()
+        self.licence = INSIGHTFACE_LICENCE
+        self._runner = OnnxBatchRunner(path, intra_op_num_threads=intra_op_num_threads,
+                                       dynamic_batch=dynamic_batch)
+        self.embedding_size = int(self._runner.session.get_outputs()[0].shape[-1])
+
+    @classmethod
+    def preprocess(cls, aligned: np.ndarray) -> np.ndarray:
+        """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - 127.5) / 127.5``."""
         x = (check_aligned(aligned).astype(np.float32) - cls.MEAN) / cls.STD
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 

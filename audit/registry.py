@@ -364,3 +364,18 @@ class ModelRegistry:
             if self.package_spec(name).role == "recognition"
         ]
         return files + packages
+
+
+#: insightface model packs (folder name -> recognition file inside it), in the layout insightface
+#: downloads them to (``~/.insightface/models/<pack>/``); put the folder in the model directory.
+INSIGHTFACE_PACKS: dict[str, str] = {
+    "buffalo_l": "w600k_r50.onnx",  # ResNet-50 ArcFace on WebFace600K, 512-d
+    "buffalo_s": "w600k_mbf.onnx",  # MobileFaceNet ArcFace on WebFace600K, 512-d
+    "antelopev2": "glintr100.onnx",  # ResNet-100 on Glint360K, 512-d
+}
+INSIGHTFACE_LICENCE = "insightface pretrained weights: non-commercial research only"
+
+
+def available_packs(model_dir: str | os.PathLike[str]) -> list[str]:
+    """insightface packs whose recognition file is present in ``model_dir``."""
+    return [p for p, f in INSIGHTFACE_PACKS.items() if (Path(model_dir) / p / f).is_file()]

@@ -91,7 +91,22 @@ LATENT_FACTORS = tuple(name for name, f in FACTORS.items() if f.kind == "latent"
 
 GENERATORS: dict[str, str] = {
     "dcgan-digiface": "64x64 DCGAN trained on DigiFace-1M (PyPI gan-face-generate); offline default",
+    "sd15-faceid": "Stable Diffusion 1.5 + IP-Adapter FaceID (weights configured by the operator)",
+    "sdxl-faceid": "SDXL + IP-Adapter FaceID (weights configured by the operator)",
+    "arc2face": "Arc2Face on Stable Diffusion 1.5 (weights configured by the operator)",
 }
+#: Generators driven by prompts: attribute edits change one phrase of the prompt.
+PROMPT_GENERATORS = frozenset({"sd15-faceid", "sdxl-faceid", "arc2face"})
+DEFAULT_GENERATORS: tuple[str, ...] = ("dcgan-digiface",)
+
+
+def prompt_factors() -> dict[str, tuple[str, ...]]:
+    """Prompt factors and their named levels (the baseline level excluded), from
+    :mod:`generator.diffusion.prompts` (which imports no torch)."""
+    from generator.diffusion.prompts import BASELINE_LEVELS, PROMPT_FACTORS
+
+    return {f: tuple(lv for lv in levels if lv != BASELINE_LEVELS[f])
+            for f, levels in PROMPT_FACTORS.items()}
 DEFAULT_FR_MODELS: tuple[str, ...] = ("mobilefacenet",)
 
 # Size limits keep one audit within what a lab machine can do in hours, not weeks.
@@ -120,7 +135,7 @@ class AuditConfig:
     seed: int
     groups: dict[str, list[str]]
     identities_per_group: int
-    factors: dict[str, list[float]]
+    factors: dict[str, list[float | str]]
     generator: str = "dcgan-digiface"
     fr_models: list[str] = field(default_factory=lambda: list(DEFAULT_FR_MODELS))
     target_fmr: list[float] = field(default_factory=lambda: [1e-3])
@@ -198,15 +213,35 @@ def _parse_groups(raw: Any, errors: dict[str, str]) -> dict[str, list[str]]:
     return groups
 
 
-def _parse_factors(raw: Any, errors: dict[str, str]) -> dict[str, list[float]]:
+def _parse_factors(raw: Any, errors: dict[str, str],
+                   prompt_driven: bool = False) -> dict[str, list[float | str]]:
+    prompts = prompt_factors() if prompt_driven else {}
+    allowed = [*prompts, *(f for f, s in FACTORS.items() if s.kind == "image")] if prompt_driven \
+        else list(FACTORS)
     if not isinstance(raw, Mapping) or not raw:
         errors["factors"] = ("vary at least one factor, e.g. blur: [1.5, 3]; factors: "
-                             + ", ".join(FACTORS))
+                             + ", ".join(allowed))
         return {}
-    factors: dict[str, list[float]] = {}
+    factors: dict[str, list[float | str]] = {}
     for name, levels in raw.items():
         key = f"factors.{name}"
+        if str(name) in prompts:
+            items = _as_list(levels)
+            names = [str(x) for x in items or []]
+            bad = [x for x in names if x not in prompts[str(name)]]
+            if not names or bad:
+                errors[key] = (f"choose named levels from {', '.join(prompts[str(name)])}"
+                               + (f" (not {', '.join(bad)})" if bad else ""))
+            elif len(set(names)) != len(names):
+                errors[key] = "each level may appear only once"
+            else:
+                factors[str(name)] = names
+            continue
         spec = FACTORS.get(str(name))
+        if spec is not None and prompt_driven and spec.kind == "latent":
+            errors[key] = (f"{name} is a latent edit of GAN generators; with a prompt-driven "
+                           f"generator use the prompt factors {', '.join(prompts)}")
+            continue
         if spec is None:
             errors[key] = f"unknown factor {name!r}; choose from {', '.join(FACTORS)}"
             continue
@@ -240,7 +275,8 @@ def _parse_factors(raw: Any, errors: dict[str, str]) -> dict[str, list[float]]:
 
 
 def parse_config(
-    data: Any, *, fr_models_available: Iterable[str] = DEFAULT_FR_MODELS
+    data: Any, *, fr_models_available: Iterable[str] = DEFAULT_FR_MODELS,
+    generators_available: Iterable[str] = DEFAULT_GENERATORS,
 ) -> AuditConfig:
     """Validate a config mapping and return an :class:`AuditConfig`.
 
@@ -284,11 +320,16 @@ def parse_config(
         ipg_num = 2
     ipg_int = int(ipg_num)
 
-    factors = _parse_factors(data.get("factors"), errors)
-
     generator = data.get("generator", "dcgan-digiface")
+    generators = list(generators_available)
     if generator not in GENERATORS:
-        errors["generator"] = f"unknown generator {generator!r}; choose from {', '.join(GENERATORS)}"
+        errors["generator"] = f"unknown generator {generator!r}; choose from {', '.join(generators)}"
+    elif generator not in generators:
+        errors["generator"] = (f"{generator} is not set up on this installation (its weights are "
+                               f"configured with FACEAUDIT_DIFFUSION); choose from "
+                               f"{', '.join(generators)}")
+    factors = _parse_factors(data.get("factors"), errors,
+                             prompt_driven=generator in PROMPT_GENERATORS)
 
     available = list(fr_models_available)
     fr_models = _as_list(data.get("fr_models", list(DEFAULT_FR_MODELS)))

@@ -33,7 +33,7 @@ class Variant:
     factor at one level."""
 
     factor: str
-    level: float | None
+    level: float | str | None  # a number in the factor's unit, or a named prompt level
 
     @property
     def is_baseline(self) -> bool:
@@ -42,7 +42,10 @@ class Variant:
     @property
     def key(self) -> str:
         """Stable short name, used in file names: ``baseline`` or ``blur_1.5``."""
-        return BASELINE if self.is_baseline else f"{self.factor}_{self.level:g}"
+        if self.is_baseline:
+            return BASELINE
+        level = self.level if isinstance(self.level, str) else f"{self.level:g}"
+        return f"{self.factor}_{level}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ def plan_design(config: AuditConfig) -> Design:
     )
     variants = [Variant(BASELINE, None)]
     for factor, levels in config.factors.items():
-        variants.extend(Variant(factor, float(level)) for level in levels)
+        variants.extend(Variant(factor, level if isinstance(level, str) else float(level))
+                        for level in levels)
     return Design(groups=groups, identities_per_group=config.identities_per_group,
                   variants=tuple(variants))

@@ -8,6 +8,7 @@ Production-like (docker-compose.yml): ``DATABASE_URL=postgresql://...``,
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
@@ -155,6 +156,20 @@ FACEAUDIT_CACHE_DIR = Path(env_str("FACEAUDIT_CACHE_DIR") or VAR_DIR / "cache")
 # check every edit; dlib's ResNet (about 95 ms per face here) is the alternative.
 FACEAUDIT_DRIFT_MODEL = env_str("FACEAUDIT_DRIFT_MODEL", "mobilefacenet")
 FACEAUDIT_DIRECTION_SAMPLES = env_int("FACEAUDIT_DIRECTION_SAMPLES", 3000)
+# Diffusion generators this installation has weights for (none by default; no hub access is
+# assumed). JSON: generator name -> options, e.g.
+#   {"sd15-faceid": {"base_model": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+#                    "adapter": "h94/IP-Adapter-FaceID",
+#                    "weight_name": "ip-adapter-faceid_sd15.bin",
+#                    "identity_model": "buffalo_l", "steps": 30, "size": 512}}
+# Hub ids or local folders; identity_model is the insightface pack whose ArcFace embedding
+# conditions the generator (it must then not be used to judge identity drift).
+try:
+    FACEAUDIT_DIFFUSION = json.loads(env_str("FACEAUDIT_DIFFUSION") or "{}")
+except json.JSONDecodeError as exc:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"FACEAUDIT_DIFFUSION is not valid JSON: {exc}") from None
 # Analyzer instances run side by side when checking generated images (0: one per CPU core).
 FACEAUDIT_SENSE_THREADS = env_int("FACEAUDIT_SENSE_THREADS", 0)
 

@@ -77,8 +77,14 @@ def _acquisition(images: pd.DataFrame) -> dict[str, Any]:
 
 def _spec(registry, name: str):
     """A model's registry entry, whether a model-directory file or a package model."""
-    from audit.registry import UnknownModelError
+    from types import SimpleNamespace
 
+    from audit.registry import INSIGHTFACE_LICENCE, INSIGHTFACE_PACKS, UnknownModelError
+
+    if name in INSIGHTFACE_PACKS:  # the operator's copy: hashed at load, recorded per embedding
+        return SimpleNamespace(role="recognition", filename=f"{name}/{INSIGHTFACE_PACKS[name]}",
+                               sha256=None, licence=INSIGHTFACE_LICENCE,
+                               source="insightface model pack")
     try:
         return registry.spec(name)
     except UnknownModelError:

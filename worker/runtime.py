@@ -17,9 +17,39 @@ def model_dir() -> Path:
 
 @lru_cache(maxsize=4)
 def _generator(name: str, device: str):
+    from generator.config import PROMPT_GENERATORS
+
+    if name in PROMPT_GENERATORS:
+        return _diffusion_generator(name, device)
     from generator.backends import load_generator
 
     return load_generator(name, device=device)
+
+
+def _diffusion_generator(name: str, device: str):
+    """A diffusion backend from settings.FACEAUDIT_DIFFUSION (loaded by hub id or path)."""
+    options = dict(settings.FACEAUDIT_DIFFUSION.get(name) or {})
+    if "base_model" not in options:
+        raise RuntimeError(f"{name} is not configured: set FACEAUDIT_DIFFUSION (see settings)")
+    base = options.pop("base_model")
+    for key in ("identity_model", "steps", "guidance_scale", "size"):
+        options.pop(key, None)
+    if name == "arc2face":
+        from generator.diffusion.arc2face import load_arc2face_generator
+
+        return load_arc2face_generator(base, options.pop("arc2face_model", None), device=device,
+                                       **options)
+    from generator.diffusion.faceid import load_faceid_generator
+
+    return load_faceid_generator(base, options.pop("adapter"), device=device, **options)
+
+
+def available_generators() -> list[str]:
+    """The offline default plus the diffusion generators configured in settings."""
+    from generator.config import DEFAULT_GENERATORS, PROMPT_GENERATORS
+
+    configured = [g for g in settings.FACEAUDIT_DIFFUSION if g in PROMPT_GENERATORS]
+    return [*DEFAULT_GENERATORS, *configured]
 
 
 def get_generator(name: str):
@@ -46,9 +76,9 @@ def get_analyzer(recognizers: tuple[str, ...] = (), *, threads: int | None = Non
 
 def available_fr_models() -> list[str]:
     """FR models whose files are present in the model directory (no onnxruntime import)."""
-    from audit.registry import ModelRegistry
+    from audit.registry import ModelRegistry, available_packs
 
-    return list(ModelRegistry(model_dir()).available_recognizers())
+    return [*ModelRegistry(model_dir()).available_recognizers(), *available_packs(model_dir())]
 
 
 DIRECTION_SENSORS = ("male_probability", "age", "ita", "brightness", "yaw", "pitch")
