@@ -100,6 +100,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file (not in-memory) test database, so that a worker process can share it in tests.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-faceaudit.sqlite3")}
+else:
+    # One test database per checkout: two checkouts testing on one server do not collide.
+    import hashlib
+
+    _checkout = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
+    DATABASES["default"]["TEST"] = {"NAME": f"test_faceaudit_{_checkout}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -95,3 +95,20 @@ def test_the_example_config_is_valid():
 
     cfg = parse_config(load_config_file(Path(__file__).parents[2] / "examples" / "audit.yaml"))
     assert cfg.n_images == 4 * 10 * 5
+
+
+def test_prompt_factors_take_named_levels_for_prompt_generators_only():
+    cfg = parse_config({**GOOD, "generator": "sd15-faceid",
+                        "factors": {"expression": ["smiling"], "blur": [2]}},
+                       generators_available=["dcgan-digiface", "sd15-faceid"])
+    assert cfg.factors == {"expression": ["smiling"], "blur": [2.0]}
+    errors = errors_of({**GOOD, "generator": "sd15-faceid"})  # not configured here
+    assert "not set up on this installation" in errors["generator"]
+    with pytest.raises(ConfigError) as info:
+        parse_config({**GOOD, "generator": "sd15-faceid",
+                      "factors": {"expression": ["yawning"], "yaw": [10]}},
+                     generators_available=["sd15-faceid"])
+    assert "yawning" in info.value.errors["factors.expression"]
+    assert "latent edit" in info.value.errors["factors.yaw"]
+    assert "unknown factor" in errors_of({**GOOD, "factors": {"expression": ["smiling"]}})[
+        "factors.expression"]

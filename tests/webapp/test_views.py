@@ -156,3 +156,27 @@ def test_the_form_offers_latent_edits_in_sensor_units(client, alice, django_capt
     assert Audit.objects.get().config["factors"]["yaw"] == [15.0, -15.0]
     bad = client.post(reverse("audits:create"), {**FORM, "factor_age": "0"}).content.decode()
     assert "a change of 0 is the baseline itself" in bad
+
+
+def test_diffusion_generators_and_prompt_factors_appear_only_when_configured(
+        client, alice, settings, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    page = client.get(reverse("audits:create")).content.decode()
+    assert 'value="sd15-faceid"' not in page and 'name="prompt_expression"' not in page
+    rejected = client.post(reverse("audits:create"), {**FORM, "generator": "sd15-faceid"})
+    assert "Select a valid choice" in rejected.content.decode()
+
+    settings.FACEAUDIT_DIFFUSION = {"sd15-faceid": {"base_model": "/models/sd15",
+                                                    "adapter": "/models/faceid"}}
+    page = client.get(reverse("audits:create")).content.decode()
+    assert 'value="sd15-faceid"' in page and 'name="prompt_expression"' in page
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(reverse("audits:create"), {
+            **FORM, "generator": "sd15-faceid", "prompt_expression": ["smiling"],
+            "prompt_accessories": ["glasses", "sunglasses"], "factor_downscale": ""})
+    assert response.status_code == 302
+    assert Audit.objects.get().config["factors"] == {
+        "blur": [2.0], "expression": ["smiling"], "accessories": ["glasses", "sunglasses"]}
+    latent = client.post(reverse("audits:create"), {**FORM, "generator": "sd15-faceid",
+                                                    "factor_yaw": "15"}).content.decode()
+    assert "latent edit of GAN generators" in latent

@@ -15,9 +15,11 @@ from generator.config import (
     FACTORS,
     GENERATORS,
     GROUP_AXES,
+    PROMPT_GENERATORS,
     AuditConfig,
     ConfigError,
     parse_config,
+    prompt_factors,
 )
 
 
@@ -28,6 +30,16 @@ def available_fr_models() -> list[str]:
         return found() or list(DEFAULT_FR_MODELS)
     except Exception:  # a broken model folder must not break the form; validation reports it
         return list(DEFAULT_FR_MODELS)
+
+
+def available_generators() -> list[str]:
+    from worker.runtime import available_generators as configured
+
+    return configured()
+
+
+def prompt_field(factor: str) -> str:
+    return f"prompt_{factor}"
 
 
 def axis_field(axis: str) -> str:
@@ -45,8 +57,7 @@ class AuditForm(forms.Form):
         required=False, initial="8", label="Identities per group",
         help_text="synthetic people in every group (2 to 500)",
         widget=forms.NumberInput(attrs={"min": 2, "max": 500}))
-    generator = forms.ChoiceField(choices=[(k, f"{k}: {v}") for k, v in GENERATORS.items()],
-                                  initial="dcgan-digiface")
+    generator = forms.ChoiceField(initial="dcgan-digiface")
     fr_models = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                           label="FR models under test")
     target_fmr = forms.CharField(required=False, initial="0.001", label="Target FMR",
@@ -60,6 +71,15 @@ class AuditForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.config: AuditConfig | None = None
         self.fr_choices = available_fr_models()
+        self.generator_choices = available_generators()
+        self.fields["generator"].choices = [(k, f"{k}: {GENERATORS[k]}")
+                                            for k in self.generator_choices]
+        for name, levels in prompt_factors().items():
+            self.fields[prompt_field(name)] = forms.MultipleChoiceField(
+                required=False, choices=[(lv, lv.replace("_", " ")) for lv in levels],
+                widget=forms.CheckboxSelectMultiple, label=f"{name} (prompt)",
+                help_text="diffusion generators only: each ticked level changes one phrase of "
+                          "the prompt, same seed and identity")
         self.fields["fr_models"].choices = [(m, m) for m in self.fr_choices]
         self.fields["fr_models"].initial = self.fr_choices[:1]
         defaults = {"perceived_gender": ["female", "male"], "skin_tone": ["lighter", "darker"]}
@@ -84,6 +104,14 @@ class AuditForm(forms.Form):
     def factor_fields(self):
         return [self[factor_field(f)] for f in FACTORS]
 
+    @property
+    def prompt_fields(self):
+        return [self[prompt_field(f)] for f in prompt_factors()]
+
+    @property
+    def prompt_driven(self) -> bool:
+        return self.data.get("generator") in PROMPT_GENERATORS
+
     def to_config_mapping(self) -> dict[str, Any]:
         d = self.cleaned_data
         return {
@@ -91,11 +119,20 @@ class AuditForm(forms.Form):
             "seed": (d.get("seed") or "0").strip(),
             "groups": {a: d[axis_field(a)] for a in GROUP_AXES if d.get(axis_field(a))},
             "identities_per_group": (d.get("identities_per_group") or "").strip(),
-            "factors": {f: d[factor_field(f)] for f in FACTORS if d.get(factor_field(f), "").strip()},
+            "factors": self._factors(d),
             "generator": d.get("generator"),
             "fr_models": d.get("fr_models") or [],
             "target_fmr": d.get("target_fmr", ""),
         }
+
+    def _factors(self, d: dict[str, Any]) -> dict[str, Any]:
+        """Numeric factors typed in; with a prompt-driven generator, its ticked prompt levels
+        (latent edits do not apply there and are left for the validator to name)."""
+        out = {f: d[factor_field(f)] for f in FACTORS if d.get(factor_field(f), "").strip()}
+        if d.get("generator") in PROMPT_GENERATORS:
+            out.update({f: d[prompt_field(f)] for f in prompt_factors()
+                        if d.get(prompt_field(f))})
+        return out
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -103,7 +140,8 @@ class AuditForm(forms.Form):
             return cleaned
         try:
             self.config = parse_config(self.to_config_mapping(),
-                                       fr_models_available=self.fr_choices)
+                                       fr_models_available=self.fr_choices,
+                                       generators_available=self.generator_choices)
         except ConfigError as exc:
             for key, message in exc.errors.items():
                 field, _, sub = key.partition(".")
@@ -111,7 +149,10 @@ class AuditForm(forms.Form):
                     target = axis_field(sub) if sub in GROUP_AXES else None
                     msg = message if target else f"Demographic groups: {message}"
                 elif field == "factors":
-                    target = factor_field(sub) if sub in FACTORS else None
+                    if self.prompt_driven and sub in prompt_factors():
+                        target = prompt_field(sub)
+                    else:
+                        target = factor_field(sub) if sub in FACTORS else None
                     msg = message if target else f"Factors: {message}"
                 elif field in self.fields:
                     target, msg = field, message

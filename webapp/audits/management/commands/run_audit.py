@@ -30,7 +30,7 @@ class Command(BaseCommand):
         from webapp.audits.progress import progress
         from worker.exports import export_to_dir
         from worker.pipeline import InlineRunner
-        from worker.runtime import available_fr_models
+        from worker.runtime import available_fr_models, available_generators
 
         call_command("migrate", interactive=False, verbosity=0)  # a fresh machine just works
         out = Path(opts["out"])
@@ -38,7 +38,8 @@ class Command(BaseCommand):
             raise CommandError(f"--out {out} exists and is not a folder")
         try:
             config = parse_config(load_config_file(opts["config"]),
-                                  fr_models_available=available_fr_models())
+                                  fr_models_available=available_fr_models(),
+                                  generators_available=available_generators())
         except ConfigError as exc:
             lines = "\n".join(f"  {k}: {v}" for k, v in exc.errors.items())
             raise CommandError(f"invalid config {opts['config']}:\n{lines}") from None
