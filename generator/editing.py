@@ -16,6 +16,15 @@ its sensor shows the requested change. Every image is then sensed and checked:
   FR model's own sensitivity to pose, which is what the audit measures). Batches of fewer than
   10 identities use the fixed ``identity_min_similarity``.
 
+Prompt factors of the diffusion backends (``check_image(..., prompt_level=level)``, used by
+:mod:`generator.diffusion.audit`) get the same checks: face found; others held, where the sensors
+a prompt factor legitimately moves are :data:`PROMPT_AFFECTS` (per level where it matters,
+:func:`prompt_affects`); on target only where a sensor can tell (:data:`PROMPT_TARGETS`: pose
+left/right/profile by yaw, up/down by pitch, lighting dim/bright by brightness), otherwise
+``on_target`` is None (not measurable, e.g. expressions and accessories: no sensor reads a smile
+or a hat); identity kept as for latent edits. A prompt edit passes when the face is found, the
+others are held, the identity is kept (or not measured) and ``on_target`` is not False.
+
 Image factors are deterministic pixel operations on the same face, so only "face found" decides
 whether they pass (a degraded face that an FR model no longer recognises is the effect being
 measured, not a generator failure); their sensor deltas are still recorded. A latent edit that
@@ -61,6 +70,82 @@ AFFECTS: dict[str, frozenset[str]] = {
 }
 
 
+#: Sensors each *prompt* factor of the diffusion backends legitimately moves (the prompt factors
+#: are :data:`generator.diffusion.prompts.PROMPT_FACTORS`; "lighting" there is a named phrase, not
+#: the latent "lighting" edit of :data:`AFFECTS`). Levels that move more than their factor's set
+#: are in :data:`PROMPT_LEVEL_AFFECTS`. Sensors outside :data:`HELD` (roll,
+#: illumination_uniformity) are listed for the record; they are not held anyway.
+PROMPT_AFFECTS: dict[str, frozenset[str]] = {
+    "expression": frozenset({"age"}),  # smiles and frowns add wrinkles that read as age
+    "pose": frozenset({"yaw", "pitch", "roll"}),
+    "lighting": frozenset({"brightness", "ita", "illumination_uniformity"}),
+    "accessories": frozenset({"age"}),  # glasses read as older
+}
+#: Accessories that cover or shade skin, hair or the eyes: the gender-age model, ITA and the
+#: brightness of the crop all see something else than the face.
+_COVERING = frozenset({"age", "male_probability", "ita", "brightness"})
+PROMPT_LEVEL_AFFECTS: dict[tuple[str, str], frozenset[str]] = {
+    ("accessories", "sunglasses"): _COVERING,
+    ("accessories", "face_mask"): _COVERING,
+    ("accessories", "hat"): _COVERING,
+    ("accessories", "headscarf"): _COVERING,
+}
+
+
+def prompt_affects(factor: str, level: str) -> frozenset[str]:
+    """The sensors prompt factor ``factor`` at ``level`` may move (not held)."""
+    return PROMPT_LEVEL_AFFECTS.get((factor, level), PROMPT_AFFECTS.get(factor, frozenset()))
+
+
+@dataclass(frozen=True)
+class PromptTarget:
+    """What a prompt edit must show on a sensor to count as on target: a change of at least
+    ``min_change`` in direction ``sign`` (+1 up, -1 down, 0 either way), in the sensor's unit,
+    or in percent of the baseline's value when ``relative``."""
+
+    sensor: str
+    sign: int
+    min_change: float
+    relative: bool = False
+    meaning: str = ""
+
+    @property
+    def requested(self) -> float:
+        """The smallest change that counts, signed (unsigned when either way counts)."""
+        return float(self.sign * self.min_change if self.sign else self.min_change)
+
+    def rule(self) -> str:
+        """E.g. ``"yaw change >= +10 (turned to the subject's left)"``; units: degrees, or percent
+        of the baseline when relative."""
+        size = f"{self.min_change:g}{'% of the baseline' if self.relative else ''}"
+        if self.sign == 0:
+            text = f"|{self.sensor} change| >= {size}"
+        elif self.sign > 0:
+            text = f"{self.sensor} change >= +{size}"
+        else:
+            text = f"{self.sensor} change <= -{size}"
+        return f"{text} ({self.meaning})" if self.meaning else text
+
+
+#: Prompt levels whose effect a sensor can confirm (audit/pose.py: yaw > 0 = face turned to the
+#: subject's left, nose towards the image's right; pitch > 0 = chin up). "Head turned to the
+#: left" is read as the subject's left, the usual reading of a caption about a person; the minimum
+#: change equals the hold tolerance of the sensor (10 degrees), so an edit counts as on target
+#: exactly when the same change would count as broken had it been unintended. Levels not listed
+#: (expressions, accessories, side light, backlight) have ``on_target`` None: not measurable.
+PROMPT_TARGETS: dict[tuple[str, str], PromptTarget] = {
+    ("pose", "left"): PromptTarget("yaw", +1, 10.0, meaning="turned to the subject's left"),
+    ("pose", "right"): PromptTarget("yaw", -1, 10.0, meaning="turned to the subject's right"),
+    ("pose", "up"): PromptTarget("pitch", +1, 10.0, meaning="chin up"),
+    ("pose", "down"): PromptTarget("pitch", -1, 10.0, meaning="chin down"),
+    ("pose", "profile"): PromptTarget("yaw", 0, 30.0, meaning="side view, either side"),
+    ("lighting", "dim"): PromptTarget("brightness", -1, 10.0, relative=True,
+                                      meaning="face darker than the baseline"),
+    ("lighting", "bright"): PromptTarget("brightness", +1, 10.0, relative=True,
+                                         meaning="face brighter than the baseline"),
+}
+
+
 @dataclass(frozen=True)
 class CheckPolicy:
     """Tolerances of the checks, in each sensor's unit (see ``audit.sensors.SENSOR_UNITS``).
@@ -97,9 +182,15 @@ def _value(readings: dict[str, np.ndarray], key: str, i: int) -> float:
 
 
 def check_image(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarray], vi: int,
-                factor: str, requested: float | None, policy: CheckPolicy) -> dict[str, Any]:
-    """The checks of variant ``vi`` of readings ``var`` against baseline ``bi`` of ``base``."""
+                factor: str, requested: float | None, policy: CheckPolicy, *,
+                prompt_level: str | None = None) -> dict[str, Any]:
+    """The checks of variant ``vi`` of readings ``var`` against baseline ``bi`` of ``base``.
+
+    With ``prompt_level``, ``factor`` is a prompt factor of the diffusion backends at that named
+    level (``requested`` is ignored; the target comes from :data:`PROMPT_TARGETS`)."""
     found = bool(var["face_found"][vi]) and bool(base["face_found"][bi])
+    if prompt_level is not None:
+        return _check_prompt(base, bi, var, vi, factor, prompt_level, policy, found)
     spec = FACTORS.get(factor)
     latent = spec is not None and spec.kind == "latent"
     out: dict[str, Any] = {"face_found": found, "target_sensor": spec.sensor if latent else None,
@@ -110,19 +201,7 @@ def check_image(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarray]
         out.update(others_held=None, passed=False)
         return out
     affects = AFFECTS.get(factor, frozenset())
-    for s in HELD:
-        b, v = _value(base, s, bi), _value(var, s, vi)
-        if not (np.isfinite(b) and np.isfinite(v)):
-            continue
-        delta = v - b
-        out["deltas"][s] = round(delta, 4)
-        if s not in affects and abs(delta) > policy.hold_tol.get(s, np.inf):
-            out["broken"].append(s)
-    out["others_held"] = not out["broken"]
-    if "embedding" in var and "embedding" in base:
-        sim = float(np.dot(var["embedding"][vi], base["embedding"][bi]))
-        if np.isfinite(sim):
-            out["identity_similarity"] = round(sim, 4)
+    _hold_and_identity(out, base, bi, var, vi, affects, policy)
     if latent:
         achieved = out["deltas"].get(spec.sensor)
         out["achieved"] = achieved
@@ -136,6 +215,56 @@ def check_image(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarray]
                              and out["identity_kept"] is not False)
     else:
         out["passed"] = True
+    return out
+
+
+def _hold_and_identity(out: dict[str, Any], base: dict[str, np.ndarray], bi: int,
+                       var: dict[str, np.ndarray], vi: int, affects: frozenset[str],
+                       policy: CheckPolicy) -> None:
+    """Fill ``deltas``, ``broken``, ``others_held`` and ``identity_similarity`` of ``out``."""
+    for s in HELD:
+        b, v = _value(base, s, bi), _value(var, s, vi)
+        if not (np.isfinite(b) and np.isfinite(v)):
+            continue
+        delta = v - b
+        out["deltas"][s] = round(delta, 4)
+        if s not in affects and abs(delta) > policy.hold_tol.get(s, np.inf):
+            out["broken"].append(s)
+    out["others_held"] = not out["broken"]
+    if "embedding" in var and "embedding" in base:
+        sim = float(np.dot(var["embedding"][vi], base["embedding"][bi]))
+        if np.isfinite(sim):
+            out["identity_similarity"] = round(sim, 4)
+
+
+def _check_prompt(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarray], vi: int,
+                  factor: str, level: str, policy: CheckPolicy, found: bool) -> dict[str, Any]:
+    """:func:`check_image` for a prompt edit (see the module docstring)."""
+    target = PROMPT_TARGETS.get((factor, level))
+    out: dict[str, Any] = {
+        "face_found": found, "prompt_factor": factor, "prompt_level": level,
+        "target_sensor": target.sensor if target else None,
+        "requested": target.requested if target else None,
+        "target_rule": target.rule() if target else None, "achieved": None, "on_target": None,
+        "deltas": {}, "broken": [], "identity_similarity": None, "identity_kept": None}
+    if not found:
+        out.update(others_held=None, passed=False)
+        return out
+    _hold_and_identity(out, base, bi, var, vi, prompt_affects(factor, level), policy)
+    if target is not None:
+        b, v = _value(base, target.sensor, bi), _value(var, target.sensor, vi)
+        change = v - b
+        if target.relative:
+            change = 100.0 * change / b if b > 0 else float("nan")
+        if np.isfinite(change):  # otherwise the sensor could not tell: on_target stays None
+            out["achieved"] = round(float(change), 4)
+            moved = change * target.sign if target.sign else abs(change)
+            out["on_target"] = bool(moved >= target.min_change)
+    if out["identity_similarity"] is not None:
+        out["identity_threshold"] = round(policy.identity_min_similarity, 4)
+        out["identity_kept"] = out["identity_similarity"] >= policy.identity_min_similarity
+    out["passed"] = bool(out["on_target"] is not False and out["others_held"]
+                         and out["identity_kept"] is not False)
     return out
 
 

@@ -34,7 +34,8 @@ README = """\
 FaceAudit export: {name} (audit #{id})
 
 images/<group>/id<NNN>/<variant>.png
-    64x64 RGB PNG images. <variant> is "baseline" or <factor>_<level>.
+    RGB PNG images (64x64 for the default generator). <variant> is "baseline" or
+    <factor>_<level>.
 
 manifest.csv (one row per image)
     image_path    path of the image inside this export

@@ -31,7 +31,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from django.utils.text import slugify
 
-from generator.config import AuditConfig
+from generator.config import PROMPT_GENERATORS, AuditConfig
 from generator.design import plan_design
 from webapp.audits.models import (
     Audit,
@@ -174,7 +174,6 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
         design = plan_design(config)
         if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
             generator = get_generator(config.generator)
-            labeller = make_labeller(get_analyzer(()), config.groups)
             last = [0.0]
 
             def progress(found: int, needed: int, tried: int) -> None:
@@ -182,16 +181,24 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
                     last[0] = time.monotonic()
                     _set_stage(audit_id, "sampling", done=found, total=needed, candidates=tried)
 
-            draws = sample(design, generator, labeller, config.seed, progress=progress,
-                           should_stop=lambda: _is_cancelled(audit_id))
+            stop = lambda: _is_cancelled(audit_id)  # noqa: E731
+            if config.generator in PROMPT_GENERATORS:
+                draws = _sample_prompt_identities(config, design, generator, progress, stop)
+            else:
+                labeller = make_labeller(get_analyzer(()), config.groups)
+                draws = sample(design, generator, labeller, config.seed, progress=progress,
+                               should_stop=stop)
             if _is_cancelled(audit_id):
                 return
-            SyntheticIdentity.objects.bulk_create(
-                [SyntheticIdentity(audit=audit, group_name=d.group.name,
-                                   group_labels=d.group.as_dict, index_in_group=d.index_in_group,
-                                   candidate=d.candidate, latent_seed=d.latent_seed,
-                                   sensors=d.sensors) for d in draws],
-                ignore_conflicts=True)
+            rows = []
+            for d in draws:
+                sensors = dict(d.sensors)
+                conditioning = {k: sensors.pop(k) for k in CONDITIONING_KEYS if k in sensors}
+                rows.append(SyntheticIdentity(
+                    audit=audit, group_name=d.group.name, group_labels=d.group.as_dict,
+                    index_in_group=d.index_in_group, candidate=d.candidate,
+                    latent_seed=d.latent_seed, sensors=sensors, conditioning=conditioning))
+            SyntheticIdentity.objects.bulk_create(rows, ignore_conflicts=True)
         _set_stage(audit_id, "sampling", done=design.n_identities, total=design.n_identities)
         if _latent_factors(config):
             _learn_directions_with_progress(audit_id, config)
@@ -199,6 +206,45 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
                    .values_list("id", flat=True))
         for chunk in _chunks(ids, settings.FACEAUDIT_GENERATE_BATCH):
             dispatch("generate_images", audit_id, chunk)
+
+
+CONDITIONING_KEYS = ("identity_embedding", "anchor_prompt", "anchor_seed")
+
+
+def _diffusion_options(config: AuditConfig) -> tuple[str, dict[str, Any]]:
+    """The identity model and render settings of a configured diffusion generator."""
+    from django.conf import settings
+
+    options = settings.FACEAUDIT_DIFFUSION.get(config.generator) or {}
+    render = {k: options[k] for k in ("steps", "guidance_scale") if k in options}
+    if "size" in options:
+        render["height"] = render["width"] = int(options["size"])
+    identity_model = options.get("identity_model", "buffalo_l")
+    from worker.runtime import drift_model
+
+    if drift_model() == identity_model:
+        raise StageError(f"the identity-drift model ({identity_model}) is the model that "
+                         "conditions the generator; set FACEAUDIT_DRIFT_MODEL to another one")
+    return identity_model, render
+
+
+def _sample_prompt_identities(config, design, backend, progress, should_stop):
+    """Group anchors from prompts, confirmed by the sensors; identity = the anchor's embedding
+    by the generator's identity model."""
+    from generator.diffusion.audit import sample_prompt_identities
+    from worker.labels import make_labeller
+    from worker.runtime import get_analyzer
+
+    identity_model, render = _diffusion_options(config)
+    analyzer = get_analyzer((identity_model,))
+    labeller = make_labeller(analyzer, config.groups)
+
+    def encoder(images: np.ndarray) -> np.ndarray:
+        return np.asarray(analyzer.analyze(list(images)).embeddings[identity_model])
+
+    return sample_prompt_identities(design, backend, labeller, encoder, config.seed,
+                                    render_kwargs=render, progress=progress,
+                                    should_stop=should_stop)
 
 
 def _latent_factors(config: AuditConfig) -> list[str]:
@@ -238,9 +284,19 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
         identities = list(SyntheticIdentity.objects.filter(audit=audit, pk__in=identity_ids)
                           .order_by("id"))
         generator = get_generator(config.generator)
-        directions = get_directions(generator) if _latent_factors(config) else None
-        rendered = render_and_check(generator, [i.latent_seed for i in identities],
-                                    design.variants, config.seed, get_sense(), directions)
+        if config.generator in PROMPT_GENERATORS:
+            from generator.diffusion.audit import render_prompt_and_check
+
+            _, render = _diffusion_options(config)
+            cells = [(i.group_labels, np.asarray(i.conditioning["identity_embedding"],
+                                                 dtype=np.float32), i.latent_seed)
+                     for i in identities]
+            rendered = render_prompt_and_check(generator, cells, design.variants, config.seed,
+                                               get_sense(), render_kwargs=render)
+        else:
+            directions = get_directions(generator) if _latent_factors(config) else None
+            rendered = render_and_check(generator, [i.latent_seed for i in identities],
+                                        design.variants, config.seed, get_sense(), directions)
         for identity, row in zip(identities, rendered, strict=True):
             for img in row:
                 data = encode_png(img.pixels)

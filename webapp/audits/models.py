@@ -75,6 +75,9 @@ class SyntheticIdentity(models.Model):
     candidate = models.PositiveIntegerField(help_text="index of the sampled candidate latent")
     latent_seed = models.BigIntegerField()
     sensors = models.JSONField(default=dict, help_text="sensor readings on the baseline face")
+    conditioning = models.JSONField(
+        default=dict, blank=True,
+        help_text="prompt generators: anchor prompt and seed, identity embedding (list of floats)")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["audit", "group_name", "index_in_group"],

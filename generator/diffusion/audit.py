@@ -1,0 +1,414 @@
+"""Identities and controlled variants for the diffusion backends, with the generator's checks.
+
+The diffusion counterpart of :func:`generator.identities.sample_identities` and
+:func:`generator.editing.render_and_check`: the same :class:`~generator.identities.IdentityDraw`,
+:class:`~generator.render.RenderedImage`, labeller and ``sense`` contracts, so the worker stores
+both kinds alike. Nothing here imports torch or Django; torch runs inside the backends
+(:class:`~generator.diffusion.faceid.FaceIDGenerator`,
+:class:`~generator.diffusion.arc2face.Arc2FaceGenerator`, or anything with their ``render``).
+
+**Identities** (:func:`sample_prompt_identities`). An identity is the FR embedding of an anchor
+face that the sensors placed in its group:
+
+- IP-Adapter FaceID: for every group, candidate ``k = 0, 1, ...`` is rendered from the group's
+  anchor prompt (:func:`~generator.diffusion.prompts.anchor_prompt`) with seed
+  ``derive_seed(audit_seed, "anchor", group.name, k)`` and a *zero* identity row. The backend
+  allows a zero row (``normalise_rows`` leaves it zero) and it means "no identity": it is exactly
+  the identity input of the negative branch of classifier-free guidance (FaceID's negative rows
+  are zeros, as in the diffusers FaceID example), so the identity adds no guidance direction and
+  the words alone steer the face. It is not the same as adapter scale 0: the adapter still adds
+  the tokens its MLP makes from a zero vector (its bias terms), the same tokens in every anchor.
+- Arc2Face has no text-only mode: its text encoder was fine-tuned on the single prompt
+  ``"photo of a id person"`` whose ``id`` token *is* the identity, it refuses zero rows (no
+  direction), and words cannot ask for a group. Its anchors come from seeded random unit vectors
+  instead: candidate ``k`` of one stream shared by all groups has identity vector
+  ``PCG64(derive_seed(audit_seed, "anchor-identity", k))`` standard normal, L2-normalised,
+  prompt :func:`~generator.diffusion.prompts.arc2face_prompt` and seed
+  ``derive_seed(audit_seed, "anchor", "arc2face", k)``; it joins the first group of the design
+  whose labels it matches and which is still short (as ``sample_identities`` does). The vector's
+  seed is recorded in ``sensors["anchor_identity"]``.
+
+Either way the caller's ``labeller`` must confirm every axis level of the group (the words are
+never trusted), and the identity is then the caller's ``encoder`` applied to the anchor image:
+the FR embedding of the face the generator really made (for Arc2Face close to, but not the same
+as, the random vector). That ``encoder`` is the *conditioning* FR model (the ArcFace model the
+backend was trained with: InsightFace's ``buffalo_l``/``antelopev2`` recognisers).
+
+**Variants** (:func:`render_prompt_and_check`). Per identity ``(group labels, embedding, seed)``:
+the baseline is :func:`~generator.diffusion.prompts.variant_prompt` ``(labels)`` (Arc2Face:
+``arc2face_prompt()``) with the identity's embedding and seed; a prompt factor changes exactly
+one phrase of that prompt with the *same* seed and embedding, so the initial latents and the
+identity are those of the baseline; an image factor (blur, jpeg, ...) is
+:func:`generator.render.image_variant` on the baseline's pixels. Every image is sensed and
+checked with :func:`generator.editing.check_image` (prompt factors: ``prompt_level=``; the
+definitions are :data:`generator.editing.PROMPT_AFFECTS`, :func:`~generator.editing.prompt_affects`
+and :data:`generator.editing.PROMPT_TARGETS`). Identity kept uses the impostor p99 of the batch's
+baselines (:func:`generator.editing.impostor_threshold`) on the ``embedding`` that
+``sense(..., embed=True)`` returns, which must come from an FR model *other* than the encoder's:
+the generator was optimised to please the conditioning model, so that model would overrate how
+well identity survives (design brief: "do not judge identity retention with the same FR model
+that conditioned the generator"). Nothing here can verify which models the callables wrap; the
+worker's wiring must. Prompt edits are not retried: a new seed would change the whole face and
+break the controlled comparison, so a failed cell is reported as failed (``attempts`` 1).
+
+Rendering is batched (all cells of a call in one ``backend.render`` call unless ``batch_size``
+bounds it); a cell's image does not depend on its batch beyond floating-point rounding (at most a
+grey level now and then, see :mod:`generator.diffusion.batching`), and the same call renders
+byte-identical images again.
+
+Tested on tiny random pipelines (``tests/generator/test_diffusion_audit.py``): they draw noise,
+not faces, so real face sensors cannot see them, and the tests' labeller, encoder and ``sense``
+are deterministic stand-ins computed from the pixels. The tests establish the control flow
+(seeds, prompts, embeddings, batching, recipes, checks); whether real sensors confirm real groups
+and edits on real weights is for a run on real models to show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from generator.config import FACTORS
+from generator.design import Design, Group, Variant, derive_seed
+from generator.diffusion.batching import IdentityRenderer
+from generator.diffusion.prompts import (
+    BASELINE_LEVELS,
+    PROMPT_FACTORS,
+    PromptEdit,
+    anchor_prompt,
+    arc2face_prompt,
+    variant_prompt,
+)
+from generator.editing import CheckPolicy, Sense, check_image, impostor_threshold
+from generator.identities import GroupFillError, IdentityDraw, Labeller, Progress
+from generator.render import RenderedImage, image_variant
+
+# images (N, H, W, 3) uint8 -> (N, id_dim) float identity embeddings of the conditioning FR
+# model; a row of NaN where no face was found.
+Encoder = Callable[[np.ndarray], np.ndarray]
+#: One identity to render: (group labels, identity embedding (id_dim,), seed).
+IdentitySpec = tuple[Mapping[str, str], np.ndarray, int]
+
+#: Default candidate budget: anchors tried per identity needed.
+ANCHORS_PER_IDENTITY = 20
+RENDER_SETTINGS = ("steps", "guidance_scale", "height", "width")
+
+
+def is_arc2face(backend: Any) -> bool:
+    """Whether ``backend`` is an Arc2Face generator (identity in the prompt embedding, no
+    text-only mode). Imports nothing: if the Arc2Face module was never imported, no object can
+    be one."""
+    module = sys.modules.get("generator.diffusion.arc2face")
+    return module is not None and isinstance(backend, module.Arc2FaceGenerator)
+
+
+def embedding_sha256(embedding: np.ndarray) -> str:
+    """sha256 of an identity embedding as little-endian float32 bytes (what the recipe names)."""
+    return hashlib.sha256(np.ascontiguousarray(embedding, dtype="<f4").tobytes()).hexdigest()
+
+
+def render_settings(backend: IdentityRenderer, render_kwargs: Mapping[str, Any] | None
+                    ) -> dict[str, Any]:
+    """The backend's ``render`` defaults for steps, guidance scale and size, overridden by
+    ``render_kwargs`` (only those four keys; ``height``/``width`` None = the model's size)."""
+    extra = set(render_kwargs or {}) - set(RENDER_SETTINGS)
+    if extra:
+        raise ValueError(f"render_kwargs accepts {', '.join(RENDER_SETTINGS)}; got "
+                         f"{', '.join(sorted(extra))}")
+    params = inspect.signature(backend.render).parameters
+    out = {k: params[k].default for k in RENDER_SETTINGS
+           if k in params and params[k].default is not inspect.Parameter.empty}
+    out.update(render_kwargs or {})
+    return out
+
+
+def random_unit_identity(seed: int, dim: int) -> np.ndarray:
+    """A seeded random direction ``(dim,) float32`` of unit length (Arc2Face anchors)."""
+    v = np.random.Generator(np.random.PCG64(int(seed))).standard_normal(dim)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def _encode(encoder: Encoder, images: np.ndarray, id_dim: int) -> np.ndarray:
+    emb = np.asarray(encoder(images), dtype=np.float64)
+    if emb.shape != (len(images), id_dim):
+        raise ValueError(f"encoder returned embeddings of shape {emb.shape} for {len(images)} "
+                         f"images; the backend is conditioned on {id_dim}-d identities")
+    return emb
+
+
+def _matches(lab: Mapping[str, Any] | None, want: Mapping[str, str]) -> bool:
+    return lab is not None and all(lab.get(a) == v for a, v in want.items())
+
+
+def sample_prompt_identities(
+    design: Design,
+    backend: IdentityRenderer,
+    labeller: Labeller,
+    encoder: Encoder,
+    audit_seed: int,
+    *,
+    render_kwargs: Mapping[str, Any] | None = None,
+    batch_size: int = 4,
+    max_candidates: int | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[IdentityDraw]:
+    """Fill ``design.groups`` with ``design.identities_per_group`` identities each, from anchors
+    rendered by ``backend`` (see the module docstring for the FaceID and Arc2Face routes).
+
+    A candidate is accepted when ``labeller`` confirms every axis level of the group and
+    ``encoder`` gives a finite embedding of its anchor image. ``batch_size`` anchors are
+    rendered per ``backend.render`` call. ``max_candidates`` is the budget *per group* (default
+    :data:`ANCHORS_PER_IDENTITY` x identities per group; Arc2Face's shared stream gets the budget
+    of all groups together). Accepted identities carry in ``sensors`` the labeller's readings
+    plus ``identity_embedding`` (list of floats), ``identity_embedding_sha256``,
+    ``anchor_prompt``, ``anchor_seed``, ``anchor_identity`` (``"zero"`` or the random unit
+    vector's seed) and ``anchor_render`` (the render settings); ``latent_seed`` is the anchor
+    seed and ``candidate`` its index in its stream. The result is deterministic for a given
+    backend, labeller, encoder, seed and batch size.
+
+    ``progress(found, needed, tried)`` runs after each batch; ``should_stop`` is polled before
+    each batch and, when true, the identities found so far are returned. Raises
+    :class:`~generator.identities.GroupFillError` naming the short groups when the budget runs
+    out.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    settings = render_settings(backend, render_kwargs)
+    need = design.identities_per_group
+    total = design.n_identities
+    per_group = max_candidates if max_candidates is not None else ANCHORS_PER_IDENTITY * need
+    id_dim = int(backend.id_dim)
+    filled: dict[Group, list[IdentityDraw]] = {g: [] for g in design.groups}
+    arc2face = is_arc2face(backend)
+    # streams: (eligible groups, prompt, seed of candidate k, identity row of candidate k, budget)
+    streams: list[tuple[tuple[Group, ...], str, Callable[[int], int],
+                        Callable[[int], tuple[np.ndarray, Any]], int]]
+    if arc2face:
+        streams = [(design.groups, arc2face_prompt(),
+                    lambda k: derive_seed(audit_seed, "anchor", "arc2face", k),
+                    lambda k: _random_anchor(audit_seed, k, id_dim),
+                    per_group * len(design.groups))]
+    else:
+        zero = np.zeros(id_dim, dtype=np.float32)
+        streams = [((g,), anchor_prompt(g.as_dict),
+                    lambda k, g=g: derive_seed(audit_seed, "anchor", g.name, k),
+                    lambda k: (zero, "zero"), per_group) for g in design.groups]
+    tried = 0
+    stopped = False
+    for groups, prompt, seed_of, identity_of, budget in streams:
+        k = 0
+        while k < budget and any(len(filled[g]) < need for g in groups):
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            ks = list(range(k, min(k + batch_size, budget)))
+            seeds = [seed_of(j) for j in ks]
+            rows = [identity_of(j) for j in ks]
+            images = backend.render(np.stack([r[0] for r in rows]), [prompt] * len(ks), seeds,
+                                    **settings)
+            labels = list(labeller(images))
+            if len(labels) != len(ks):
+                raise ValueError(f"labeller returned {len(labels)} results for {len(ks)} images")
+            wanted = [i for i, lab in enumerate(labels)
+                      if any(_matches(lab, g.as_dict) for g in groups)]
+            embeddings = _encode(encoder, images[wanted], id_dim) if wanted else None
+            for row, i in enumerate(wanted):
+                emb = embeddings[row]
+                if not np.isfinite(emb).all():
+                    continue  # the FR model found no face: no identity to condition on
+                group = next((g for g in groups
+                              if len(filled[g]) < need and _matches(labels[i], g.as_dict)), None)
+                if group is None:
+                    continue
+                sensors = {**dict(labels[i].get("sensors", {})),
+                           "identity_embedding": [float(x) for x in emb.astype(np.float32)],
+                           "identity_embedding_sha256": embedding_sha256(emb),
+                           "anchor_prompt": prompt, "anchor_seed": int(seeds[i]),
+                           "anchor_identity": rows[i][1], "anchor_render": dict(settings)}
+                filled[group].append(IdentityDraw(group, len(filled[group]), ks[i],
+                                                  int(seeds[i]), sensors))
+            k = ks[-1] + 1
+            tried += len(ks)
+            if progress is not None:
+                progress(sum(len(v) for v in filled.values()), total, tried)
+        if stopped:
+            break
+    found = {g.name: len(v) for g, v in filled.items()}
+    if not stopped and any(n < need for n in found.values()):
+        raise GroupFillError(found, need, tried)
+    return [d for g in design.groups for d in filled[g]]
+
+
+def _random_anchor(audit_seed: int, k: int, id_dim: int) -> tuple[np.ndarray, dict[str, Any]]:
+    seed = derive_seed(audit_seed, "anchor-identity", k)
+    return random_unit_identity(seed, id_dim), {"kind": "random_unit_vector", "seed": seed,
+                                                "sampler": "numpy PCG64 standard normal, "
+                                                           "L2-normalised"}
+
+
+def identity_spec(draw: IdentityDraw) -> IdentitySpec:
+    """The ``(group labels, identity embedding, seed)`` of an accepted identity for
+    :func:`render_prompt_and_check`; the seed is the anchor's, so the baseline starts from the
+    anchor's initial latents."""
+    return (draw.group.as_dict, np.asarray(draw.sensors["identity_embedding"], dtype=np.float32),
+            int(draw.latent_seed))
+
+
+def _variant_kind(v: Variant) -> str:
+    if v.is_baseline:
+        return "baseline"
+    if v.factor in PROMPT_FACTORS and isinstance(v.level, str):
+        if v.level not in PROMPT_FACTORS[v.factor]:
+            raise ValueError(f"unknown level {v.level!r} for prompt factor {v.factor!r}; choose "
+                             f"from {', '.join(PROMPT_FACTORS[v.factor])}")
+        return "prompt"
+    spec = FACTORS.get(v.factor)
+    if spec is not None and spec.kind == "image" and not isinstance(v.level, str):
+        return "image"
+    raise ValueError(f"factor {v.factor!r} at level {v.level!r} cannot vary a diffusion "
+                     f"identity: use a prompt factor with a named level "
+                     f"({', '.join(PROMPT_FACTORS)}) or an image factor with a number "
+                     f"({', '.join(f for f, s in FACTORS.items() if s.kind == 'image')})")
+
+
+def _take(readings: Mapping[str, Any], idx: Sequence[int]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v)[list(idx)] for k, v in readings.items()}
+
+
+def _sensed(readings: Mapping[str, np.ndarray], i: int) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for k, v in readings.items():
+        a = np.asarray(v)
+        if k in ("face_found", "embedding") or a.ndim != 1:
+            continue
+        x = float(a[i])
+        out[k] = round(x, 4) if np.isfinite(x) else None
+    return out
+
+
+def render_prompt_and_check(
+    backend: IdentityRenderer,
+    identities: Sequence[IdentitySpec],
+    variants: Sequence[Variant],
+    audit_seed: int,
+    sense: Sense,
+    policy: CheckPolicy | None = None,
+    *,
+    render_kwargs: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+) -> list[list[RenderedImage]]:
+    """For each identity ``(group labels, embedding (id_dim,), seed)``, its images for
+    ``variants`` in order, each with ``checks`` and a recipe (see the module docstring).
+
+    The baselines and every prompt variant of all identities are rendered together: one
+    ``backend.render`` call (or calls of at most ``batch_size`` images), then one ``sense`` call
+    with ``embed=True`` for them and one with ``embed=False`` for all image-factor variants. A
+    prompt variant whose prompt equals the baseline's (a factor's baseline level) reuses the
+    baseline's pixels. Prompt cells that fail their checks are reported, not retried.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    policy = policy or CheckPolicy()
+    settings = render_settings(backend, render_kwargs)
+    id_dim = int(backend.id_dim)
+    arc2face = is_arc2face(backend)
+    specs: list[tuple[dict[str, str], np.ndarray, int]] = []
+    for labels, emb, seed in identities:
+        e = np.asarray(emb, dtype=np.float32)
+        if e.shape != (id_dim,) or not np.isfinite(e).all():
+            raise ValueError(f"identity embeddings must be finite ({id_dim},) vectors, got "
+                             f"shape {e.shape}")
+        specs.append((dict(labels), e, int(seed)))
+    n = len(specs)
+    kinds = [_variant_kind(v) for v in variants]
+
+    def prompt_of(labels: Mapping[str, str], edit: PromptEdit | None) -> str:
+        return arc2face_prompt(edit) if arc2face else variant_prompt(labels, edit)
+
+    # Cells to render: every baseline first, then each distinct (identity, prompt) of the
+    # prompt variants. cell_of[(variant index or -1, identity)] -> cell index.
+    prompts: list[str] = []
+    owners: list[int] = []
+    where: dict[tuple[int, str], int] = {}
+    cell_of: dict[tuple[int, int], int] = {}
+    for vi, v in [(-1, None), *((vi, v) for vi, v in enumerate(variants)
+                                if kinds[vi] == "prompt")]:
+        for i, (labels, _, _) in enumerate(specs):
+            p = prompt_of(labels, None if v is None else PromptEdit(v.factor, str(v.level)))
+            if (i, p) not in where:
+                where[(i, p)] = len(prompts)
+                prompts.append(p)
+                owners.append(i)
+            cell_of[(vi, i)] = where[(i, p)]
+    step = batch_size or max(1, len(prompts))
+    chunks = []
+    for s in range(0, len(prompts), step):
+        rows = owners[s:s + step]
+        chunks.append(backend.render(np.stack([specs[i][1] for i in rows]), prompts[s:s + step],
+                                     [specs[i][2] for i in rows], **settings))
+    pixels = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
+    readings = sense(pixels, embed=True) if len(pixels) else {"face_found": np.zeros(0, bool)}
+    base_idx = [cell_of[(-1, i)] for i in range(n)]
+    rb = _take(readings, base_idx)
+    policy = replace(policy, identity_min_similarity=impostor_threshold(rb, policy))
+    base_pixels = pixels[base_idx]
+    seeds = [s for _, _, s in specs]
+
+    # Image factors: pixel operations on the baselines, sensed together without embeddings.
+    image_variants = [vi for vi, k in enumerate(kinds) if k == "image"]
+    image_pixels: dict[int, tuple[np.ndarray, list[int]]] = {
+        vi: image_variant(base_pixels, seeds, variants[vi], audit_seed) for vi in image_variants}
+    image_readings: dict[int, dict[str, np.ndarray]] = {}
+    if image_variants and n:
+        sensed = sense(np.concatenate([image_pixels[vi][0] for vi in image_variants]),
+                       embed=False)
+        for j, vi in enumerate(image_variants):
+            image_readings[vi] = _take(sensed, range(j * n, (j + 1) * n))
+
+    backend_recipe = backend.recipe() if hasattr(backend, "recipe") else {}
+    height, width = (int(base_pixels.shape[1]), int(base_pixels.shape[2])) if n else (None, None)
+    base_recipe = {
+        "backend": "diffusion", "generator": backend_recipe.get("backend"),
+        "model_id": backend.model_id, "weights_sha256": backend.weights_sha256,
+        "licence": getattr(backend, "licence", None),
+        "negative_prompt": getattr(backend, "negative_prompt", None),
+        "render": {**settings, "height": height, "width": width},
+        "pipeline": backend_recipe}
+    rows_out: list[list[RenderedImage]] = [[] for _ in range(n)]
+    for vi, v in enumerate(variants):
+        kind = kinds[vi]
+        for i, (labels, emb, seed) in enumerate(specs):
+            base_prompt = prompts[base_idx[i]]
+            extra: dict[str, Any] = {"prompt": base_prompt, "factor_seed": None, "edit": None}
+            if kind == "baseline":
+                img, rv, j = base_pixels[i], rb, i
+                checks = {"face_found": bool(rb["face_found"][i]),
+                          "passed": bool(rb["face_found"][i])}
+            elif kind == "prompt":
+                c = cell_of[(vi, i)]
+                img, rv, j = pixels[c], readings, c
+                checks = check_image(rb, i, readings, c, v.factor, None, policy,
+                                     prompt_level=str(v.level))
+                checks["attempts"] = 1
+                extra.update(prompt=prompts[c], edit={
+                    "slot": v.factor, "level": v.level,
+                    "phrase": PROMPT_FACTORS[v.factor][str(v.level)],
+                    "baseline_level": BASELINE_LEVELS[v.factor],
+                    "baseline_phrase": PROMPT_FACTORS[v.factor][BASELINE_LEVELS[v.factor]]})
+            else:
+                img, sub = image_pixels[vi][0][i], image_pixels[vi][1][i]
+                rv, j = image_readings[vi], i
+                checks = check_image(rb, i, rv, i, v.factor, None, policy)
+                extra["factor_seed"] = sub
+            recipe = {**base_recipe, "seed": seed, "identity_embedding_sha256":
+                      embedding_sha256(emb), "group": labels, "factor": v.factor,
+                      "level": v.level, **extra, "sensors": _sensed(rv, j)}
+            rows_out[i].append(RenderedImage(seed, v, np.ascontiguousarray(img), recipe, checks))
+    return rows_out
