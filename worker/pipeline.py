@@ -173,6 +173,8 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
         config = _config(audit)
         design = plan_design(config)
         if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
+            if config.generator in PROMPT_GENERATORS:
+                _diffusion_options(config)  # configuration errors before loading gigabytes
             generator = get_generator(config.generator)
             last = [0.0]
 
@@ -208,7 +210,8 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
             dispatch("generate_images", audit_id, chunk)
 
 
-CONDITIONING_KEYS = ("identity_embedding", "anchor_prompt", "anchor_seed")
+CONDITIONING_KEYS = ("identity_embedding", "identity_embedding_sha256", "anchor_prompt", "anchor_seed",
+                     "anchor_identity", "anchor_render")
 
 
 def _diffusion_options(config: AuditConfig) -> tuple[str, dict[str, Any]]:

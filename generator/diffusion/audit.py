@@ -328,6 +328,8 @@ def render_prompt_and_check(
         specs.append((dict(labels), e, int(seed)))
     n = len(specs)
     kinds = [_variant_kind(v) for v in variants]
+    if n == 0:
+        return []
 
     def prompt_of(labels: Mapping[str, str], edit: PromptEdit | None) -> str:
         return arc2face_prompt(edit) if arc2face else variant_prompt(labels, edit)
@@ -353,8 +355,8 @@ def render_prompt_and_check(
         rows = owners[s:s + step]
         chunks.append(backend.render(np.stack([specs[i][1] for i in rows]), prompts[s:s + step],
                                      [specs[i][2] for i in rows], **settings))
-    pixels = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
-    readings = sense(pixels, embed=True) if len(pixels) else {"face_found": np.zeros(0, bool)}
+    pixels = np.concatenate(chunks)
+    readings = sense(pixels, embed=True)
     base_idx = [cell_of[(-1, i)] for i in range(n)]
     rb = _take(readings, base_idx)
     policy = replace(policy, identity_min_similarity=impostor_threshold(rb, policy))
@@ -366,14 +368,14 @@ def render_prompt_and_check(
     image_pixels: dict[int, tuple[np.ndarray, list[int]]] = {
         vi: image_variant(base_pixels, seeds, variants[vi], audit_seed) for vi in image_variants}
     image_readings: dict[int, dict[str, np.ndarray]] = {}
-    if image_variants and n:
+    if image_variants:
         sensed = sense(np.concatenate([image_pixels[vi][0] for vi in image_variants]),
                        embed=False)
         for j, vi in enumerate(image_variants):
             image_readings[vi] = _take(sensed, range(j * n, (j + 1) * n))
 
     backend_recipe = backend.recipe() if hasattr(backend, "recipe") else {}
-    height, width = (int(base_pixels.shape[1]), int(base_pixels.shape[2])) if n else (None, None)
+    height, width = int(base_pixels.shape[1]), int(base_pixels.shape[2])
     base_recipe = {
         "backend": "diffusion", "generator": backend_recipe.get("backend"),
         "model_id": backend.model_id, "weights_sha256": backend.weights_sha256,
