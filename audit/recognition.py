@@ -206,7 +206,33 @@ class Recognizer(ABC):
         """
 
 
-class MobileFaceNetRecognizer(Recognizer):
+class OnnxCropRecognizer(Recognizer):
+    """A recognizer whose ONNX graph takes aligned 112x112 RGB crops scaled as
+    ``(x - MEAN) / STD`` in NCHW (subclasses set the constants and ``self._runner``)."""
+
+    MEAN: float = 127.5
+    STD: float = 128.0
+    _runner: OnnxBatchRunner
+
+    @property
+    def batched(self) -> bool:
+        """Whether whole batches go through onnxruntime at once (else one row at a time)."""
+        return self._runner.batched
+
+    @classmethod
+    def preprocess(cls, aligned: np.ndarray) -> np.ndarray:
+        """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - MEAN) / STD``."""
+        x = (check_aligned(aligned).astype(np.float32) - cls.MEAN) / cls.STD
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        x = self.preprocess(aligned)
+        if len(x) == 0:
+            return np.zeros((0, self.embedding_size), dtype=np.float32)
+        return l2_normalise(self._runner.run(x))
+
+
+class MobileFaceNetRecognizer(OnnxCropRecognizer):
     """MobileFaceNet (foamliu, 128-d) run directly with onnxruntime.
 
     Preprocessing: RGB, ``(x - 127.5) / 128``, NCHW. The graph fixes the batch at 1; by default
@@ -235,25 +261,8 @@ class MobileFaceNetRecognizer(Recognizer):
             dynamic_batch=dynamic_batch,
         )
 
-    @property
-    def batched(self) -> bool:
-        """Whether whole batches go through onnxruntime at once (else one row at a time)."""
-        return self._runner.batched
 
-    @classmethod
-    def preprocess(cls, aligned: np.ndarray) -> np.ndarray:
-        """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - 127.5) / 128``."""
-        x = (check_aligned(aligned).astype(np.float32) - cls.MEAN) / cls.STD
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-    def embed(self, aligned: np.ndarray) -> np.ndarray:
-        x = self.preprocess(aligned)
-        if len(x) == 0:
-            return np.zeros((0, self.embedding_size), dtype=np.float32)
-        return l2_normalise(self._runner.run(x))
-
-
-class InsightFacePackRecognizer(Recognizer):
+class InsightFacePackRecognizer(OnnxCropRecognizer):
     """The ArcFace recognition model of an insightface pack (buffalo_l, buffalo_s, antelopev2).
 
     Preprocessing as insightface runs these graphs: RGB, ``(x - 127.5) / 127.5``, NCHW, 112x112
@@ -286,15 +295,3 @@ class InsightFacePackRecognizer(Recognizer):
         self._runner = OnnxBatchRunner(path, intra_op_num_threads=intra_op_num_threads,
                                        dynamic_batch=dynamic_batch)
         self.embedding_size = int(self._runner.session.get_outputs()[0].shape[-1])
-
-    @classmethod
-    def preprocess(cls, aligned: np.ndarray) -> np.ndarray:
-        """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - 127.5) / 127.5``."""
-        x = (check_aligned(aligned).astype(np.float32) - cls.MEAN) / cls.STD
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-    def embed(self, aligned: np.ndarray) -> np.ndarray:
-        x = self.preprocess(aligned)
-        if len(x) == 0:
-            return np.zeros((0, self.embedding_size), dtype=np.float32)
-        return l2_normalise(self._runner.run(x))
