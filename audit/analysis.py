@@ -4,7 +4,8 @@ Pipeline per batch: SCRFD detection (:mod:`audit.detection`) -> head pose from t
 (:mod:`audit.pose`) -> ArcFace 5-point alignment to 112x112 (:mod:`audit.align`) -> embeddings
 from each recognizer (:mod:`audit.recognition`; recognizers that align faces themselves, such as
 dlib's in :mod:`audit.recognition_dlib`, get the original images) -> perceived gender/age, skin
-ITA, brightness, sharpness and illumination uniformity (:mod:`audit.sensors`). Models are loaded
+ITA, brightness, sharpness and illumination uniformity (:mod:`audit.sensors`) -> optionally a
+face image quality score (LightQNet, :mod:`audit.quality`; off by default). Models are loaded
 once when the :class:`FaceAnalyzer` is built; reuse one analyzer per process.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 from .align import align_faces
 from .detection import FaceDetector
 from .pose import head_pose
+from .quality import LightQNetQuality
 from .recognition import (
     INSIGHTFACE_PACKS,
     InsightFacePackRecognizer,
@@ -51,6 +53,10 @@ model (:data:`audit.registry.KNOWN_PACKAGE_MODELS`): it loads only where ``dlib-
 ``face_recognition_models`` are installed (:meth:`ModelRegistry.available_recognizers` says).
 insightface packs (``buffalo_l``...) load where their folder is in the model directory
 (:func:`audit.recognition.available_packs`)."""
+
+
+QUALITY_MODELS: dict[str, Callable[..., LightQNetQuality]] = {"lightqnet": LightQNetQuality}
+"""Registry name -> face image quality model class (``FaceAnalyzer(quality=...)``)."""
 
 
 def load_recognizer(registry: ModelRegistry, name: str, **kwargs: Any) -> Recognizer:
@@ -89,6 +95,8 @@ class AnalysisBatch:
     (:func:`audit.sensors.sharpness`); sharpness_normalised: the same over the luma variance.
     illumination_uniformity: (N,) float64 in [0, 1], 1 = both face halves equally lit
     (:func:`audit.sensors.illumination_uniformity`).
+    quality: (N,) float32 face image quality, higher is better, from the analyzer's quality model
+    (:class:`audit.quality.LightQNetQuality`); all NaN when the analyzer ran without one.
 
     Units: :data:`audit.sensors.SENSOR_UNITS`. Every numeric field is NaN in the rows where
     ``face_found`` is False.
@@ -110,6 +118,14 @@ class AnalysisBatch:
     sharpness: np.ndarray
     sharpness_normalised: np.ndarray
     illumination_uniformity: np.ndarray
+    quality: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # Built without a quality model (or by older callers): an all-NaN column, read-only.
+        if self.quality is None:
+            missing = np.full(len(self.face_found), np.nan, dtype=np.float32)
+            missing.flags.writeable = False
+            object.__setattr__(self, "quality", missing)
 
     def __len__(self) -> int:
         return len(self.face_found)
@@ -120,8 +136,9 @@ class AnalysisBatch:
         Keys: face_found, det_score, bbox (list of 4), kps (5 lists of 2), embeddings
         ({name: list of D floats}), male_probability, perceived_gender, age (int), ita, ita_band,
         skin_tone ("lighter"/"darker"), brightness, yaw, pitch, roll, sharpness,
-        sharpness_normalised, illumination_uniformity. Without a face every value but face_found
-        is None (labels are "unknown"); a pose the fit could not find is None too.
+        sharpness_normalised, illumination_uniformity, quality. Without a face every value but
+        face_found is None (labels are "unknown"); a pose the fit could not find is None too, and
+        so is quality when the analyzer ran without a quality model.
         """
         found = bool(self.face_found[i])
         ita = float(self.ita[i])
@@ -148,6 +165,7 @@ class AnalysisBatch:
             "sharpness": _plain(self.sharpness[i]),
             "sharpness_normalised": _plain(self.sharpness_normalised[i]),
             "illumination_uniformity": _plain(self.illumination_uniformity[i]),
+            "quality": _plain(self.quality[i]),
         }
 
 
@@ -158,6 +176,9 @@ class FaceAnalyzer:
     recognizers: registry names of recognition models to embed with (keys of
     :data:`RECOGNIZERS`).
     det_size / intra_op_num_threads: passed to the detector and every onnxruntime session.
+    quality: registry name of a face image quality model (keys of :data:`QUALITY_MODELS`, e.g.
+    ``"lightqnet"``) filling :attr:`AnalysisBatch.quality`, or None (default: no quality model,
+    the column is NaN; LightQNet costs about 2 ms per face on one core).
     """
 
     def __init__(
@@ -168,9 +189,13 @@ class FaceAnalyzer:
         *,
         det_size: int = 256,
         intra_op_num_threads: int | None = None,
+        quality: str | None = None,
     ) -> None:
         if isinstance(recognizers, str):
             raise TypeError("recognizers must be a sequence of names, not a string")
+        if quality is not None and quality not in QUALITY_MODELS:
+            choices = ", ".join(sorted(QUALITY_MODELS))
+            raise ModelError(f"no quality model named {quality!r}; choices: {choices} (or None)")
         threads = {"intra_op_num_threads": intra_op_num_threads}
         self.detector = FaceDetector(registry, detector, det_size, **threads)
         self.recognizers = {
@@ -182,6 +207,9 @@ class FaceAnalyzer:
             # A recognizer with helper models (dlib's landmark model) lists them all.
             self.models.update(getattr(rec, "models", None) or {name: rec.weights_sha256})
         self.models[self.genderage.name] = self.genderage.weights_sha256
+        self.quality = None if quality is None else QUALITY_MODELS[quality](registry, **threads)
+        if self.quality is not None:
+            self.models[self.quality.name] = self.quality.weights_sha256
 
     def analyze(self, images_rgb: Sequence[np.ndarray]) -> AnalysisBatch:
         """Analyse N HxWx3 uint8 RGB images (sizes may differ) -> :class:`AnalysisBatch`.
@@ -201,6 +229,7 @@ class FaceAnalyzer:
         ita, bright = nan(dtype=np.float64), nan(dtype=np.float64)
         yaw, pitch, roll = (nan(dtype=np.float64) for _ in range(3))
         sharp, sharp_norm, uniformity = (nan(dtype=np.float64) for _ in range(3))
+        quality = nan()
         embeddings = {name: nan(rec.embedding_size) for name, rec in self.recognizers.items()}
         if len(idx):
             faces = [detections[i] for i in idx]
@@ -221,6 +250,8 @@ class FaceAnalyzer:
             sharp[idx] = sharpness(aligned)
             sharp_norm[idx] = sharpness_normalised(aligned)
             uniformity[idx] = illumination_uniformity(aligned)
+            if self.quality is not None:
+                quality[idx] = self.quality.score(face_images, kps[idx])
         for array in (
             found,
             det_score,
@@ -236,6 +267,7 @@ class FaceAnalyzer:
             sharp,
             sharp_norm,
             uniformity,
+            quality,
             *embeddings.values(),
         ):
             array.flags.writeable = False  # results are immutable once computed
@@ -256,4 +288,5 @@ class FaceAnalyzer:
             sharpness=sharp,
             sharpness_normalised=sharp_norm,
             illumination_uniformity=uniformity,
+            quality=quality,
         )

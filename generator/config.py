@@ -147,11 +147,12 @@ class AuditConfig:
 
     @property
     def n_variants(self) -> int:
-        return 1 + sum(len(v) for v in self.factors.values())
+        """Images per identity: baseline, control (a null re-capture) and one per factor level."""
+        return 2 + sum(len(v) for v in self.factors.values())
 
     @property
     def n_images(self) -> int:
-        """Images the audit will make: groups x identities x (baseline + factor levels)."""
+        """Images the audit will make: groups x identities x (baseline + control + levels)."""
         return self.n_groups * self.identities_per_group * self.n_variants
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,7 +355,7 @@ def parse_config(
 
     if not errors:
         n_groups = math.prod(len(v) for v in groups.values())
-        n_images = n_groups * ipg_int * (1 + sum(len(v) for v in factors.values()))
+        n_images = n_groups * ipg_int * (2 + sum(len(v) for v in factors.values()))
         if n_images > MAX_IMAGES:
             errors["identities_per_group"] = (
                 f"this design makes {n_images:,} images, more than the limit of {MAX_IMAGES:,}; "

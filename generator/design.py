@@ -1,4 +1,4 @@
-"""The audit design: groups x identities x (baseline + one variant per factor level).
+"""The audit design: groups x identities x (baseline + control + one variant per factor level).
 
 Every cell of the design gets a seed derived from the audit seed and the cell's coordinates
 (:func:`derive_seed`), so a cell can be regenerated alone, on any worker, in any order, and
@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from generator.config import AuditConfig
 
 BASELINE = "baseline"
+#: A null re-capture of the baseline (1-pixel shift + JPEG quality 95): its mated score against
+#: the baseline is the reference condition that every factor's effect is measured against
+#: (a baseline compared with itself would score exactly 1).
+CONTROL = "control"
 
 
 def derive_seed(audit_seed: int, *parts: object) -> int:
@@ -44,6 +48,8 @@ class Variant:
         """Stable short name, used in file names: ``baseline`` or ``blur_1.5``."""
         if self.is_baseline:
             return BASELINE
+        if self.level is None:
+            return self.factor
         level = self.level if isinstance(self.level, str) else f"{self.level:g}"
         return f"{self.factor}_{level}"
 
@@ -88,7 +94,7 @@ def plan_design(config: AuditConfig) -> Design:
         Group(labels=tuple(zip([a for a, _ in axes], combo, strict=True)))
         for combo in itertools.product(*[levels for _, levels in axes])
     )
-    variants = [Variant(BASELINE, None)]
+    variants = [Variant(BASELINE, None), Variant(CONTROL, None)]
     for factor, levels in config.factors.items():
         variants.extend(Variant(factor, level if isinstance(level, str) else float(level))
                         for level in levels)

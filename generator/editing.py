@@ -313,7 +313,7 @@ def render_and_check(
             pixels, rv, extra, checks = base, rb, [{} for _ in range(n)], [
                 {"face_found": bool(rb["face_found"][i]), "passed": bool(rb["face_found"][i])}
                 for i in range(n)]
-        elif FACTORS[v.factor].kind == "image":
+        elif v.factor == "control" or FACTORS[v.factor].kind == "image":
             pixels, sub = image_variant(base, seeds, v, audit_seed)
             # identity is preserved by construction (same face, degraded): no drift embedding
             rv = sense(pixels, embed=False)

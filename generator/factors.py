@@ -70,6 +70,13 @@ def occlusion(image: Image, height_share: float, seed: int) -> Image:
     return out
 
 
+def control(image: Image, level: float | None, seed: int) -> Image:
+    """The control: a null re-capture, shifted right by one pixel (edge repeated) and re-encoded
+    as JPEG quality 95. It carries no factor; its mated score is the reference condition."""
+    shifted = np.concatenate([image[:, :1], image[:, :-1]], axis=1)
+    return jpeg(shifted, 95, seed)
+
+
 APPLY: dict[str, Callable[[Image, float, int], Image]] = {
     "blur": blur,
     "downscale": downscale,
@@ -82,10 +89,12 @@ assert set(APPLY) == {n for n, f in FACTORS.items() if f.kind == "image"}, \
     "every image factor in the schema needs an implementation"
 
 
-def apply_factor(image: Image, factor: str, level: float, seed: int) -> Image:
+def apply_factor(image: Image, factor: str, level: float | None, seed: int) -> Image:
     """Apply ``factor`` at ``level`` to a ``(H, W, 3) uint8`` image; returns a new array."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    if factor == "control":
+        return control(image, level, seed)
     try:
         fn = APPLY[factor]
     except KeyError:

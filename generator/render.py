@@ -31,7 +31,8 @@ def image_variant(baselines: np.ndarray, latent_seeds: Sequence[int], variant: V
     the sub-seeds."""
     sub = [derive_seed(audit_seed, "variant", int(s), variant.factor, variant.level)
            for s in latent_seeds]
-    pixels = np.stack([apply_factor(b, variant.factor, float(variant.level), k)
+    level = None if variant.level is None else float(variant.level)
+    pixels = np.stack([apply_factor(b, variant.factor, level, k)
                        for b, k in zip(baselines, sub, strict=True)])
     return pixels, sub
 

@@ -43,7 +43,7 @@ def test_run_audit_writes_images_manifest_comparisons_and_summary(tmp_path, mode
     proc, out = run_audit(tmp_path, CONFIG)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     manifest = list(csv.DictReader((out / "manifest.csv").open()))
-    assert len(manifest) == 2 * 3 * 3
+    assert len(manifest) == 2 * 3 * 4  # baseline, control, blur, jpeg
     assert all((out / row["image_path"]).is_file() for row in manifest)
     assert {row["group"] for row in manifest} == {"female", "male"}
     comparisons = list(csv.DictReader((out / "comparisons.csv").open()))

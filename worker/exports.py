@@ -43,8 +43,9 @@ manifest.csv (one row per image)
     identity_id   synthetic identity id; all images of one identity share it
     group         demographic group, e.g. "female / darker" (levels in axis order)
     group_labels  the same as JSON: axis -> level, as confirmed by the attribute sensors
-    factor        "baseline" or the varied factor (blur, downscale, jpeg, noise, brightness,
-                  occlusion)
+    factor        "baseline", "control" (a null re-capture of the baseline: 1-pixel shift and
+                  JPEG quality 95, the reference condition for factor effects) or the varied
+                  factor
     level         the factor's level in its unit (empty for the baseline)
     variant       baseline or <factor>_<level>
     latent_seed   seed of the identity's latent vector (NumPy PCG64 standard normal)

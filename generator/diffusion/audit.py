@@ -264,6 +264,8 @@ def identity_spec(draw: IdentityDraw) -> IdentitySpec:
 def _variant_kind(v: Variant) -> str:
     if v.is_baseline:
         return "baseline"
+    if v.factor == "control":  # the null re-capture of the baseline (generator.design.CONTROL)
+        return "image"
     if v.factor in PROMPT_FACTORS and isinstance(v.level, str):
         if v.level not in PROMPT_FACTORS[v.factor]:
             raise ValueError(f"unknown level {v.level!r} for prompt factor {v.factor!r}; choose "

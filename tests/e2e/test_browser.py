@@ -108,7 +108,7 @@ def test_a_researcher_runs_an_audit_in_the_browser(server, page, tmp_path):
     page.fill("#id_factor_downscale", "16")
     page.fill("#id_target_fmr", "0.05")
     page.click("button[value=check]")
-    assert page.text_content("#image-count").strip() == "18"  # 2 groups x 3 x (1 + 2)
+    assert page.text_content("#image-count").strip() == "24"  # 2 groups x 3 x (2 + 2)
 
     page.click("button[value=launch]")
     page.wait_for_selector("text=Audit queued")
@@ -126,8 +126,8 @@ def test_a_researcher_runs_an_audit_in_the_browser(server, page, tmp_path):
     info.value.save_as(path)
     with zipfile.ZipFile(path) as zf:
         manifest = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
-        assert len(manifest) == 18
+        assert len(manifest) == 24
         assert all(r["image_path"] in zf.namelist() for r in manifest)
-        assert {r["factor"] for r in manifest} == {"baseline", "blur", "downscale"}
+        assert {r["factor"] for r in manifest} == {"baseline", "control", "blur", "downscale"}
         assert "comparisons.csv" in zf.namelist() and "summary.json" in zf.namelist()
     assert page.console_errors == [], page.console_errors

@@ -48,4 +48,5 @@ def test_same_seed_gives_byte_identical_images(dcgan):
     assert len(set(digest(a))) == len(digest(a))  # every variant differs
     # each variant is made from its own identity's baseline
     assert np.array_equal(a[0][0].pixels, dcgan.generate(dcgan.sample_latents([101]))[0])
-    assert a[0][1].recipe["factor"] == "blur" and a[0][1].recipe["weights_sha256"]
+    assert a[0][1].recipe["factor"] == "control" and a[0][2].recipe["factor"] == "blur"
+    assert a[0][2].recipe["weights_sha256"]

@@ -21,10 +21,10 @@ def errors_of(data):
 
 def test_it_counts_images_as_groups_times_identities_times_variants():
     cfg = parse_config(GOOD)
-    # 2 x 2 groups, 5 identities each, baseline + 2 blur + 3 downscale levels = 6 images each
+    # 2 x 2 groups, 5 identities each, baseline + control + 2 blur + 3 downscale = 7 images each
     assert cfg.n_groups == 4
-    assert cfg.n_variants == 6
-    assert cfg.n_images == 4 * 5 * 6
+    assert cfg.n_variants == 7
+    assert cfg.n_images == 4 * 5 * 7
     assert cfg.factors["downscale"] == [24.0, 16.0, 8.0]
     assert cfg.target_fmr == [0.01, 0.001]
 
@@ -77,7 +77,7 @@ def test_config_files_in_yaml_and_json(tmp_path):
     y = tmp_path / "a.yaml"
     y.write_text("name: y\nseed: 1\ngroups: {perceived_gender: [female, male]}\n"
                  "identities_per_group: 3\nfactors: {blur: [2]}\n")
-    assert parse_config(load_config_file(y)).n_images == 2 * 3 * 2
+    assert parse_config(load_config_file(y)).n_images == 2 * 3 * 3
     j = tmp_path / "a.json"
     j.write_text(json.dumps(GOOD))
     assert parse_config(load_config_file(j)) == parse_config(GOOD)
@@ -94,7 +94,7 @@ def test_the_example_config_is_valid():
     from pathlib import Path
 
     cfg = parse_config(load_config_file(Path(__file__).parents[2] / "examples" / "audit.yaml"))
-    assert cfg.n_images == 4 * 10 * 5
+    assert cfg.n_images == 4 * 10 * 6
 
 
 def test_prompt_factors_take_named_levels_for_prompt_generators_only():

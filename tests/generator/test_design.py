@@ -22,5 +22,5 @@ def test_plan_crosses_axes_and_lists_variants_baseline_first():
     d = plan_design(cfg)
     assert [g.name for g in d.groups] == ["female / lighter", "female / darker",
                                           "male / lighter", "male / darker"]
-    assert [v.key for v in d.variants] == ["baseline", "blur_2", "jpeg_30", "jpeg_10"]
-    assert d.n_images == cfg.n_images == 4 * 3 * 4
+    assert [v.key for v in d.variants] == ["baseline", "control", "blur_2", "jpeg_30", "jpeg_10"]
+    assert d.n_images == cfg.n_images == 4 * 3 * 5

@@ -60,3 +60,12 @@ def test_it_rejects_unknown_factors_and_bad_images(image):
         apply_factor(image, "warp", 1, 0)
     with pytest.raises(ValueError, match="uint8"):
         apply_factor(image.astype(float), "blur", 1, 0)
+
+
+def test_control_is_a_one_pixel_shift_reencoded_at_high_quality(image):
+    image = apply_factor(image, "blur", 3.0, 0)  # smooth, like a face; noise defeats JPEG
+    out = apply_factor(image, "control", None, seed=0)
+    shifted = np.concatenate([image[:, :1], image[:, :-1]], axis=1)
+    # JPEG q95 keeps the shifted image close, and the shift is what remains
+    assert np.abs(out.astype(float) - shifted).mean() < np.abs(out.astype(float) - image).mean()
+    assert np.abs(out.astype(float) - shifted).mean() < 2

@@ -105,14 +105,14 @@ def test_create_stores_the_validated_config_and_enqueues_after_commit(
     assert response.status_code == 302 and response["Location"].endswith(f"/audits/{audit.pk}/")
     assert len(callbacks) == 1  # start_audit is sent only once the row is committed
     assert audit.state == Audit.State.QUEUED and audit.owner == alice
-    assert audit.n_images_planned == 2 * 3 * 3
+    assert audit.n_images_planned == 2 * 3 * 4  # baseline, control, blur, downscale
     assert audit.config["factors"] == {"blur": [2.0], "downscale": [16.0]}
 
 
 def test_check_shows_the_image_count_without_creating(client, alice):
     client.force_login(alice)
     page = client.post(reverse("audits:create"), {**FORM, "action": "check"}).content.decode()
-    assert 'id="image-count">18<' in page
+    assert 'id="image-count">24<' in page
     assert not Audit.objects.exists()
 
 

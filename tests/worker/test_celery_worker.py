@@ -61,7 +61,7 @@ def test_a_real_worker_runs_an_audit_to_done(broker_url, alice, media_root, mode
     finally:
         worker.stop()
     assert audit.state == Audit.State.DONE, audit.error + "\n" + worker.tail()
-    assert GeneratedImage.objects.filter(audit=audit).count() == 2 * 3 * 3
+    assert GeneratedImage.objects.filter(audit=audit).count() == 2 * 3 * 4
     point = audit.result.summary["fr_models"]["mobilefacenet"]["operating_points"][0]
     assert set(point["by_group"]) == {"female", "male"}
     # the stages went through the broker, one task per stage or batch

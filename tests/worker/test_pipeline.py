@@ -33,8 +33,9 @@ def test_a_small_audit_runs_to_done_with_every_designed_image(finished):
     audit = finished
     assert audit.state == Audit.State.DONE, audit.error
     assert SyntheticIdentity.objects.filter(audit=audit).count() == 8
-    assert GeneratedImage.objects.filter(audit=audit).count() == 8 * 3 == audit.n_images_planned
-    assert FaceAnalysis.objects.filter(image__audit=audit).count() == 24
+    # baseline, control and two factor levels per identity
+    assert GeneratedImage.objects.filter(audit=audit).count() == 8 * 4 == audit.n_images_planned
+    assert FaceAnalysis.objects.filter(image__audit=audit).count() == 32
     found = FaceAnalysis.objects.filter(image__audit=audit, face_found=True).count()
     assert Embedding.objects.filter(image__audit=audit).count() == found
     # every identity sits in the group its sensors put it in

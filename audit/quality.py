@@ -1,0 +1,504 @@
+"""Face image quality: LightQNet scores, ISO/IEC 29794-5-style measures, quality by group and
+error-versus-discard curves.
+
+Scoring:
+
+- :class:`LightQNetQuality`: the LightQNet face image quality network (Chen et al., "LightQNet:
+  Lightweight Deep Face Quality Assessment for Risk-Controlled Face Recognition", IEEE Signal
+  Processing Letters 2021), one number per face, higher is better.
+- :func:`quality_measures`: explicit, interpretable measures in the spirit of ISO/IEC 29794-5
+  (face image quality components): inter-eye distance, luminance mean and spread, sharpness,
+  illumination uniformity and head pose.
+
+Statistics:
+
+- :func:`percentile_against`: each value's percentile rank within the audit's baseline images.
+- :func:`quality_by_group`: per-group distribution and share below a quality threshold.
+- :func:`edc_curves`: error-versus-discard curves per group (ISO/IEC 29794-1; Grother and
+  Tabassi 2007).
+
+Everything but :class:`LightQNetQuality` is plain numpy/pandas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .align import align_face
+from .detection import check_image, upscale_small
+from .recognition import OnnxBatchRunner
+from .registry import ModelError, ModelRegistry
+from .sensors import SHARPNESS_REGION, luma
+
+if TYPE_CHECKING:  # audit.analysis imports this module; the type is only needed for hints
+    from .analysis import AnalysisBatch
+
+__all__ = [
+    "LIGHTQNET_SIZE",
+    "LIGHTQNET_TEMPLATE",
+    "QUALITY_MEASURE_UNITS",
+    "LightQNetQuality",
+    "edc_curves",
+    "lightqnet_crop",
+    "lightqnet_crops",
+    "lightqnet_input",
+    "lightqnet_points",
+    "percentile_against",
+    "quality_by_group",
+    "quality_measures",
+    "similarity_transform",
+]
+
+# --- LightQNet ---------------------------------------------------------------------------------
+
+LIGHTQNET_SIZE = 96
+"""Side of LightQNet's square input crop in pixels."""
+
+LIGHTQNET_TEMPLATE = (
+    np.array([[34.19, 46.16], [65.65, 45.98], [50.12, 82.40]], dtype=np.float64)
+    / 100.0
+    * LIGHTQNET_SIZE
+)
+"""Where LightQNet's crop puts (left eye, right eye, mouth centre), (3, 2) ``(x, y)`` pixels of
+the 96x96 crop: (34.19, 46.16), (65.65, 45.98), (50.12, 82.40) percent of the side
+(``shared/models/MODELS.md``; KaenChan/lightqnet ``face_normalizer.py``)."""
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (rotation, uniform scale, shift) mapping ``src`` to
+    ``dst``, as a (2, 3) float64 matrix for :func:`cv2.warpAffine`.
+
+    src, dst: (K, 2) ``(x, y)`` points, K >= 2. Umeyama's closed form (Umeyama 1991, "Least-squares
+    estimation of transformation parameters between two point patterns", IEEE TPAMI 13(4)), the
+    estimator of skimage's ``SimilarityTransform.estimate`` that LightQNet's own alignment uses;
+    reflections are excluded.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+        raise ValueError(
+            f"expected two (K, 2) point sets with K >= 2, got {src.shape}, {dst.shape}"
+        )
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    src_var = float((src_c**2).sum()) / len(src)
+    if src_var <= 0.0:
+        raise ValueError("the source points coincide; no similarity transform")
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1] = -1.0
+    rotation = u @ np.diag(d) @ vt
+    scale = float(s @ d) / src_var
+    shift = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, shift[:, None]])
+
+
+def lightqnet_points(kps: np.ndarray) -> np.ndarray:
+    """LightQNet's three alignment points from SCRFD's five keypoints.
+
+    kps: (5, 2) or (N, 5, 2) ``(x, y)``: left eye, right eye, nose, left and right mouth corner.
+    Returns (3, 2) or (N, 3, 2): left eye, right eye, mouth centre (mean of the two corners).
+    """
+    kps = np.asarray(kps, dtype=np.float64)
+    if kps.shape[-2:] != (5, 2):
+        raise ValueError(f"expected (..., 5, 2) keypoints, got {kps.shape}")
+    mouth = kps[..., 3:5, :].mean(axis=-2, keepdims=True)
+    return np.concatenate([kps[..., 0:2, :], mouth], axis=-2)
+
+
+def lightqnet_crop(image_rgb: np.ndarray, kps: np.ndarray) -> np.ndarray:
+    """One 96x96 LightQNet crop, (96, 96, 3) uint8 **RGB** (the channel order of the input).
+
+    image_rgb: HxWx3 uint8 RGB; kps: (5, 2) SCRFD keypoints in that image's pixels. The crop is
+    the similarity transform of (left eye, right eye, mouth centre) onto
+    :data:`LIGHTQNET_TEMPLATE` (:func:`similarity_transform`), warped bilinearly with black
+    borders (``cv2.warpAffine``'s defaults, as LightQNet's ``face_normalizer.py``).
+
+    As in :func:`audit.align.align_face`, images whose short side is below 128 px are first
+    upscaled bicubically (:func:`audit.detection.upscale_small`) and the points scaled with them,
+    so a 64-px generated face is resampled the same way for every model. (LightQNet's own demo
+    warps to 160 px and resizes to 96; warping straight to 96, as ``shared/models/MODELS.md``
+    specifies, differs from that only by the interpolation.)
+    """
+    upscaled, sx, sy = upscale_small(check_image(image_rgb))
+    points = lightqnet_points(kps)
+    points = np.stack([(points[:, 0] + 0.5) * sx - 0.5, (points[:, 1] + 0.5) * sy - 0.5], axis=1)
+    matrix = similarity_transform(points, LIGHTQNET_TEMPLATE)
+    return cv2.warpAffine(upscaled, matrix, (LIGHTQNET_SIZE, LIGHTQNET_SIZE), borderValue=0.0)
+
+
+def lightqnet_crops(images_rgb: Sequence[np.ndarray], kps: np.ndarray) -> np.ndarray:
+    """:func:`lightqnet_crop` of N images, (N, 96, 96, 3) uint8 RGB.
+
+    kps: (N, 5, 2); rows that hold any NaN (no face) give all-zero crops: mask them out.
+    """
+    kps = np.asarray(kps, dtype=np.float64)
+    if kps.shape != (len(images_rgb), 5, 2):
+        raise ValueError(f"expected kps of shape ({len(images_rgb)}, 5, 2), got {kps.shape}")
+    out = np.zeros((len(images_rgb), LIGHTQNET_SIZE, LIGHTQNET_SIZE, 3), dtype=np.uint8)
+    for i, (image, points) in enumerate(zip(images_rgb, kps, strict=True)):
+        if np.all(np.isfinite(points)):
+            out[i] = lightqnet_crop(image, points)
+    return out
+
+
+def lightqnet_input(crops_rgb: np.ndarray) -> np.ndarray:
+    """Network input of (N, 96, 96, 3) uint8 RGB crops: (N, 96, 96, 3) float32 NHWC,
+    channels reversed to **BGR** (LightQNet was trained on OpenCV images as read) and scaled
+    ``(x - 128) / 128`` (KaenChan/lightqnet ``tf_face_quality_model.py``)."""
+    crops_rgb = np.asarray(crops_rgb)
+    if crops_rgb.ndim != 4 or crops_rgb.shape[1:] != (LIGHTQNET_SIZE, LIGHTQNET_SIZE, 3):
+        raise ValueError(f"expected (N, 96, 96, 3) crops, got {crops_rgb.shape}")
+    if crops_rgb.dtype != np.uint8:
+        raise ValueError(f"expected uint8 RGB crops, got dtype {crops_rgb.dtype}")
+    bgr = crops_rgb[..., ::-1].astype(np.float32)
+    return np.ascontiguousarray((bgr - np.float32(128.0)) / np.float32(128.0))
+
+
+class LightQNetQuality:
+    """LightQNet face image quality (``lightqnet_dm100.onnx``, width multiplier 1.0).
+
+    Preprocessing (``shared/models/MODELS.md``, verified there against the TensorFlow original):
+    input ``input:0`` (N, 96, 96, 3) NHWC float32 with a dynamic batch; BGR channel order;
+    ``(x - 128) / 128``; on the 96x96 crop of :func:`lightqnet_crop`. Output ``confidence_st:0``
+    (N, 1): a quality score, higher is better (about 0.58 on clean photos, 0.12 after a Gaussian
+    blur of sigma 3 in the reference check).
+
+    registry: model directory; intra_op_num_threads: onnxruntime threads (None = its choice).
+    """
+
+    model_name = "lightqnet"
+
+    def __init__(self, registry: ModelRegistry, *, intra_op_num_threads: int | None = None) -> None:
+        spec = registry.spec(self.model_name)
+        if spec.role != "quality":
+            raise ModelError(f"model {spec.name!r} is a {spec.role} model, not a quality model")
+        self.name, self.weights_sha256, self.licence = spec.name, spec.sha256, spec.licence
+        self._runner = OnnxBatchRunner(
+            registry.verify(self.model_name), intra_op_num_threads=intra_op_num_threads
+        )
+        shape = self._runner.input_shape
+        if self._runner.input_name != "input:0" or tuple(shape[1:]) != (96, 96, 3):
+            raise ModelError(
+                f"{self._runner.path}: expected input 'input:0' of shape (N, 96, 96, 3), got "
+                f"{self._runner.input_name!r} {shape}"
+            )
+
+    def score_crops(self, crops_rgb: np.ndarray) -> np.ndarray:
+        """Quality of (N, 96, 96, 3) uint8 RGB crops from :func:`lightqnet_crops` -> (N,)
+        float32."""
+        x = lightqnet_input(crops_rgb)
+        if len(x) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self._runner.run(x).reshape(len(x))
+
+    def score(self, images_rgb: Sequence[np.ndarray], kps: np.ndarray) -> np.ndarray:
+        """Quality of one face per image -> (N,) float32, higher is better.
+
+        images_rgb: N HxWx3 uint8 RGB images (sizes may differ); kps: (N, 5, 2) SCRFD keypoints
+        in those images' pixels, NaN rows where no face was found (their score is NaN).
+        """
+        kps = np.asarray(kps, dtype=np.float64)
+        if kps.shape != (len(images_rgb), 5, 2):
+            raise ValueError(f"expected kps of shape ({len(images_rgb)}, 5, 2), got {kps.shape}")
+        out = np.full(len(images_rgb), np.nan, dtype=np.float32)
+        found = np.flatnonzero(np.all(np.isfinite(kps), axis=(1, 2)))
+        if len(found):
+            crops = lightqnet_crops([images_rgb[i] for i in found], kps[found])
+            out[found] = self.score_crops(crops)
+        return out
+
+
+# --- ISO/IEC 29794-5-style measures ------------------------------------------------------------
+
+LUMINANCE_REGION: tuple[slice, slice] = SHARPNESS_REGION
+"""Face region for the luminance measures, ``(rows, columns)`` of the ArcFace-aligned 112 crop:
+the inner face of :data:`audit.sensors.SHARPNESS_REGION` (eyebrows to below the mouth), so hair,
+background and warp borders stay out."""
+
+QUALITY_MEASURE_UNITS: dict[str, str] = {
+    "inter_eye_distance": "pixels of the original image",
+    "luminance_mean": "0-255 luma",
+    "luminance_std": "0-255 luma",
+    "sharpness": "luma^2 (variance of the 3x3 Laplacian of 0-255 luma)",
+    "sharpness_normalised": "ratio (Laplacian variance / luma variance)",
+    "illumination_uniformity": "ratio (0-1, 1 = left and right equally lit)",
+    "yaw": "degrees",
+    "pitch": "degrees",
+    "roll": "degrees",
+    "quality": "LightQNet score (higher is better)",
+}
+"""Unit of each column of :func:`quality_measures`."""
+
+
+def quality_measures(
+    batch: AnalysisBatch, images: Sequence[np.ndarray], *, index: Sequence | None = None
+) -> pd.DataFrame:
+    """ISO/IEC 29794-5-style quality measures of analysed images, one row per image.
+
+    batch: the :class:`audit.analysis.AnalysisBatch` of ``images`` (N HxWx3 uint8 RGB, in the
+    same order). index: optional row labels (e.g. image ids); default 0..N-1.
+
+    Columns (units in :data:`QUALITY_MEASURE_UNITS`; every value is NaN where no face was found):
+
+    - ``face_found`` (bool);
+    - ``inter_eye_distance``: distance between the two eye keypoints in the original image's
+      pixels, the resolution measure of ISO/IEC 29794-5 and ICAO portrait guidance (which asks
+      for at least 60-90 px; a 64-px generated face has about 20-25);
+    - ``luminance_mean`` / ``luminance_std``: mean and standard deviation of BT.601 luma over
+      :data:`LUMINANCE_REGION` of the ArcFace-aligned crop (the luminance mean and spread
+      components of ISO/IEC 29794-5, here as plain statistics without its mapping to 0-100);
+    - ``sharpness``, ``sharpness_normalised``, ``illumination_uniformity``, ``yaw``, ``pitch``,
+      ``roll``: copied from ``batch`` (:mod:`audit.sensors`, :mod:`audit.pose`);
+    - ``quality``: ``batch.quality`` (LightQNet; all NaN if the analyzer ran without it).
+    """
+    n = len(batch)
+    if len(images) != n:
+        raise ValueError(f"{len(images)} images but the batch has {n} rows")
+    found = np.asarray(batch.face_found, dtype=bool)
+    kps = np.asarray(batch.kps, dtype=np.float64)
+    ied = np.full(n, np.nan)
+    ied[found] = np.linalg.norm(kps[found, 1] - kps[found, 0], axis=1)
+    lum_mean, lum_std = np.full(n, np.nan), np.full(n, np.nan)
+    rows, cols = LUMINANCE_REGION
+    for i in np.flatnonzero(found):
+        y = luma(align_face(images[i], kps[i])[rows, cols]).astype(np.float64)
+        lum_mean[i], lum_std[i] = y.mean(), y.std()
+    quality = getattr(batch, "quality", None)
+    frame = pd.DataFrame(
+        {
+            "face_found": found,
+            "inter_eye_distance": ied,
+            "luminance_mean": lum_mean,
+            "luminance_std": lum_std,
+            "sharpness": np.asarray(batch.sharpness, dtype=np.float64),
+            "sharpness_normalised": np.asarray(batch.sharpness_normalised, dtype=np.float64),
+            "illumination_uniformity": np.asarray(batch.illumination_uniformity, dtype=np.float64),
+            "yaw": np.asarray(batch.yaw, dtype=np.float64),
+            "pitch": np.asarray(batch.pitch, dtype=np.float64),
+            "roll": np.asarray(batch.roll, dtype=np.float64),
+            "quality": (
+                np.full(n, np.nan) if quality is None else np.asarray(quality, dtype=np.float64)
+            ),
+        },
+        index=pd.RangeIndex(n) if index is None else pd.Index(index),
+    )
+    if index is not None and len(frame.index) != n:
+        raise ValueError(f"index has {len(frame.index)} labels for {n} rows")
+    return frame
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+def percentile_against(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Percentile rank (0-100) of each value within ``reference``, (N,) float64.
+
+    Semantics: scipy's ``percentileofscore(reference, v, kind="weak")``, i.e. the empirical CDF:
+    the percentage of reference values **at or below** ``v``. So 100 means "at least as good as
+    every baseline image", and a value below all of them reads 0. Use the audit's own baseline
+    images as ``reference``, so a variant's quality reads against the audit's starting point.
+
+    NaN values give NaN; NaN entries of ``reference`` are dropped. Raises ``ValueError`` if
+    ``reference`` has no finite value.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    ref = np.sort(ref[~np.isnan(ref)])
+    if ref.size == 0:
+        raise ValueError("reference has no finite values to rank against")
+    ranks = np.searchsorted(ref, values, side="right") * (100.0 / ref.size)
+    return np.where(np.isnan(values), np.nan, ranks)
+
+
+QUALITY_BY_GROUP_COLUMNS: tuple[str, ...] = (
+    "n",
+    "n_missing",
+    "mean",
+    "q25",
+    "median",
+    "q75",
+    "below",
+    "share_below",
+)
+
+
+def quality_by_group(
+    table: pd.DataFrame, measure: str, threshold: float, *, group: str = "group"
+) -> pd.DataFrame:
+    """Distribution of one quality measure per group, and the share below a threshold.
+
+    table: one row per image with a ``group`` column and a numeric ``measure`` column (e.g.
+    :func:`quality_measures` joined to the images' groups). threshold: a value of ``measure``.
+
+    Returns one row per group (index ``group``, sorted), columns
+    :data:`QUALITY_BY_GROUP_COLUMNS`: ``n`` images with a value, ``n_missing`` with NaN (no
+    face; left out of everything else), ``mean``, quartiles ``q25``/``median``/``q75`` (numpy's
+    linear interpolation), ``below`` = count with value **strictly below** ``threshold`` and
+    ``share_below = below / n`` (NaN when n = 0). ``attrs`` records ``measure`` and
+    ``threshold``.
+    """
+    for column in (group, measure):
+        if column not in table.columns:
+            raise ValueError(f"table is missing column {column!r}")
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    if table[group].isna().any():
+        raise ValueError(f"column {group!r} has missing values")
+    rows = {}
+    values_all = pd.to_numeric(table[measure], errors="raise").to_numpy(dtype=np.float64)
+    labels = table[group].to_numpy(dtype=object)
+    for label in sorted(set(labels.tolist())):
+        values = values_all[labels == label]
+        present = values[~np.isnan(values)]
+        n = int(present.size)
+        below = int(np.sum(present < threshold))
+        if n:
+            q25, median, q75 = np.quantile(present, [0.25, 0.5, 0.75])
+            mean, share = float(present.mean()), below / n
+        else:
+            q25 = median = q75 = mean = share = math.nan
+        rows[label] = {
+            "n": n,
+            "n_missing": int(values.size - n),
+            "mean": mean,
+            "q25": float(q25),
+            "median": float(median),
+            "q75": float(q75),
+            "below": below,
+            "share_below": share,
+        }
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(QUALITY_BY_GROUP_COLUMNS))
+    frame.index.name = "group"
+    frame = frame.astype({"n": np.int64, "n_missing": np.int64, "below": np.int64})
+    frame.attrs.update(measure=measure, threshold=threshold)
+    return frame
+
+
+EDC_COLUMNS: tuple[str, ...] = (
+    "group",
+    "fraction",
+    "fnmr",
+    "n_mated",
+    "false_non_matches",
+    "discarded_images",
+    "discarded_fraction",
+)
+
+
+def edc_curves(
+    comparisons: pd.DataFrame,
+    quality_of_image: Mapping[int, float] | pd.Series,
+    threshold: float,
+    fractions: Sequence[float] | np.ndarray = np.linspace(0, 0.5, 11),  # noqa: B008 - read-only
+) -> pd.DataFrame:
+    """Error-versus-discard curves: FNMR at a fixed threshold per group as the lowest-quality
+    images are discarded (ISO/IEC 29794-1; Grother and Tabassi 2007, "Performance of biometric
+    quality measures", IEEE TPAMI 29(4)).
+
+    comparisons: one row per comparison with ``image_a``, ``image_b``, ``mated`` (bool),
+    ``group_a`` and ``score`` (e.g. :func:`audit.comparisons.build_pairs` plus scores); only
+    mated rows are used (FNMR). quality_of_image: image id -> quality (higher is better); every
+    image of a mated comparison needs a finite value. threshold: the fixed global decision
+    threshold (a comparison matches when ``score >= threshold``); it is **not** re-set as images
+    are discarded.
+
+    Rule, for each fraction f:
+
+    - The images are the distinct images of the mated comparisons, over the **whole audit**
+      (all groups together, so one quality cutoff applies to everyone). With M images sorted by
+      quality, k = floor(f * M) (rounded after a 1e-9 guard against binary fractions such as
+      0.3 * 10 = 2.9999...); if k > 0, every image whose quality is at or below the k-th lowest
+      is discarded. Ties at the cutoff are discarded together, so the realised share,
+      ``discarded_fraction``, can exceed f; nothing is broken arbitrarily.
+    - A mated comparison is discarded if either of its images is, i.e. it is kept iff the
+      pair's quality, the **minimum** of its two images' qualities, is above the cutoff.
+    - FNMR per group = share of the kept mated comparisons with ``score < threshold``; NaN when
+      none is kept (``n_mated`` 0).
+
+    Returns a tidy frame, columns :data:`EDC_COLUMNS`, one row per (group, fraction), groups
+    sorted and fractions in the given order. A curve that falls means that discarding low
+    quality images removes that group's errors; different slopes per group show whether quality
+    filtering narrows or widens the gap.
+    """
+    for column in ("image_a", "image_b", "mated", "group_a", "score"):
+        if column not in comparisons.columns:
+            raise ValueError(f"comparisons is missing column {column!r}")
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    fractions = np.asarray(fractions, dtype=np.float64).ravel()
+    if (
+        fractions.size == 0
+        or np.any(~np.isfinite(fractions))
+        or np.any((fractions < 0) | (fractions > 1))
+    ):
+        raise ValueError(f"fractions must be finite values in [0, 1], got {fractions.tolist()}")
+    if comparisons["mated"].isna().any():
+        raise ValueError("mated has missing values")
+    mated = comparisons[comparisons["mated"].to_numpy(dtype=bool)]
+    score = mated["score"].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(score)):
+        raise ValueError("score of a mated comparison is NaN or infinite")
+    image_a = mated["image_a"].to_numpy()
+    image_b = mated["image_b"].to_numpy()
+    images = np.unique(np.concatenate([image_a, image_b]))
+    quality_lookup = quality_of_image
+    missing = [i for i in images.tolist() if i not in quality_lookup]
+    if missing:
+        raise ValueError(f"no quality for image(s) {missing[:10]} of mated comparisons")
+    quality = np.array([float(quality_lookup[i]) for i in images.tolist()], dtype=np.float64)
+    if not np.all(np.isfinite(quality)):
+        bad = images[~np.isfinite(quality)][:10].tolist()
+        raise ValueError(f"quality is NaN or infinite for image(s) {bad} of mated comparisons")
+    position = {image: k for k, image in enumerate(images.tolist())}
+    pair_quality = np.minimum(
+        quality[[position[i] for i in image_a.tolist()]],
+        quality[[position[i] for i in image_b.tolist()]],
+    )
+    labels = mated["group_a"].to_numpy(dtype=object)
+    groups = sorted(set(labels.tolist()))
+    error = score < threshold
+    ordered = np.sort(quality)
+    n_images = len(images)
+
+    rows = []
+    for f in fractions:
+        k = math.floor(f * n_images + 1e-9)
+        if k > 0:
+            cutoff = ordered[k - 1]
+            discarded = int(np.sum(quality <= cutoff))
+            kept = pair_quality > cutoff
+        else:
+            discarded, kept = 0, np.ones(len(score), dtype=bool)
+        for label in groups:
+            mask = kept & (labels == label)
+            n_mated = int(mask.sum())
+            errors = int(np.sum(error & mask))
+            rows.append(
+                {
+                    "group": label,
+                    "fraction": float(f),
+                    "fnmr": errors / n_mated if n_mated else math.nan,
+                    "n_mated": n_mated,
+                    "false_non_matches": errors,
+                    "discarded_images": discarded,
+                    "discarded_fraction": discarded / n_images if n_images else math.nan,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(EDC_COLUMNS))
+    frame = frame.astype(
+        {"n_mated": np.int64, "false_non_matches": np.int64, "discarded_images": np.int64}
+    )
+    frame = frame.sort_values(["group"], kind="stable").reset_index(drop=True)
+    frame.attrs.update(threshold=threshold, n_images=n_images)
+    return frame
