@@ -62,6 +62,19 @@ def test_run_audit_writes_images_manifest_comparisons_and_summary(tmp_path, mode
     t = point["threshold"]
     assert point["overall"]["false_non_matches"] == sum(float(c["score"]) < t for c in mated)
     assert "threshold" in proc.stdout and "done in" in proc.stdout
+    # factor effects: one cell recomputed from comparisons.csv and the manifest
+    effects = list(csv.DictReader((out / "factor_effects.csv").open()))
+    cell = next(e for e in effects if e["group"] == "female" and e["factor"] == "blur")
+    factor_of = {row["image_id"]: row["factor"] for row in manifest}
+    per_identity = {}
+    for c in mated:
+        if c["group_a"] == "female":
+            per_identity.setdefault(c["identity_a"], {})[factor_of[c["image_b"]]] = float(c["score"])
+    diffs = [v["blur"] - v["control"] for v in per_identity.values() if {"blur", "control"} <= set(v)]
+    assert int(cell["n_pairs"]) == len(diffs)
+    if diffs:
+        assert float(cell["mean_change"]) == pytest.approx(sum(diffs) / len(diffs), abs=1e-6)
+    assert (out / "interaction.csv").exists()
     # every model that made or scored an image is named with its hash and licence
     models = summary["models"]
     assert {"generator", "scrfd_500m", "genderage", "mobilefacenet"} <= set(models)

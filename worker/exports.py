@@ -72,6 +72,10 @@ comparisons.csv (one row per comparison and FR model)
     score                 cosine similarity of the L2-normalised embeddings (-1..1); a pair
                           matches when score >= threshold
 
+factor_effects.csv, interaction.csv
+    factor effects against the control condition and group x condition interactions; the
+    columns are described in the project README ("factor_effects.csv", "interaction.csv")
+
 summary.json
     per FR model and target false-match rate (FMR): the global threshold set on all non-mated
     comparisons, the FMR it achieved, and overall and per-group FNMR and FMR with their counts
@@ -135,6 +139,14 @@ def summary_json(audit: Audit) -> bytes:
     return json.dumps(result.summary if result else {}, indent=2, allow_nan=False).encode()
 
 
+def _tables(audit: Audit) -> list[tuple[str, str]]:
+    """Extra result tables (export name, storage name), names checked to be plain file names."""
+    result = getattr(audit, "result", None)
+    tables = (result.tables or {}) if result is not None else {}
+    return [(name, stored) for name, stored in sorted(tables.items())
+            if name == Path(name).name and name.endswith(".csv")]
+
+
 def _image_files(audit: Audit) -> Iterator[tuple[str, str]]:
     from worker.pipeline import image_relpath
 
@@ -157,6 +169,9 @@ def export_to_dir(audit: Audit, out: Path) -> None:
         for chunk in comparisons_csv_chunks(audit):
             f.write(chunk)
     (out / "summary.json").write_bytes(summary_json(audit))
+    for fname, stored in _tables(audit):
+        with default_storage.open(stored, "rb") as f:
+            (out / fname).write_bytes(f.read())
     (out / "README.txt").write_text(README.format(name=audit.name, id=audit.pk))
 
 
@@ -205,6 +220,9 @@ def stream_zip(audit: Audit) -> Iterator[bytes]:
         yield from add("manifest.csv", [manifest_csv(audit)], True)
         yield from add("summary.json", [summary_json(audit)], True)
         yield from add("comparisons.csv", comparisons_csv_chunks(audit), True)
+        for fname, stored in _tables(audit):
+            with default_storage.open(stored, "rb") as f:
+                yield from add(fname, [f.read()], True)
         for rel, name in _image_files(audit):
             with default_storage.open(name, "rb") as f:
                 data = f.read()

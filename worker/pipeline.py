@@ -374,13 +374,16 @@ def aggregate(audit_id: int, dispatch: Dispatch) -> None:
         return
     with stage_errors(audit_id, "computing statistics"):
         _set_stage(audit_id, "aggregating", done=0, total=1)
-        summary, comparisons = compute_results(audit)
+        summary, comparisons, extra = compute_results(audit)
         buf = io.BytesIO()
         with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
             comparisons.to_csv(io.TextIOWrapper(gz, encoding="utf-8", newline=""), index=False)
         name = save_file(storage_name(audit_id, "results/comparisons.csv.gz"), buf.getvalue())
-        AuditResult.objects.update_or_create(audit=audit, defaults={"summary": summary,
-                                                                    "comparisons_file": name})
+        tables = {fname: save_file(storage_name(audit_id, f"results/{fname}"),
+                                   df.to_csv(index=False).encode("utf-8"))
+                  for fname, df in extra.items()}
+        AuditResult.objects.update_or_create(audit=audit, defaults={
+            "summary": summary, "comparisons_file": name, "tables": tables})
         _set_stage(audit_id, "aggregating", done=1, total=1)
         _advance(audit_id, State.AGGREGATING, State.DONE, finished_at=timezone.now())
 

@@ -91,8 +91,49 @@ def _spec(registry, name: str):
         return registry.package_spec(name)
 
 
-def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Return ``(summary, comparisons)``.
+def mated_table(comparisons: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """Mated scores per identity and condition: fr_model, identity_id, group, factor, level,
+    score (the condition is the variant's, image_b; the control is the reference)."""
+    info = images.set_index("image_id")[["factor", "level"]]
+    mated = comparisons[comparisons["mated"]]
+    out = pd.DataFrame({"fr_model": mated["fr_model"].to_numpy(),
+                        "identity_id": mated["identity_a"].to_numpy(),
+                        "group": mated["group_a"].to_numpy(),
+                        "factor": info.loc[mated["image_b"], "factor"].to_numpy(),
+                        "level": info.loc[mated["image_b"], "level"].to_numpy(),
+                        "score": mated["score"].to_numpy()})
+    return out
+
+
+def factor_effect_tables(mated: pd.DataFrame, thresholds: dict[float, dict[str, float]]
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Factor effects at every target FMR (``thresholds``: target -> fr_model -> threshold) and
+    the group x condition interaction per FR model; tables and a summary block."""
+    from audit.factor_effects import factor_effects, interaction_model
+
+    effects, summary = [], {"correction": "holm", "by_target_fmr": {}, "interaction": {}}
+    for target, per_model in thresholds.items():
+        result = factor_effects(mated, per_model, correction="holm")
+        effects.append(result.effects.assign(target_fmr=target))
+        summary["by_target_fmr"][str(target)] = result.to_dict()
+    interactions = []
+    for fr_model in sorted(mated["fr_model"].unique()):
+        try:
+            inter = interaction_model(mated, fr_model)
+        except ValueError as exc:  # e.g. a single group: nothing to interact with
+            summary["interaction"][fr_model] = {"skipped": str(exc)}
+            continue
+        interactions.append(inter.interactions.assign(fr_model=fr_model,
+                                                      reference_group=inter.reference_group))
+        summary["interaction"][fr_model] = inter.to_dict()
+    effects_df = pd.concat(effects, ignore_index=True) if effects else pd.DataFrame()
+    inter_df = pd.concat(interactions, ignore_index=True) if interactions else pd.DataFrame()
+    return effects_df, inter_df, summary
+
+
+def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Return ``(summary, comparisons, tables)``; ``tables`` maps export file names
+    (``factor_effects.csv``, ``interaction.csv``) to DataFrames.
 
     ``summary`` is JSON-serialisable (the audit's ``summary.json``); ``comparisons`` has one row
     per comparison per FR model with :data:`COMPARISON_COLUMNS`. Images where no face was found
@@ -168,4 +209,11 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame]:
         comp.attrs = {}  # build_pairs' metadata is in the summary; concat would compare it
         tables.append(comp)
     comparisons = pd.concat(tables, ignore_index=True)[COMPARISON_COLUMNS]
-    return summary, comparisons
+    thresholds = {target: {m: next(p["threshold"] for p in info["operating_points"]
+                               if p["target_fmr"] == target)
+                           for m, info in summary["fr_models"].items()}
+                  for target in config.target_fmr}
+    effects, interactions, summary["factor_effects"] = factor_effect_tables(
+        mated_table(comparisons, images), thresholds)
+    extra = {"factor_effects.csv": effects, "interaction.csv": interactions}
+    return summary, comparisons, extra

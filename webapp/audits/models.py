@@ -149,4 +149,7 @@ class AuditResult(models.Model):
     audit = models.OneToOneField(Audit, on_delete=models.CASCADE, related_name="result")
     summary = models.JSONField()
     comparisons_file = models.CharField(max_length=500, help_text="CSV (gzip) in the storage")
+    tables = models.JSONField(default=dict, blank=True,
+                              help_text="export file name -> CSV in the storage "
+                                        "(factor_effects.csv, interaction.csv, ...)")
     created_at = models.DateTimeField(auto_now=True)
