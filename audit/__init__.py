@@ -20,4 +20,9 @@ Statistics (numbers -> findings):
 - :mod:`audit.comparisons`: mated and non-mated pairs of an audit, cosine scores.
 - :mod:`audit.rates`: one global threshold at a target FMR, per-group FNMR and FMR with counts,
   cross-group FMR, rule-of-three bounds (ISO/IEC 19795-1 definitions).
+- :mod:`audit.uncertainty`: intervals from a bootstrap over identities.
+- :mod:`audit.disparity`: max/min ratios, Fairness Discrepancy Rate, GARBE, small-cell flags.
+- :mod:`audit.curves`: DET curves and score histograms per group.
+- :mod:`audit.factor_effects`: paired factor effects against the control (Wilcoxon, McNemar,
+  Holm/BH) and group x condition interactions with identity-clustered errors.
 """

@@ -8,10 +8,10 @@ global threshold) into one number:
   that group's rule-of-three bound ``3 / n``) and the floored groups are reported.
 - Fairness Discrepancy Rate (:func:`fairness_discrepancy_rate`; de Freitas Pereira & Marcel,
   "Fairness in biometrics: a figure of merit to assess biometric verification systems", IEEE
-  T-BIOM 4(1), 2022, arXiv:2011.02395, 2021): ``1 - (alpha * A + (1 - alpha) * B)`` with A, B the
+  T-BIOM 4(1), 2022; arXiv:2011.02395): ``1 - (alpha * A + (1 - alpha) * B)`` with A, B the
   largest pairwise absolute FMR and FNMR gaps. 1 is perfectly fair.
-- GARBE (:func:`garbe`; Howard, Laird, Rubin, Sirotin, Tipton & Vemury, "Evaluating proposed
-  fairness models for face recognition algorithms", arXiv:2203.05051, 2022): a weighted sum of
+- GARBE (:func:`garbe`; Howard et al., "Evaluating proposed fairness models for face
+  recognition algorithms", 2022): a weighted sum of
   Gini coefficients of the per-group FMR and FNMR with the ``n / (n - 1)`` small-sample
   correction. 0 is perfectly fair.
 

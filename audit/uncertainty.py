@@ -9,11 +9,11 @@ replacement (within each demographic group) and rebuilds the comparison set from
 identities. Resampling comparisons as if they were independent gives intervals that are too
 narrow. This is the "subsets bootstrap" of Bolle, Ratha & Pankanti, "Error analysis of pattern
 recognition systems: the subsets bootstrap", Computer Vision and Image Understanding 93 (2004)
-1-33, and the approach ISO/IEC 19795-1 (biometric performance testing and reporting) recommends
-for error-rate uncertainty when a subject contributes several attempts; see also Schuckers,
-"Computational Methods in Biometric Authentication" (Springer 2010), ch. 2-3, and Poh, Martin &
-Bengio, "Performance generalization in biometric authentication using joint user-specific and
-sample bootstraps", IEEE TPAMI 29 (2007) 492-498.
+1-33, in line with ISO/IEC 19795-1 (biometric performance testing and reporting), which asks
+that uncertainty estimates allow for the correlation between attempts of one test subject; see
+also Schuckers, "Computational Methods in Biometric Authentication" (Springer 2010), and Poh,
+Martin & Bengio, "Performance generalization in biometric authentication using joint
+user-specific and sample bootstraps", IEEE TPAMI 29 (2007) 492-498.
 
 One replicate
 -------------
@@ -49,7 +49,9 @@ whose draws all hit one identity has no non-mated pairs) leaves that rate undefi
 replicates are dropped from that rate's interval and counted in ``*_n_valid``. When no error was
 observed in a group, every replicate is 0 and the percentile interval collapses to ``[0, 0]``;
 the interval reported is then ``[0, rule-of-three bound]`` (:func:`audit.rates.rule_of_three`)
-and ``*_interval`` says ``"rule_of_three"``.
+and ``*_interval`` says ``"rule_of_three"`` (a one-sided 95% bound whatever ``confidence`` is).
+With only a handful of errors in a group the percentile interval is coarse (its lower end is
+often 0); read it together with the error counts.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ BOOTSTRAP_COLUMNS: tuple[str, ...] = (
     "fmr_n_valid",
     "fmr_interval",
 )
+
+_COLUMNS = ("score", "mated", "group_a", "group_b", "identity_a", "identity_b")
 
 # An identity-by-identity matrix is held dense when it has at most this many cells (32 MB as
 # float64) and at least this share of them is non-zero; otherwise it stays sparse (CSR). A dense
@@ -275,6 +279,9 @@ def _operator(matrix: sparse.csr_array) -> Any:
 def _aggregate(
     comparisons: pd.DataFrame, threshold: float, labels: tuple[str, ...]
 ) -> _Aggregates:
+    missing = [c for c in _COLUMNS if c not in comparisons.columns]
+    if missing:
+        raise ValueError(f"comparisons is missing column(s) {missing}; expected {list(_COLUMNS)}")
     n_groups = len(labels)
     score = comparisons["score"].to_numpy(dtype=np.float64)
     mated = comparisons["mated"].to_numpy(dtype=bool)
@@ -282,6 +289,8 @@ def _aggregate(
     categories = pd.Index(labels)
     code_a = categories.get_indexer(comparisons["group_a"]).astype(np.int64)
     code_b = categories.get_indexer(comparisons["group_b"]).astype(np.int64)
+    if np.any(code_a < 0) or np.any(code_b < 0):
+        raise ValueError(f"comparisons contain groups outside {list(labels)}")
     ident_a = comparisons["identity_a"].to_numpy(dtype=np.int64)
     ident_b = comparisons["identity_b"].to_numpy(dtype=np.int64)
 
@@ -428,6 +437,7 @@ def bootstrap_group_rates(
     seed: int = 0,
     confidence: float = 0.95,
     groups: Sequence[str] | None = None,
+    rates: GroupRates | None = None,
 ) -> BootstrapResult:
     """Per-group and overall FNMR/FMR at a threshold with identity-bootstrap intervals.
 
@@ -451,6 +461,11 @@ def bootstrap_group_rates(
     groups:
         Optional full list of group labels (as in :func:`audit.rates.error_rates`); groups
         with no comparisons get zero counts and NaN rates.
+    rates:
+        Optional point estimates already computed by :func:`audit.rates.error_rates` on the
+        same ``comparisons``, ``threshold`` and ``groups``, to skip computing them again (the
+        slowest step on large inputs). They are checked against the counts aggregated here,
+        and a mismatch raises ``ValueError``.
 
     Returns
     -------
@@ -481,12 +496,26 @@ def bootstrap_group_rates(
         raise ValueError(f"seed must be an integer, got {seed!r}")
 
     # Point estimates (and all input validation of the shared contract).
-    rates = error_rates(comparisons, threshold, groups=groups)
+    if rates is None:
+        rates = error_rates(comparisons, threshold, groups=groups)
+        given = False
+    else:
+        if not isinstance(rates, GroupRates):
+            raise ValueError(f"rates must be a GroupRates, got {type(rates).__name__}")
+        if float(rates.threshold) != float(threshold):
+            raise ValueError(
+                f"rates were read at threshold {rates.threshold!r}, not {threshold!r}"
+            )
+        if groups is not None and tuple(dict.fromkeys(groups)) != rates.groups:
+            raise ValueError(f"rates cover groups {list(rates.groups)}, not {list(groups)}")
+        given = True
     threshold = float(threshold)
     labels = rates.groups
     n_boot = int(n_boot)
 
     agg = _aggregate(comparisons, threshold, labels)
+    if given:
+        _check_point_counts(agg, rates)
     draws = _draw_counts(np.random.default_rng(int(seed)), agg.starts, n_boot)
     reps = _replicate_counts(agg, draws)
     del draws
@@ -547,6 +576,26 @@ def bootstrap_group_rates(
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _check_point_counts(agg: _Aggregates, rates: GroupRates) -> None:
+    """The aggregates at k = 1 (every identity once) must give the point counts of ``rates``."""
+    ones = np.ones((1, agg.identity_ids.size), dtype=np.int32)
+    counts = _replicate_counts(agg, ones)
+    point = rates.by_group
+    pairs = (
+        ("n_mated", counts["n_mated"][0]),
+        ("false_non_matches", counts["fnm"][0]),
+        ("n_nonmated", counts["n_nonmated"][0]),
+        ("false_matches", counts["fm"][0]),
+        ("n_identities", np.diff(agg.starts)),
+    )
+    for column, value in pairs:
+        if not np.array_equal(point[column].to_numpy(dtype=np.float64), value):
+            raise ValueError(
+                f"`rates` do not match these comparisons ({column} differs): pass the "
+                "GroupRates of error_rates on the same comparisons, threshold and groups"
+            )
 
 
 def _ratio(errors: np.ndarray, trials: np.ndarray) -> np.ndarray:

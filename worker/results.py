@@ -91,6 +91,25 @@ def _spec(registry, name: str):
         return registry.package_spec(name)
 
 
+BOOTSTRAP_REPLICATES = 1000
+DISPARITY_ALPHA = 0.5  # weight of false matches against false non-matches in FDR and GARBE
+
+
+def _uncertainty(comp: pd.DataFrame, rates, threshold: float, seed: int) -> dict[str, Any]:
+    """Identity-bootstrap intervals per group and overall, disparity summaries with intervals
+    from the same replicates, and which groups are too small to rank."""
+    from audit.disparity import rankable_groups, summarize_disparity
+    from audit.uncertainty import bootstrap_group_rates
+
+    boot = bootstrap_group_rates(comp, threshold, n_boot=BOOTSTRAP_REPLICATES, seed=seed,
+                                 rates=rates)
+    disparity = summarize_disparity(boot, alpha=DISPARITY_ALPHA)
+    rank = rankable_groups(boot)
+    return {"bootstrap": boot.to_dict(), "disparity": disparity.to_dict(),
+            "rankable": {str(g): {"rankable": bool(r["rankable"]), "reason": r["reason"] or ""}
+                         for g, r in rank.iterrows()}}
+
+
 def mated_table(comparisons: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """Mated scores per identity and condition: fr_model, identity_id, group, factor, level,
     score (the condition is the variant's, image_b; the control is the reference)."""
@@ -141,6 +160,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
     rate (ISO/IEC 19795-1).
     """
     from audit.comparisons import build_pairs, score_pairs
+    from audit.curves import det_curves, score_histograms
     from audit.rates import error_rates, threshold_at_fmr
     from audit.registry import ModelRegistry
     from generator.backends import DCGAN_LICENCE, DCGAN_WEIGHTS_SHA256
@@ -180,7 +200,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                         "match_rule": "similarity >= threshold"},
         "fr_models": {},
     }
-    tables = []
+    tables, det_tables, hist_tables = [], [], []
     for fr_model in config.fr_models:
         emb = list(Embedding.objects.filter(image__audit=audit, fr_model=fr_model)
                    .values_list("image_id", "vector", "weights_sha256"))
@@ -197,9 +217,15 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
         for target in config.target_fmr:
             choice = threshold_at_fmr(nonmated, target)
             rates = error_rates(comp, choice.threshold)
-            points.append({"target_fmr": target, "threshold": choice.threshold,
-                           "achieved_fmr": choice.achieved_fmr,
-                           "nonmated_used": choice.n_nonmated, **rates.to_dict()})
+            point = {"target_fmr": target, "threshold": choice.threshold,
+                     "achieved_fmr": choice.achieved_fmr,
+                     "nonmated_used": choice.n_nonmated, **rates.to_dict()}
+            point.update(_uncertainty(comp, rates, choice.threshold, config.seed))
+            points.append(point)
+        curves = det_curves(comp, max_points=300)
+        det_tables.append(curves.assign(fr_model=fr_model))
+        hist_tables.append(score_histograms(comp, bins=50, range=(-1.0, 1.0))
+                           .assign(fr_model=fr_model))
         summary["fr_models"][fr_model] = {
             "weights_sha256": emb[0][2] if emb else None,
             "licence": _spec(registry, fr_model).licence,
@@ -215,5 +241,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                   for target in config.target_fmr}
     effects, interactions, summary["factor_effects"] = factor_effect_tables(
         mated_table(comparisons, images), thresholds)
-    extra = {"factor_effects.csv": effects, "interaction.csv": interactions}
+    extra = {"factor_effects.csv": effects, "interaction.csv": interactions,
+             "det_curves.csv": pd.concat(det_tables, ignore_index=True),
+             "score_histograms.csv": pd.concat(hist_tables, ignore_index=True)}
     return summary, comparisons, extra

@@ -172,7 +172,7 @@ def test_point_rates_equal_error_rates_fairlearn_and_naive_masks():
     nonmated = ~comparisons["mated"]
     assert result.overall["fmr"] == pytest.approx(match[nonmated].mean())
     assert result.overall["fnmr"] == pytest.approx(1 - match[comparisons["mated"]].mean())
-    # A replicate that draws every identity exactly once is the original data.
+    # Identities counted from either side (identity 4 is only ever a reference).
     assert result.rates.by_group["n_identities"].tolist() == [4, 5, 2]
 
 
@@ -186,6 +186,25 @@ def test_all_ones_draw_reproduces_the_point_estimate():
     np.testing.assert_array_equal(reps["fm"][0], point["false_matches"].to_numpy())
     np.testing.assert_array_equal(reps["n_nonmated"][0], point["n_nonmated"].to_numpy())
     np.testing.assert_array_equal(reps["fnm"][0], point["false_non_matches"].to_numpy())
+
+
+def test_precomputed_rates_are_reused_and_checked():
+    comparisons = small_comparisons()
+    rates = error_rates(comparisons, 0.5)
+    reused = bootstrap_group_rates(comparisons, 0.5, n_boot=30, seed=2, rates=rates)
+    fresh = bootstrap_group_rates(comparisons, 0.5, n_boot=30, seed=2)
+    pd.testing.assert_frame_equal(reused.by_group, fresh.by_group)
+    pd.testing.assert_frame_equal(reused.fmr_replicates, fresh.fmr_replicates)
+    assert reused.rates is rates
+    with pytest.raises(ValueError, match="threshold"):
+        bootstrap_group_rates(comparisons, 0.6, n_boot=5, rates=rates)
+    with pytest.raises(ValueError, match="do not match"):
+        # Rates of a different comparison set (first row dropped) at the same threshold.
+        bootstrap_group_rates(comparisons, 0.5, n_boot=5,
+                              rates=error_rates(comparisons.iloc[1:], 0.5))
+    with pytest.raises(ValueError, match="outside"):
+        bootstrap_group_rates(comparisons, 0.5, n_boot=5, rates=error_rates(
+            comparisons[comparisons["group_a"] != "C"].query("group_b != 'C'"), 0.5))
 
 
 # --- intervals, seeds, immutability ---------------------------------------------------------------

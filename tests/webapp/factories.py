@@ -62,7 +62,15 @@ def make_done_audit(owner, name="Hand-made audit") -> Audit:
     point = {"target_fmr": 0.001, "threshold": 0.42, "achieved_fmr": 0.0, "nonmated_used": 20,
              "overall": {"n_mated": 4, "false_non_matches": 0, "fnmr": 0.0, "n_nonmated": 20,
                          "false_matches": 0, "fmr": 0.0},
-             "by_group": {"female": group_row, "male": group_row}}
+             "by_group": {"female": group_row, "male": group_row},
+             "bootstrap": {"by_group": {"female": {"fmr_lower": 0.125, "fmr_upper": 0.375},
+                                        "male": {"fmr_lower": 0.0625, "fmr_upper": 0.5}}},
+             "rankable": {"female": {"rankable": False, "reason": "2 identities < 20"},
+                          "male": {"rankable": True, "reason": ""}},
+             "disparity": {"measures": {"fdr": {"estimate": 0.9, "lower": 0.8, "upper": 0.95},
+                                        "garbe": {"estimate": 0.1, "lower": None,
+                                                  "upper": None}},
+                           "notes": ["FMR max/min ratio: no error observed in male"]}}
     summary = {"fr_models": {"mobilefacenet": {"weights_sha256": "ab" * 32, "embedding_size": 128,
                                                "operating_points": [point]}},
                "acquisition": {"overall": {"images": 8, "faces_found": 7},

@@ -49,6 +49,10 @@ def test_owner_sees_results_table_and_chart(client, alice, media_root):
     assert "plotly/plotly.min.js" in page and 'id="chart-data"' in page
     assert "0 (&le; 1.5000)" in page  # zero errors shown with the rule-of-three bound
     assert "3 / 4" in page and "7 / 8" in page  # faces found per group and overall
+    assert "[0.12500, 0.37500]" in page  # bootstrap interval of the female FMR
+    assert page.count("(too small to rank)") == 1 and "2 identities &lt; 20" in page
+    assert "Fairness Discrepancy Rate" in page and "[0.800, 0.950]" in page
+    assert "no error observed in male" in page
 
 
 def test_progress_endpoint_reports_every_stage(client, alice, media_root):

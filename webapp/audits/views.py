@@ -74,11 +74,23 @@ def _results_context(request: HttpRequest, summary: dict) -> dict:
     idx = fmrs.index(request.GET["fmr"]) if request.GET.get("fmr") in fmrs else 0
     point = points[idx]
     acquisition = summary.get("acquisition", {}).get("by_group", {})
-    rows = [{"group": g, **vals, "acquisition": acquisition.get(g, {})}
+    boot = point.get("bootstrap", {}).get("by_group", {})
+    rankable = point.get("rankable", {})
+    rows = [{"group": g, **vals, "acquisition": acquisition.get(g, {}), "ci": boot.get(g, {}),
+             "rank": rankable.get(g, {"rankable": True, "reason": ""})}
             for g, vals in point["by_group"].items()]
+    disparity = point.get("disparity")
+    measures = []
+    if disparity:
+        labels = {"fnmr_max_min_ratio": "FNMR max/min ratio", "fmr_max_min_ratio":
+                  "FMR max/min ratio", "fdr": "Fairness Discrepancy Rate (1 = fair)",
+                  "garbe": "GARBE (0 = fair)"}
+        measures = [{"label": label, **disparity["measures"][key]}
+                    for key, label in labels.items() if key in disparity["measures"]]
     checks = summary.get("generator_checks", {})
     check_rows = [{"group": g, **v} for g, v in checks.get("by_group", {}).items()]
     return {"summary": summary, "fr_models": models, "check_rows": check_rows,
+            "measures": measures, "disparity": disparity,
             "check_overall": checks.get("overall"), "fr_model": fr_model, "fmrs": fmrs,
             "fmr": fmrs[idx], "point": point, "rows": rows,
             "model_info": summary["fr_models"][fr_model],
