@@ -20,6 +20,8 @@ Statistics (numbers -> findings):
 - :mod:`audit.comparisons`: mated and non-mated pairs of an audit, cosine scores.
 - :mod:`audit.rates`: one global threshold at a target FMR, per-group FNMR and FMR with counts,
   cross-group FMR, rule-of-three bounds (ISO/IEC 19795-1 definitions).
+- :mod:`audit.quality`: LightQNet face image quality, ISO/IEC 29794-5-style measures,
+  percentiles against the audit's baselines, quality by group, error-versus-discard curves.
 - :mod:`audit.uncertainty`: intervals from a bootstrap over identities.
 - :mod:`audit.disparity`: max/min ratios, Fairness Discrepancy Rate, GARBE, small-cell flags.
 - :mod:`audit.curves`: DET curves and score histograms per group.

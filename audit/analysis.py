@@ -178,7 +178,7 @@ class FaceAnalyzer:
     det_size / intra_op_num_threads: passed to the detector and every onnxruntime session.
     quality: registry name of a face image quality model (keys of :data:`QUALITY_MODELS`, e.g.
     ``"lightqnet"``) filling :attr:`AnalysisBatch.quality`, or None (default: no quality model,
-    the column is NaN; LightQNet costs about 2 ms per face on one core).
+    the column is NaN; LightQNet costs about 1.5 ms per face on one core).
     """
 
     def __init__(

@@ -5,8 +5,8 @@ Images: ``--images`` DCGAN faces (the offline default generator), PNG-encoded an
 exactly as the worker stores and reads them (``worker.pipeline.encode_png`` / ``read_image``):
 64x64 RGB, no padding.
 
-Paths timed (each: one warm-up pass, then ``--repeats`` timed passes in this process; the median
-is printed):
+Paths timed (one warm-up pass each, then ``--repeats`` rounds that time every path once, in
+turns, so that other load on the machine hits them alike; medians are printed):
 
 * ``ours``: :class:`audit.analysis.FaceAnalyzer` with SCRFD-500M (upscale to 128 + pad, 256x256
   input), MobileFaceNet, LightQNet quality and every sensor (gender/age, ITA, brightness, pose,
@@ -24,7 +24,7 @@ is printed):
 * ``--also-padded``: insightface again on the same images upscaled to 128 and padded by 64 (the
   canvas our detector sees), so it finds the faces and runs recognition on them too.
 
-    .venv/bin/python bench/bench_scoring.py [--images 512] [--repeats 3] [--also-padded]
+    .venv/bin/python bench/bench_scoring.py [--images 512] [--repeats 5] [--also-padded]
 """
 
 from __future__ import annotations
@@ -65,18 +65,32 @@ def stored_images(n: int, seed: int):
     return images
 
 
-def timed(run, repeats: int) -> tuple[float, float, object]:
-    """``(median wall s, median process CPU s, last result)`` of ``repeats`` calls of ``run()``
-    after one warm-up. CPU time is this process's, all threads (onnxruntime's spinning thread
-    pools included); it shows what other load on the machine took from the wall-clock figure."""
-    result = run()
-    walls, cpus = [], []
+def timed_interleaved(runs: dict, repeats: int) -> dict[str, tuple[float, float, float, object]]:
+    """Time several paths in turns: one warm-up call of each, then ``repeats`` rounds that call
+    every path once, so that load from other processes hits all paths alike.
+
+    Returns ``{name: (median wall s, median process CPU s, slowest/fastest wall ratio, last
+    result)}``. CPU time is this process's, all threads (onnxruntime's spinning thread pools
+    included): wall well above CPU / threads means other work held the cores.
+    """
+    results = {name: run() for name, run in runs.items()}
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus), result
+        for name, run in runs.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            results[name] = run()
+            walls[name].append(time.perf_counter() - wall)
+            cpus[name].append(time.process_time() - cpu)
+    return {
+        name: (
+            statistics.median(walls[name]),
+            statistics.median(cpus[name]),
+            max(walls[name]) / min(walls[name]),
+            results[name],
+        )
+        for name in runs
+    }
 
 
 def our_path(images, registry, threads: int, batch: int):
@@ -152,7 +166,7 @@ def make_pack(models: Path, folder: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="analyzers side by side (ours)")
     parser.add_argument("--batch", type=int, default=128, help="images per scoring task (ours)")
     parser.add_argument("--seed", type=int, default=20_000)
@@ -173,61 +187,51 @@ def main() -> None:
     print(
         f"{len(images)} DCGAN faces {images[0].shape[1]}x{images[0].shape[0]} px (as stored) in "
         f"{time.perf_counter() - t:.1f} s; {os.cpu_count()} CPU cores; onnxruntime "
-        f"{onnxruntime.__version__}; median of {args.repeats} timed passes after a warm-up"
+        f"{onnxruntime.__version__}; median of {args.repeats} timed passes per path, taken in "
+        "turns after a warm-up"
     )
 
     n = len(images)
-
-    def line(label: str, wall: float, cpu: float, detail: str) -> float:
-        rate = n / wall
-        print(
-            f"{label:<12}: {rate:7.1f} images/s ({1000 * wall / n:5.1f} ms/image wall, "
-            f"{1000 * cpu / n:5.1f} ms/image CPU); {detail}"
-        )
-        return rate
-
-    load_before = os.getloadavg()[0]
-    ours_wall, ours_cpu, (ours_found, ours_quality) = timed(
-        our_path(images, registry, args.threads, args.batch), args.repeats
-    )
-    ours_rate = line(
-        "ours",
-        ours_wall,
-        ours_cpu,
-        f"{args.threads} single-threaded analyzers, batches of {args.batch}, detector + "
-        f"mobilefacenet + lightqnet + sensors; faces found {ours_found}/{n}, quality scored "
-        f"{ours_quality}",
-    )
-
     bgr = [np.ascontiguousarray(im[:, :, ::-1]) for im in images]
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = make_pack(models, Path(tmp))
-        wall, cpu, (found, embedded) = timed(insightface_path(bgr, root), args.repeats)
-        insight_rate = line(
-            "insightface",
-            wall,
-            cpu,
-            f"FaceAnalysis.get at det 640x640, detection + recognition; faces found "
-            f"{found}/{n}, embedded {embedded}",
-        )
-        print(
-            f"ratio ours / insightface: {ours_rate / insight_rate:.2f}x (targets: ratio >= 3x, "
-            f"ours >= 60 images/s on 2 cores)"
-        )
+        runs = {
+            "ours": our_path(images, registry, args.threads, args.batch),
+            "insightface": insightface_path(bgr, root),
+        }
         if args.also_padded:
             padded = [np.ascontiguousarray(prepare_for_detection(im)[0]) for im in bgr]
-            wall, cpu, (found, embedded) = timed(insightface_path(padded, root), args.repeats)
-            rate = line(
-                "insightface",
-                wall,
-                cpu,
-                f"same, on the {padded[0].shape[1]}x{padded[0].shape[0]} upscaled and padded "
-                f"canvases our detector sees; faces found {found}/{n}, embedded {embedded}",
-            )
-            print(f"ratio ours / insightface on padded canvases: {ours_rate / rate:.2f}x")
+            runs["padded"] = insightface_path(padded, root)
+        timings = timed_interleaved(runs, args.repeats)
+
+    rates = {}
+    details = {
+        "ours": f"{args.threads} single-threaded analyzers, batches of {args.batch}, detector + "
+        "mobilefacenet + lightqnet + sensors; faces found {0}/{n}, quality scored {1}",
+        "insightface": "FaceAnalysis.get at det 640x640, detection + recognition; faces found "
+        "{0}/{n}, embedded {1}",
+        "padded": "insightface as above on the images upscaled to 128 and padded to 256x256 "
+        "(the canvas our detector sees); faces found {0}/{n}, embedded {1}",
+    }
+    for name, (wall, cpu, spread, result) in timings.items():
+        rates[name] = n / wall
+        print(
+            f"{name:<12}: {rates[name]:7.1f} images/s ({1000 * wall / n:5.1f} ms/image wall, "
+            f"{1000 * cpu / n:5.1f} ms/image CPU, slowest/fastest pass {spread:.2f}); "
+            + details[name].format(*result, n=n)
+        )
     print(
-        f"1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
-        f"(above {os.cpu_count()}, other work shared the cores and the wall figures are low)"
+        f"ratio ours / insightface: {rates['ours'] / rates['insightface']:.2f}x "
+        "(targets: ratio >= 3x, ours >= 60 images/s on 2 cores)"
+    )
+    if "padded" in rates:
+        print(
+            f"ratio ours / insightface on padded canvases: {rates['ours'] / rates['padded']:.2f}x"
+        )
+    print(
+        f"1-minute load average before timing: {load_before:.2f} on {os.cpu_count()} cores "
+        "(other processes' work lowers the wall figures)"
     )
 
 

@@ -324,14 +324,14 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
 def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> None:
     """Detect, align, embed (each FR model) and sense the given images; when every image of the
     audit has been analysed, move on to aggregation."""
-    from worker.runtime import get_analyzer
+    from worker.runtime import get_analyzer, quality_model
 
     audit = Audit.objects.get(pk=audit_id)
     if audit.state != State.SCORING:
         return
     with stage_errors(audit_id, "scoring images"):
         config = _config(audit)
-        analyzer = get_analyzer(tuple(config.fr_models))
+        analyzer = get_analyzer(tuple(config.fr_models), quality=quality_model())
         images = list(GeneratedImage.objects.filter(audit=audit, pk__in=image_ids).order_by("id"))
         batch = analyzer.analyze([read_image(img.file) for img in images])
         recognizers = analyzer.recognizers
@@ -354,7 +354,7 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
                           "sensors": {k: row.get(k) for k in
                                       ("male_probability", "age", "ita", "brightness", "yaw",
                                        "pitch", "roll", "sharpness", "sharpness_normalised",
-                                       "illumination_uniformity")},
+                                       "illumination_uniformity", "quality")},
                           "detector": analyzer.detector.name})
         if _is_cancelled(audit_id):
             return

@@ -110,6 +110,69 @@ def _uncertainty(comp: pd.DataFrame, rates, threshold: float, seed: int) -> dict
                          for g, r in rank.iterrows()}}
 
 
+QUALITY_MEASURES = ("quality", "sharpness", "illumination_uniformity", "brightness", "yaw",
+                    "pitch", "inter_eye_distance")
+#: "Low quality" for the share-below summary: the audit's own 10th percentile of baseline
+#: quality (raw FIQA scores have no universal scale).
+LOW_QUALITY_PERCENTILE = 10.0
+
+
+def quality_table(audit: Audit, images: pd.DataFrame) -> pd.DataFrame:
+    """One row per image: group, factor, level and the quality measures (LightQNet ``quality``,
+    ISO/IEC 29794-5-style sharpness, illumination uniformity, mean luminance, pose, inter-eye
+    distance in pixels), each also as a percentile of the audit's own baseline images."""
+    from audit.quality import percentile_against
+
+    rows = {}
+    for image_id, sensors, kps in (FaceAnalysis.objects.filter(image__audit=audit)
+                                   .values_list("image_id", "sensors", "keypoints")):
+        row = {k: (sensors or {}).get(k) for k in QUALITY_MEASURES if k != "inter_eye_distance"}
+        row["inter_eye_distance"] = (float(np.hypot(kps[1][0] - kps[0][0], kps[1][1] - kps[0][1]))
+                                     if kps else None)
+        rows[image_id] = row
+    table = images[["image_id", "identity_id", "group", "factor", "level", "face_found"]].copy()
+    for m in QUALITY_MEASURES:
+        table[m] = pd.to_numeric(table["image_id"].map(lambda i, m=m: rows.get(i, {}).get(m)),
+                                 errors="coerce")
+    base = table["factor"] == "baseline"
+    for m in ("quality", "sharpness"):
+        ref = table.loc[base, m].dropna().to_numpy()
+        table[f"{m}_percentile"] = (percentile_against(table[m].to_numpy(), ref)
+                                    if len(ref) else np.nan)
+    return table
+
+
+def quality_summary(table: pd.DataFrame, comparisons: pd.DataFrame,
+                    thresholds: dict[str, float]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Quality by group (all images, and baselines only) with the share below the audit's own
+    low-quality line, and error-versus-discard curves per FR model at its first threshold."""
+    from audit.quality import edc_curves, quality_by_group
+
+    out: dict[str, Any] = {"measure": "quality (LightQNet; higher is better)",
+                           "low_quality_line": None, "by_group": {}, "baselines_by_group": {}}
+    values = table["quality"].dropna()
+    if values.empty:
+        out["note"] = "no quality model in the model directory (LightQNet)"
+        return out, pd.DataFrame()
+    base = table[table["factor"] == "baseline"]
+    line = float(np.percentile(base["quality"].dropna(), LOW_QUALITY_PERCENTILE))
+    out["low_quality_line"] = line
+    out["low_quality_rule"] = (f"the {LOW_QUALITY_PERCENTILE:g}th percentile of the audit's "
+                               "baseline quality")
+    for key, frame in (("by_group", table), ("baselines_by_group", base)):
+        by = quality_by_group(frame, "quality", line)
+        out[key] = {str(g): {c: (None if pd.isna(v) else float(v)) for c, v in r.items()}
+                    for g, r in by.iterrows()}
+    quality_of = table.set_index("image_id")["quality"]
+    curves = []
+    for fr_model, threshold in thresholds.items():
+        comp = comparisons[(comparisons["fr_model"] == fr_model) & comparisons["mated"]]
+        keep = comp["image_a"].map(quality_of).notna() & comp["image_b"].map(quality_of).notna()
+        curves.append(edc_curves(comp[keep], quality_of, threshold).assign(
+            fr_model=fr_model, threshold=threshold))
+    return out, pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+
+
 def mated_table(comparisons: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """Mated scores per identity and condition: fr_model, identity_id, group, factor, level,
     score (the condition is the variant's, image_b; the control is the reference)."""
@@ -241,7 +304,11 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                   for target in config.target_fmr}
     effects, interactions, summary["factor_effects"] = factor_effect_tables(
         mated_table(comparisons, images), thresholds)
+    qtable = quality_table(audit, images)
+    summary["quality"], edc = quality_summary(
+        qtable, comparisons, thresholds[config.target_fmr[0]])
     extra = {"factor_effects.csv": effects, "interaction.csv": interactions,
+             "quality.csv": qtable, "edc_curves.csv": edc,
              "det_curves.csv": pd.concat(det_tables, ignore_index=True),
              "score_histograms.csv": pd.concat(hist_tables, ignore_index=True)}
     return summary, comparisons, extra

@@ -58,20 +58,28 @@ def get_generator(name: str):
 
 
 @lru_cache(maxsize=8)
-def _analyzer(model_dir_str: str, recognizers: tuple[str, ...], threads: int | None, copy: int):
+def _analyzer(model_dir_str: str, recognizers: tuple[str, ...], threads: int | None, copy: int,
+              quality: str | None = None):
     from audit.analysis import FaceAnalyzer
     from audit.registry import ModelRegistry
 
     return FaceAnalyzer(ModelRegistry(Path(model_dir_str)), recognizers=recognizers,
-                        intra_op_num_threads=threads)
+                        intra_op_num_threads=threads, quality=quality)
 
 
 def get_analyzer(recognizers: tuple[str, ...] = (), *, threads: int | None = None,
-                 copy: int = 0):
-    """A :class:`audit.analysis.FaceAnalyzer` with the given FR models (``()`` for sensors only).
-    ``copy`` tells apart instances meant to run side by side in threads."""
+                 copy: int = 0, quality: str | None = None):
+    """A :class:`audit.analysis.FaceAnalyzer` with the given FR models (``()`` for sensors only)
+    and optional quality model. ``copy`` tells apart instances run side by side in threads."""
     with _lock:
-        return _analyzer(str(model_dir()), tuple(recognizers), threads, copy)
+        return _analyzer(str(model_dir()), tuple(recognizers), threads, copy, quality)
+
+
+def quality_model() -> str | None:
+    """LightQNet when its file is in the model directory, else no quality model."""
+    from audit.registry import ModelRegistry
+
+    return "lightqnet" if "lightqnet" in ModelRegistry(model_dir()).available() else None
 
 
 def available_fr_models() -> list[str]:

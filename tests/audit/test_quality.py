@@ -319,6 +319,8 @@ def test_quality_measures_take_image_ids_as_index(quality_batch, small_faces):
     assert list(quality_measures(quality_batch, small_faces, index=ids).index) == ids
     with pytest.raises(ValueError, match="images"):
         quality_measures(quality_batch, small_faces[:-1])
+    with pytest.raises(ValueError, match="index"):
+        quality_measures(quality_batch, small_faces, index=ids[:-1])
 
 
 # --- percentile ranks --------------------------------------------------------------------------
