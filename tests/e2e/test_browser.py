@@ -115,9 +115,11 @@ def test_a_researcher_runs_an_audit_in_the_browser(server, page, tmp_path):
     assert page.is_visible("[data-stage=generating] progress")
     page.wait_for_selector("#state[data-state=done]", timeout=240_000)
     page.wait_for_selector("#group-table")
-    rows = page.query_selector_all("#group-table tbody tr")
-    groups = [r.query_selector("td").text_content() for r in rows]
-    assert groups == ["female", "male", "All"]
+    rows = page.query_selector_all("#group-table tbody tr[data-group]")
+    assert [r.get_attribute("data-group") for r in rows] == ["female", "male"]
+    # 3 identities per group: flagged, with intervals and the disparity table shown
+    assert page.locator("#group-table >> text=too small to rank").count() == 2
+    assert page.is_visible("#disparity-table")
     page.wait_for_selector("#chart .main-svg")  # plotly drew the chart from the local bundle
 
     with page.expect_download() as info:
