@@ -116,7 +116,7 @@ MAX_LEVELS_PER_FACTOR = 10
 MAX_NAME_LENGTH = 200
 MAX_CONFIG_BYTES = 64 * 1024
 FIELDS = ("name", "description", "seed", "groups", "identities_per_group", "factors", "generator",
-          "fr_models", "target_fmr")
+          "fr_models", "target_fmr", "thresholds")
 
 
 class ConfigError(ValueError):
@@ -140,6 +140,7 @@ class AuditConfig:
     fr_models: list[str] = field(default_factory=lambda: list(DEFAULT_FR_MODELS))
     target_fmr: list[float] = field(default_factory=lambda: [1e-3])
     description: str = ""
+    thresholds: list[float] = field(default_factory=list)  # user-given, on the cosine scale
 
     @property
     def n_groups(self) -> int:
@@ -353,6 +354,15 @@ def parse_config(
         fmrs = []
     target_fmr = sorted({float(f) for f in fmrs if f is not None}, reverse=True)
 
+    raw_thresholds = data.get("thresholds", []) or []
+    items = _as_list(raw_thresholds)
+    values = [_number(x) for x in items or []]
+    if items is None or any(v is None or not -1.0 <= v <= 1.0 for v in values):
+        errors["thresholds"] = ("optional fixed decision thresholds on the cosine scale, numbers "
+                                "from -1 to 1, e.g. 0.4")
+        values = []
+    thresholds = sorted({float(v) for v in values if v is not None})
+
     if not errors:
         n_groups = math.prod(len(v) for v in groups.values())
         n_images = n_groups * ipg_int * (2 + sum(len(v) for v in factors.values()))
@@ -364,7 +374,8 @@ def parse_config(
         raise ConfigError(errors)
     return AuditConfig(name=name.strip(), seed=seed, groups=groups,
                        identities_per_group=ipg_int, factors=factors, generator=generator,
-                       fr_models=fr_models, target_fmr=target_fmr, description=description)
+                       fr_models=fr_models, target_fmr=target_fmr, description=description,
+                       thresholds=thresholds)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ factors:
   blur: [1.0]
   jpeg: [20]
 target_fmr: [0.05]
+thresholds: [0.3]
 """
 
 
@@ -62,6 +63,12 @@ def test_run_audit_writes_images_manifest_comparisons_and_summary(tmp_path, mode
     t = point["threshold"]
     assert point["overall"]["false_non_matches"] == sum(float(c["score"]) < t for c in mated)
     assert "threshold" in proc.stdout and "done in" in proc.stdout
+    # the user-given threshold: rates read at 0.3, recounted from the CSV
+    fixed = summary["fr_models"]["mobilefacenet"]["operating_points"][1]
+    assert fixed["target_fmr"] is None and fixed["threshold"] == 0.3
+    assert fixed["overall"]["false_non_matches"] == sum(float(c["score"]) < 0.3 for c in mated)
+    impostors = [float(c["score"]) for c in comparisons if c["mated"] == "False"]
+    assert fixed["achieved_fmr"] == pytest.approx(sum(s >= 0.3 for s in impostors) / len(impostors))
     # factor effects: one cell recomputed from comparisons.csv and the manifest
     effects = list(csv.DictReader((out / "factor_effects.csv").open()))
     cell = next(e for e in effects if e["group"] == "female" and e["factor"] == "blur")

@@ -284,6 +284,15 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                      "achieved_fmr": choice.achieved_fmr,
                      "nonmated_used": choice.n_nonmated, **rates.to_dict()}
             point.update(_uncertainty(comp, rates, choice.threshold, config.seed))
+            point["label"] = f"FMR {target:g}"
+            points.append(point)
+        for t in config.thresholds:  # user-given thresholds: rates read as they fall
+            rates = error_rates(comp, t)
+            point = {"target_fmr": None, "threshold": t,
+                     "achieved_fmr": float((nonmated >= t).mean()),
+                     "nonmated_used": int(len(nonmated)), **rates.to_dict(),
+                     "label": f"threshold {t:g}"}
+            point.update(_uncertainty(comp, rates, t, config.seed))
             points.append(point)
         curves = det_curves(comp, max_points=300)
         det_tables.append(curves.assign(fr_model=fr_model))

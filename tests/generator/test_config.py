@@ -59,6 +59,12 @@ def test_it_names_the_field_and_the_fix(field, value, key, fragment):
     assert fragment in errors[key]
 
 
+def test_user_thresholds_are_optional_numbers_on_the_cosine_scale():
+    assert parse_config(GOOD).thresholds == []
+    assert parse_config({**GOOD, "thresholds": "0.5, 0.3"}).thresholds == [0.3, 0.5]
+    assert "from -1 to 1" in errors_of({**GOOD, "thresholds": [1.5]})["thresholds"]
+
+
 def test_it_rejects_unknown_fields_and_reports_all_errors_at_once():
     errors = errors_of({**GOOD, "colour": 1, "seed": -1, "name": ""})
     assert {"colour", "seed", "name"} <= set(errors)

@@ -27,6 +27,6 @@ def group_rates_figure(point: dict[str, Any], fr_model: str) -> go.Figure:
     fig.update_layout(
         barmode="group", height=380, margin={"l": 60, "r": 20, "t": 50, "b": 60},
         title=f"{fr_model}: error rates per group at threshold {point['threshold']:.4f} "
-              f"(target FMR {point['target_fmr']:g})",
+              f"({point.get('label') or 'FMR ' + format(point['target_fmr'], 'g')})",
         yaxis_title="rate", legend={"orientation": "h", "y": -0.2})
     return fig

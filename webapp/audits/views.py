@@ -70,7 +70,7 @@ def _results_context(request: HttpRequest, summary: dict) -> dict:
     models = list(summary.get("fr_models", {}))
     fr_model = request.GET.get("model") if request.GET.get("model") in models else models[0]
     points = summary["fr_models"][fr_model]["operating_points"]
-    fmrs = [f"{p['target_fmr']:g}" for p in points]
+    fmrs = [p.get("label") or f"FMR {p['target_fmr']:g}" for p in points]
     idx = fmrs.index(request.GET["fmr"]) if request.GET.get("fmr") in fmrs else 0
     point = points[idx]
     acquisition = summary.get("acquisition", {}).get("by_group", {})

@@ -65,8 +65,8 @@ class Command(BaseCommand):
         summary = audit.result.summary
         for fr_model, info in summary["fr_models"].items():
             for point in info["operating_points"]:
-                self.stdout.write(f"{fr_model} @ target FMR {point['target_fmr']:g}: threshold "
-                                  f"{point['threshold']:.4f}, achieved FMR "
+                self.stdout.write(f"{fr_model} @ {point.get('label', point['target_fmr'])}: "
+                                  f"threshold {point['threshold']:.4f}, FMR "
                                   f"{point['achieved_fmr']:.5f}")
                 for group, r in point["by_group"].items():
                     fnmr = "n/a" if r["fnmr"] is None else f"{r['fnmr']:.4f}"
