@@ -38,6 +38,8 @@ import pandas as pd
 from audit.rates import GroupRates, rule_of_three
 from audit.uncertainty import BootstrapResult, percentile_interval
 
+from .jsonable import plain as _plain
+
 __all__ = [
     "DEFINITIONS",
     "MEASURES",
@@ -649,13 +651,3 @@ def _ratio_dict(r: MaxMinRatio) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value

@@ -59,6 +59,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .jsonable import plain as _plain
+
 __all__ = [
     "CONTROL",
     "EFFECT_COLUMNS",
@@ -387,17 +389,6 @@ def _condition_codes(frame: pd.DataFrame, conditions: list[tuple[Any, Any]]) -> 
     )
 
 
-def _plain(value: Any) -> Any:
-    """numpy/pandas scalar -> plain Python value; NaN -> None."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value
 
 
 # --- factor effects ---------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .jsonable import plain as _plain
+
 __all__ = [
     "BY_GROUP_COLUMNS",
     "GroupRates",
@@ -469,14 +471,3 @@ def _upper95(errors: np.ndarray, trials: np.ndarray) -> np.ndarray:
     return out
 
 
-def _plain(value: Any) -> Any:
-    """numpy/pandas scalar -> plain Python value; NaN -> None."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value

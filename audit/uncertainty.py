@@ -56,7 +56,6 @@ often 0); read it together with the error counts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +65,8 @@ import pandas as pd
 from scipy import sparse
 
 from audit.rates import GroupRates, error_rates, rule_of_three
+
+from .jsonable import plain as _plain
 
 __all__ = [
     "BOOTSTRAP_COLUMNS",
@@ -661,16 +662,6 @@ def _interval_columns(
     }
 
 
-def _plain(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value
 
 
 def _scalar(value: Any) -> Any:
