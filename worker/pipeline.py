@@ -251,9 +251,10 @@ def _sample_prompt_identities(config, design, backend, progress, should_stop):
 
 
 def _latent_factors(config: AuditConfig) -> list[str]:
-    from generator.config import FACTORS
+    """The config's latent edits (prompt and image factors are not latent)."""
+    from generator.config import LATENT_FACTORS
 
-    return [f for f in config.factors if FACTORS[f].kind == "latent"]
+    return [f for f in config.factors if f in LATENT_FACTORS]
 
 
 def _learn_directions_with_progress(audit_id: int, config: AuditConfig) -> None:
