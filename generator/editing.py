@@ -46,7 +46,7 @@ from generator.backends import LatentGenerator
 from generator.config import FACTORS
 from generator.design import Variant, derive_seed
 from generator.directions import LOGIT_SENSORS, DirectionSet
-from generator.render import RenderedImage, image_variant
+from generator.render import RenderedImage, image_variant, latent_recipe
 
 # sense(images (N,H,W,3) uint8, embed=True) -> {"face_found": (N,) bool, sensor: (N,) float,
 # and when embed: "embedding": (N, D) unit rows for identity drift}
@@ -304,9 +304,7 @@ def render_and_check(
     base = generator.generate(z.astype(np.float32))
     rb = sense(base)
     policy = replace(policy, identity_min_similarity=impostor_threshold(rb, policy))
-    base_recipe = {"backend": "latent-gan", "model_id": generator.model_id,
-                   "weights_sha256": generator.weights_sha256, "latent_dim": generator.latent_dim,
-                   "latent_sampler": "numpy PCG64 standard normal"}
+    base_recipe = latent_recipe(generator)
     rows: list[list[RenderedImage]] = [[] for _ in range(n)]
     for v in variants:
         if v.is_baseline:

@@ -24,6 +24,13 @@ class RenderedImage:
     checks: dict[str, Any] | None = None
 
 
+def latent_recipe(generator: LatentGenerator) -> dict[str, Any]:
+    """The part of a recipe every image of a latent generator shares."""
+    return {"backend": "latent-gan", "model_id": generator.model_id,
+            "weights_sha256": generator.weights_sha256, "latent_dim": generator.latent_dim,
+            "latent_sampler": "numpy PCG64 standard normal"}
+
+
 def image_variant(baselines: np.ndarray, latent_seeds: Sequence[int], variant: Variant,
                   audit_seed: int) -> tuple[np.ndarray, list[int]]:
     """An image factor applied to each baseline ``(N, H, W, 3) uint8`` with its sub-seed
@@ -52,9 +59,7 @@ def render_identities(
     """
     latents = generator.sample_latents(list(latent_seeds))
     baselines = generator.generate(latents)
-    base_recipe = {"backend": "latent-gan", "model_id": generator.model_id,
-                   "weights_sha256": generator.weights_sha256, "latent_dim": generator.latent_dim,
-                   "latent_sampler": "numpy PCG64 standard normal"}
+    base_recipe = latent_recipe(generator)
     out: list[list[RenderedImage]] = [[] for _ in latent_seeds]
     for v in variants:
         if v.is_baseline:

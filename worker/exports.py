@@ -84,14 +84,19 @@ summary.json
 """
 
 
+def _ordered_images(audit: Audit) -> Iterator[GeneratedImage]:
+    """The audit's images in export order (group, identity, variant), streamed from the DB."""
+    qs = (GeneratedImage.objects.filter(audit=audit).select_related("identity")
+          .order_by("identity__group_name", "identity__index_in_group", "id"))
+    return qs.iterator(chunk_size=2000)
+
+
 def manifest_rows(audit: Audit) -> Iterator[dict[str, Any]]:
     from worker.pipeline import image_relpath
 
     found = dict(FaceAnalysis.objects.filter(image__audit=audit)
                  .values_list("image_id", "face_found"))
-    qs = (GeneratedImage.objects.filter(audit=audit).select_related("identity")
-          .order_by("identity__group_name", "identity__index_in_group", "id"))
-    for img in qs.iterator(chunk_size=2000):
+    for img in _ordered_images(audit):
         yield {
             "image_path": image_relpath(img.identity, img.variant),
             "image_id": img.pk, "identity_id": img.identity_id,
@@ -150,9 +155,7 @@ def _tables(audit: Audit) -> list[tuple[str, str]]:
 def _image_files(audit: Audit) -> Iterator[tuple[str, str]]:
     from worker.pipeline import image_relpath
 
-    qs = (GeneratedImage.objects.filter(audit=audit).select_related("identity")
-          .order_by("identity__group_name", "identity__index_in_group", "id"))
-    for img in qs.iterator(chunk_size=2000):
+    for img in _ordered_images(audit):
         yield image_relpath(img.identity, img.variant), img.file
 
 
