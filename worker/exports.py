@@ -13,7 +13,6 @@ No torch here: the web process streams downloads with this module.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import zipfile
@@ -129,14 +128,13 @@ def manifest_csv(audit: Audit) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def comparisons_csv_chunks(audit: Audit, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """The stored comparisons table, decompressed, in chunks (it can be large)."""
+def comparisons_csv_chunks(audit: Audit) -> Iterator[bytes]:
+    """The stored comparisons table as CSV, in chunks (it can be large)."""
+    from worker.comparison_store import comparisons_csv_chunks as chunks
+
     result = getattr(audit, "result", None)
-    if result is None:
-        return
-    with default_storage.open(result.comparisons_file, "rb") as raw, \
-            gzip.GzipFile(fileobj=raw) as gz:
-        yield from iter(lambda: gz.read(chunk_size), b"")
+    if result is not None:
+        yield from chunks(result.comparisons_file)
 
 
 def summary_json(audit: Audit) -> bytes:

@@ -16,9 +16,7 @@ finish together advance the audit exactly once.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import io
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -368,6 +366,7 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
 def aggregate(audit_id: int, dispatch: Dispatch) -> None:
     """Compare embeddings, set one global threshold per FR model and target FMR, compute
     per-group rates, store the summary and the comparisons table; mark the audit done."""
+    from worker.comparison_store import comparisons_parquet
     from worker.results import compute_results
 
     audit = Audit.objects.get(pk=audit_id)
@@ -376,10 +375,8 @@ def aggregate(audit_id: int, dispatch: Dispatch) -> None:
     with stage_errors(audit_id, "computing statistics"):
         _set_stage(audit_id, "aggregating", done=0, total=1)
         summary, comparisons, extra = compute_results(audit)
-        buf = io.BytesIO()
-        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
-            comparisons.to_csv(io.TextIOWrapper(gz, encoding="utf-8", newline=""), index=False)
-        name = save_file(storage_name(audit_id, "results/comparisons.csv.gz"), buf.getvalue())
+        name = save_file(storage_name(audit_id, "results/comparisons.parquet"),
+                         comparisons_parquet(comparisons))
         tables = {fname: save_file(storage_name(audit_id, f"results/{fname}"),
                                    df.to_csv(index=False).encode("utf-8"))
                   for fname, df in extra.items()}

@@ -1,14 +1,14 @@
 """The whole pipeline in-process on real models, checked against independent recomputation."""
 
-import gzip
+
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from generator.config import parse_config
 from webapp.audits.models import Audit, Embedding, FaceAnalysis, GeneratedImage, SyntheticIdentity
 from worker import pipeline
+from worker.comparison_store import read_comparisons
 from worker.pipeline import InlineRunner
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -46,10 +46,8 @@ def test_a_small_audit_runs_to_done_with_every_designed_image(finished):
 
 def test_summary_rates_equal_a_naive_recount_of_the_comparisons(finished):
     audit = finished
-    from django.core.files.storage import default_storage
 
-    with default_storage.open(audit.result.comparisons_file, "rb") as f:
-        comp = pd.read_csv(gzip.GzipFile(fileobj=f))
+    comp = read_comparisons(audit.result.comparisons_file)
     nonmated = comp[~comp["mated"]]
     for point in audit.result.summary["fr_models"]["mobilefacenet"]["operating_points"]:
         t = point["threshold"]
@@ -67,10 +65,8 @@ def test_summary_rates_equal_a_naive_recount_of_the_comparisons(finished):
 
 
 def test_mated_pairs_score_higher_than_non_mated(finished):
-    from django.core.files.storage import default_storage
 
-    with default_storage.open(finished.result.comparisons_file, "rb") as f:
-        comp = pd.read_csv(gzip.GzipFile(fileobj=f))
+    comp = read_comparisons(finished.result.comparisons_file)
     assert comp.loc[comp["mated"], "score"].mean() > comp.loc[~comp["mated"], "score"].mean() + 0.2
 
 
@@ -162,10 +158,8 @@ def test_latent_edits_are_checked_and_failures_left_out_of_comparisons(
     # failed or faceless images take part in no comparison
     usable = {i.pk for i in GeneratedImage.objects.filter(audit=audit)
               if i.checks.get("passed", True) and i.analysis.face_found}
-    from django.core.files.storage import default_storage
 
-    with default_storage.open(audit.result.comparisons_file, "rb") as f:
-        comp = pd.read_csv(gzip.GzipFile(fileobj=f))
+    comp = read_comparisons(audit.result.comparisons_file)
     assert set(comp["image_a"]) | set(comp["image_b"]) <= usable
     assert set(comp["fr_model"]) == {"mobilefacenet", "dlib_resnet"}
     assert summary["models"]["dlib_resnet"]["licence"].startswith("CC0")

@@ -148,7 +148,8 @@ class AuditResult(models.Model):
 
     audit = models.OneToOneField(Audit, on_delete=models.CASCADE, related_name="result")
     summary = models.JSONField()
-    comparisons_file = models.CharField(max_length=500, help_text="CSV (gzip) in the storage")
+    comparisons_file = models.CharField(
+        max_length=500, help_text="Parquet in the storage (gzip CSV for older audits)")
     tables = models.JSONField(default=dict, blank=True,
                               help_text="export file name -> CSV in the storage "
                                         "(factor_effects.csv, interaction.csv, ...)")
