@@ -101,10 +101,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not in-memory) test database, so that a worker process can share it in tests.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-faceaudit.sqlite3")}
 else:
-    # One test database per checkout: two checkouts testing on one server do not collide.
+    # One test database per checkout and var folder: two checkouts (or two test runs with their
+    # own FACEAUDIT_VAR_DIR) testing on one server do not collide.
     import hashlib
 
-    _checkout = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
+    _checkout = hashlib.sha256(f"{BASE_DIR}|{VAR_DIR}".encode()).hexdigest()[:8]
     DATABASES["default"]["TEST"] = {"NAME": f"test_faceaudit_{_checkout}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -181,6 +182,13 @@ FACEAUDIT_SENSE_THREADS = env_int("FACEAUDIT_SENSE_THREADS", 0)
 
 # --- Celery (read by worker.celery_app with namespace="CELERY") ----------------------------------
 BROKER_DIR = VAR_DIR / "broker"
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("FACEAUDIT_TASK_SOFT_TIME_LIMIT", 3600)
+CELERY_TASK_TIME_LIMIT = env_int("FACEAUDIT_TASK_TIME_LIMIT", 3900)
+# Redis: a task taken by a worker that died before acknowledging it is handed out again this
+# many seconds after it was taken. It must exceed the hard time limit, or a task that is still
+# running would be handed to a second worker (harmless, as every stage is idempotent, but
+# wasted work). Abandoned tasks are looked for every FACEAUDIT_RESTORE_INTERVAL seconds.
+FACEAUDIT_VISIBILITY_TIMEOUT = env_int("FACEAUDIT_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 300)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("queue", "processed", "control"):
@@ -193,7 +201,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": FACEAUDIT_VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": env_int("FACEAUDIT_RESTORE_INTERVAL", 10),
+        "unacked_restore_throttle": 1,
+    }
+# A task whose pool process is killed (out of memory, SIGKILL) goes back to the queue.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True  # state lives on the Audit row, not in a result backend
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -204,8 +218,6 @@ CELERY_TASK_ROUTES = {
     "worker.tasks.*": {"queue": "cpu"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("FACEAUDIT_TASK_SOFT_TIME_LIMIT", 3600)
-CELERY_TASK_TIME_LIMIT = env_int("FACEAUDIT_TASK_TIME_LIMIT", 3900)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -11,6 +11,11 @@ from django.utils import timezone
 
 log = logging.getLogger(__name__)
 
+#: While the broker is away (restarting, network blip), keep trying to send for about two
+#: minutes (0.5 s, 1 s, ... then every 5 s) before giving up.
+PUBLISH_RETRY = {"max_retries": 30, "interval_start": 0.5, "interval_step": 0.5,
+                 "interval_max": 5}
+
 
 def dispatch(name: str, *args: Any) -> None:
     """Send stage ``name`` to its queue (settings.CELERY_TASK_ROUTES) and record the task id on
@@ -18,7 +23,8 @@ def dispatch(name: str, *args: Any) -> None:
     from webapp.audits.models import AuditTask
     from worker.celery_app import app
 
-    result = app.send_task(f"worker.tasks.{name}", args=list(args))
+    result = app.send_task(f"worker.tasks.{name}", args=list(args), retry=True,
+                           retry_policy=PUBLISH_RETRY)
     AuditTask.objects.create(audit_id=args[0], task_id=result.id, name=name)
 
 

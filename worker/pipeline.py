@@ -26,8 +26,10 @@ import cv2
 import numpy as np
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import InterfaceError, OperationalError, models
 from django.utils import timezone
 from django.utils.text import slugify
+from kombu.exceptions import OperationalError as BrokerConnectionError
 
 from generator.config import PROMPT_GENERATORS, AuditConfig
 from generator.design import plan_design
@@ -47,6 +49,13 @@ Dispatch = Callable[..., None]
 
 class StageError(Exception):
     """An expected failure with a message for the researcher (shown on the audit page)."""
+
+
+#: Failures worth retrying: the database or the broker went away or was locked for a moment
+#: (kombu's OperationalError is a connection failure, not an SQL one). Stages re-raise
+#: them (instead of failing the audit) so that the task is retried with back-off.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError,
+                                                  BrokerConnectionError)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -88,6 +97,8 @@ def stage_errors(audit_id: int, stage: str) -> Iterator[None]:
 
     try:
         yield
+    except TRANSIENT_ERRORS:
+        raise  # the task retries with back-off (worker.tasks); the audit keeps its state
     except (StageError, GroupFillError, ModelError, GeneratorLoadError) as exc:
         log.warning("audit %s failed in %s: %s", audit_id, stage, exc)
         _fail(audit_id, f"{stage}: {exc}")
@@ -272,7 +283,6 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
     """Render baseline + variants of the given identities with their checks (generator
     accountability), store them, and when the last image of the audit exists, move on to
     scoring."""
-    from django.conf import settings
 
     from generator.editing import render_and_check
     from worker.runtime import get_directions, get_generator, get_sense
@@ -312,12 +322,18 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
                               "recipe": img.recipe, "checks": img.checks or {}})
         if _is_cancelled(audit_id):
             return
-        if GeneratedImage.objects.filter(audit=audit).count() >= design.n_images and _advance(
-                audit_id, State.GENERATING, State.SCORING):
-            ids = list(GeneratedImage.objects.filter(audit=audit).order_by("id")
-                       .values_list("id", flat=True))
-            for chunk in _chunks(ids, settings.FACEAUDIT_SCORE_BATCH):
-                dispatch("score_images", audit_id, chunk)
+        _finish_generation(audit_id, design.n_images, dispatch)
+
+
+def _finish_generation(audit_id: int, n_images: int, dispatch: Dispatch) -> None:
+    """When every designed image exists, move to scoring (once) and schedule it in batches."""
+    from django.conf import settings
+
+    images = GeneratedImage.objects.filter(audit_id=audit_id)
+    if images.count() >= n_images and _advance(audit_id, State.GENERATING, State.SCORING):
+        ids = list(images.order_by("id").values_list("id", flat=True))
+        for chunk in _chunks(ids, settings.FACEAUDIT_SCORE_BATCH):
+            dispatch("score_images", audit_id, chunk)
 
 
 def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> None:
@@ -357,10 +373,14 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
                           "detector": analyzer.detector.name})
         if _is_cancelled(audit_id):
             return
-        done = FaceAnalysis.objects.filter(image__audit=audit).count()
-        if done >= audit.n_images_planned and _advance(audit_id, State.SCORING,
-                                                       State.AGGREGATING):
-            dispatch("aggregate", audit_id)
+        _finish_scoring(audit_id, audit.n_images_planned, dispatch)
+
+
+def _finish_scoring(audit_id: int, n_images: int, dispatch: Dispatch) -> None:
+    """When every image has its analysis, move to aggregation (once) and schedule it."""
+    done = FaceAnalysis.objects.filter(image__audit_id=audit_id).count()
+    if done >= n_images and _advance(audit_id, State.SCORING, State.AGGREGATING):
+        dispatch("aggregate", audit_id)
 
 
 def aggregate(audit_id: int, dispatch: Dispatch) -> None:
@@ -386,6 +406,66 @@ def aggregate(audit_id: int, dispatch: Dispatch) -> None:
         _advance(audit_id, State.AGGREGATING, State.DONE, finished_at=timezone.now())
 
 
+def _stage_from_rows(audit: Audit, n_identities: int) -> str:
+    """The state a failed audit resumes in, judged from what it has produced."""
+    if (SyntheticIdentity.objects.filter(audit=audit).count() < n_identities
+            or GeneratedImage.objects.filter(audit=audit).count() < audit.n_images_planned):
+        return State.GENERATING
+    if FaceAnalysis.objects.filter(image__audit=audit).count() < audit.n_images_planned:
+        return State.SCORING
+    return State.AGGREGATING
+
+
+def resume(audit_id: int, dispatch: Dispatch) -> str:
+    """Send again whatever work an unfinished audit still needs, judged from its rows; a failed
+    audit is first put back in the state of the stage it had reached (its error cleared).
+
+    Safe to call at any time, also while workers are busy with the audit: every stage is
+    idempotent, so work sent twice is done twice and stored once. Returns a sentence that says
+    what was sent (for the page, the admin and ``manage.py resume_audit``).
+    """
+    from django.conf import settings
+
+    audit = Audit.objects.get(pk=audit_id)
+    if audit.state in (State.DONE, State.CANCELLED):
+        return f"nothing to resume: the audit is {audit.get_state_display().lower()}"
+    design = plan_design(_config(audit))
+    if audit.state == State.FAILED:
+        stage = _stage_from_rows(audit, design.n_identities)
+        if not Audit.objects.filter(pk=audit_id, state=State.FAILED).update(
+                state=stage, error="", finished_at=None):
+            return "nothing to resume: the audit changed state meanwhile"
+        audit.refresh_from_db()
+    if audit.state == State.QUEUED:
+        dispatch("start_audit", audit_id)
+        return "start sent again"
+    if audit.state == State.GENERATING:
+        if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
+            dispatch("sample_identities", audit_id)
+            return "identity sampling sent again"
+        n_variants = len(design.variants)
+        missing = list(SyntheticIdentity.objects.filter(audit=audit)
+                       .annotate(n=models.Count("images")).filter(n__lt=n_variants)
+                       .order_by("id").values_list("id", flat=True))
+        for chunk in _chunks(missing, settings.FACEAUDIT_GENERATE_BATCH):
+            dispatch("generate_images", audit_id, chunk)
+        if not missing:
+            _finish_generation(audit_id, design.n_images, dispatch)
+            return "generation complete; scoring sent"
+        return f"generation sent again for {len(missing)} identities"
+    if audit.state == State.SCORING:
+        missing = list(GeneratedImage.objects.filter(audit=audit, analysis__isnull=True)
+                       .order_by("id").values_list("id", flat=True))
+        for chunk in _chunks(missing, settings.FACEAUDIT_SCORE_BATCH):
+            dispatch("score_images", audit_id, chunk)
+        if not missing:
+            _finish_scoring(audit_id, audit.n_images_planned, dispatch)
+            return "scoring complete; statistics sent"
+        return f"scoring sent again for {len(missing)} images"
+    dispatch("aggregate", audit_id)
+    return "statistics sent again"
+
+
 STAGES: dict[str, Callable[..., None]] = {
     "start_audit": start,
     "sample_identities": sample_identities,
@@ -407,6 +487,10 @@ class InlineRunner:
 
     def run(self, audit_id: int) -> Audit:
         self.dispatch("start_audit", audit_id)
+        return self.drain(audit_id)
+
+    def drain(self, audit_id: int) -> Audit:
+        """Run what has been dispatched (and what that dispatches) until nothing is left."""
         while self.queue:
             name, args = self.queue.pop(0)
             if self.on_stage is not None:
@@ -415,4 +499,4 @@ class InlineRunner:
         return Audit.objects.get(pk=audit_id)
 
 
-__all__ = ["STAGES", "InlineRunner", "StageError"]
+__all__ = ["STAGES", "TRANSIENT_ERRORS", "InlineRunner", "StageError", "resume"]

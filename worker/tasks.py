@@ -1,7 +1,8 @@
 """Celery tasks: thin wrappers that load by primary key and call :mod:`worker.pipeline`.
 
 Every task is idempotent (outputs keyed by design cell, state changes by compare-and-set), so
-``acks_late`` is safe: a task whose worker dies mid-run is redelivered and simply redone.
+``acks_late`` is safe: a task whose worker dies mid-run is redelivered and simply redone
+(``task_reject_on_worker_lost`` and the broker's visibility timeout, webapp/settings.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from celery import shared_task
 from worker import pipeline
 from worker.dispatch import dispatch
 
-_options = {"acks_late": True, "ignore_result": True}
+# Transient database failures are retried with exponential back-off (1 s, 2 s, 4 s ... capped
+# at 60 s, with jitter), five times; any other failure is turned into a failed audit with a
+# message by worker.pipeline.stage_errors and never crashes the worker loop.
+_options = {"acks_late": True, "ignore_result": True,
+            "autoretry_for": pipeline.TRANSIENT_ERRORS, "retry_backoff": True,
+            "retry_backoff_max": 60, "retry_jitter": True, "max_retries": 5}
 
 
 @shared_task(name="worker.tasks.start_audit", **_options)
