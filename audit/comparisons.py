@@ -6,8 +6,11 @@ Vocabulary (ISO/IEC 19795-1): a *mated* comparison compares two images of the sa
 The audit uses a controlled design: every identity has one *baseline* image and a number of
 variants (factor edits of that baseline). Hence
 
-- mated comparisons are exactly "variant vs its own identity's baseline" (``image_a`` is the
-  baseline), so that each mated score measures what one edit did to one identity;
+- mated comparisons are, by default (``mated="baseline"``), exactly "variant vs its own
+  identity's baseline" (``image_a`` is the baseline), so that each mated score measures what one
+  edit did to one identity. ``mated="all"`` instead takes every unordered pair of images of one
+  identity (variant vs variant too), as in an unconstrained verification benchmark; it is a
+  superset of the baseline pairs, which keep their orientation;
 - non-mated comparisons, by default (``nonmated="reference"``), pair every image (the *probe*)
   with the baseline of every *other* identity (the *reference*), as in verification against
   enrolment-quality references: the same probe-vs-reference shape as the mated pairs, so the
@@ -53,6 +56,7 @@ def build_pairs(
     max_nonmated: int = 2_000_000,
     seed: int = 0,
     nonmated: str = "reference",
+    mated: str = "baseline",
 ) -> pd.DataFrame:
     """Build the mated and non-mated comparisons of an audit.
 
@@ -76,6 +80,16 @@ def build_pairs(
         ``C(B, 2) + sum over variants v of (B - [v's identity has a baseline])`` for B baselines.
         ``"all"``: every unordered pair of images of different identities, smaller image id
         first; the count formula below.
+    mated:
+        ``"baseline"`` (default): every variant against its own identity's baseline, ``image_a``
+        the baseline; ``sum over identities with a baseline of (n_i - 1)`` pairs for n_i images
+        of identity i. Identities without a baseline contribute none.
+        ``"all"``: every unordered pair of images of the same identity, ``C(n_i, 2)`` per
+        identity (``sum_i C(n_i, 2)`` in all), identities without a baseline included. A pair
+        with the baseline has the baseline as ``image_a`` (so these rows are exactly the
+        ``"baseline"`` rows); a pair of two variants has the smaller image id first. Factor
+        effects against the control use the baseline pairs only: select them with
+        ``image_a`` equal to the identity's baseline image. Mated pairs are never sampled.
 
     Returns
     -------
@@ -83,7 +97,8 @@ def build_pairs(
         One row per comparison, columns :data:`PAIR_COLUMNS`:
         ``image_a``, ``image_b``, ``identity_a``, ``identity_b`` (int64), ``group_a``,
         ``group_b`` (str) and ``mated`` (bool). Mated rows come first, sorted by
-        ``(image_a, image_b)``, with ``image_a`` the baseline and ``image_b`` the variant. Then
+        ``(image_a, image_b)``, with ``image_a`` the baseline and ``image_b`` the variant (for
+        ``mated="all"``, see above). Then
         non-mated rows, sorted by ``(image_a, image_b)`` with ``image_a < image_b``. No unordered
         pair appears twice.
 
@@ -92,6 +107,12 @@ def build_pairs(
         if in doubt):
 
         - ``"n_mated"``: number of mated rows;
+        - ``"mated_mode"``: ``"baseline"`` or ``"all"``;
+        - ``"mated_total"``: number of mated pairs that exist in that mode (equal to
+          ``n_mated``: mated pairs are never sampled);
+        - ``"mated_with_baseline"``: how many of them involve the identity's baseline (all of
+          them for ``"baseline"``);
+        - ``"nonmated_mode"``: ``"reference"`` or ``"all"``;
         - ``"nonmated_total"``: number of non-mated pairs that exist,
           ``C(N, 2) - sum_i C(n_i, 2)`` for N images and n_i images of identity i;
         - ``"nonmated_kept"``: number of non-mated rows returned,
@@ -99,8 +120,9 @@ def build_pairs(
         - ``"nonmated_sampled"``: whether the non-mated rows are a sample;
         - ``"seed"``: the seed used;
         - ``"identities_without_baseline"``: sorted list of identity ids that have images but no
-          baseline. Such identities contribute **no mated pairs** (there is nothing to pair
-          their variants with); their images still take part in non-mated pairs.
+          baseline. With ``mated="baseline"`` such identities contribute **no mated pairs**
+          (there is nothing to pair their variants with); their images still take part in
+          non-mated pairs.
 
     Raises
     ------
@@ -118,6 +140,10 @@ def build_pairs(
     _check_images(images)
     if nonmated not in ("reference", "all"):
         raise ValueError(f"nonmated must be 'reference' or 'all', got {nonmated!r}")
+    if mated not in ("baseline", "all"):
+        raise ValueError(f"mated must be 'baseline' or 'all', got {mated!r}")
+    mated_mode = mated
+    nonmated_mode = nonmated  # the names ``mated``/``nonmated`` are reused for the frames below
     if isinstance(max_nonmated, bool) or int(max_nonmated) != max_nonmated or max_nonmated < 0:
         raise ValueError(f"max_nonmated must be a non-negative integer, got {max_nonmated!r}")
     max_nonmated = int(max_nonmated)
@@ -140,7 +166,7 @@ def build_pairs(
     block_of = np.repeat(np.arange(ident_ids.size), block_size)
     _check_one_group_per_identity(ident_ids, block_start, block_of, group)
 
-    # --- mated: every non-baseline image vs its identity's baseline -------------------------
+    # --- mated: every non-baseline image vs its identity's baseline (or all pairs) -----------
     n_baselines = np.bincount(block_of, weights=baseline, minlength=ident_ids.size).astype(np.int64)
     if np.any(n_baselines > 1):
         bad = ident_ids[n_baselines > 1][:10].tolist()
@@ -148,8 +174,16 @@ def build_pairs(
     baseline_pos = np.full(ident_ids.size, -1, dtype=np.int64)
     baseline_pos[block_of[baseline]] = np.flatnonzero(baseline)
     variant = ~baseline & (baseline_pos[block_of] >= 0)
-    b_idx = np.flatnonzero(variant)
-    a_idx = baseline_pos[block_of[b_idx]]
+    if mated_mode == "baseline":
+        b_idx = np.flatnonzero(variant)
+        a_idx = baseline_pos[block_of[b_idx]]
+    else:
+        a_idx, b_idx = _within_block_pairs(block_start, block_size, block_of)
+        # Inside a block images are ordered by id, so a_idx < b_idx is "smaller id first";
+        # put the baseline first instead when the later image is the baseline.
+        swap = baseline[b_idx]
+        a_idx, b_idx = np.where(swap, b_idx, a_idx), np.where(swap, a_idx, b_idx)
+    with_baseline = int(np.count_nonzero(baseline[a_idx])) if a_idx.size else 0
     without_baseline = ident_ids[n_baselines == 0].tolist()
 
     mated = _frame(image_id, identity, group, a_idx, b_idx, mated=True)
@@ -158,7 +192,7 @@ def build_pairs(
     # Each candidate pair gets an index k in [0, total): position p owns the range
     # offsets[p] .. offsets[p + 1], and ``partner(p, r)`` decodes the r-th pair of p. Sampled
     # indices are decoded arithmetically, so the full set is never materialised.
-    if nonmated == "all":
+    if nonmated_mode == "all":
         # Position p (in identity order) pairs with every later position in a later block,
         # i.e. with the n_images - block_end(p) positions from block_end(p) on.
         block_end = (block_start + block_size)[block_of]
@@ -193,7 +227,7 @@ def build_pairs(
         sampled = True
     i = np.searchsorted(offsets, k, side="right") - 1
     j = partner(i, k - offsets[i])
-    if nonmated == "all":
+    if nonmated_mode == "all":
         # Put the smaller image id first.
         swap = image_id[i] > image_id[j]
     else:
@@ -205,11 +239,14 @@ def build_pairs(
     pairs = pd.concat([mated, nonmated], ignore_index=True)
     pairs.attrs.update(
         n_mated=int(len(mated)),
+        mated_mode=mated_mode,
+        mated_total=int(len(mated)),
+        mated_with_baseline=with_baseline,
         nonmated_total=total,
         nonmated_kept=int(len(nonmated)),
         nonmated_sampled=sampled,
         seed=int(seed),
-        nonmated_mode=nonmated,
+        nonmated_mode=nonmated_mode,
         identities_without_baseline=[int(x) for x in without_baseline],
     )
     return pairs
@@ -325,6 +362,27 @@ def _check_one_group_per_identity(
     if np.any(differs):
         bad = np.unique(ident_ids[block_of[differs]])[:10].tolist()
         raise ValueError(f"identities whose images carry more than one group: {bad}")
+
+
+def _within_block_pairs(
+    block_start: np.ndarray, block_size: np.ndarray, block_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(p, q)``, ``p < q``, of every pair inside one block (identity).
+
+    Position p pairs with the ``block_end(p) - p - 1`` later positions of its block; in all
+    ``sum_i C(n_i, 2)`` pairs for block sizes n_i. O(pairs) memory.
+    """
+    if block_of.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty.copy()
+    block_end = (block_start + block_size)[block_of]
+    positions = np.arange(block_of.size, dtype=np.int64)
+    per_position = block_end - positions - 1
+    p = np.repeat(positions, per_position)
+    # r = 0 .. per_position[p] - 1 for each p: running index minus the start of p's run.
+    run_start = np.repeat(np.cumsum(per_position) - per_position, per_position)
+    r = np.arange(p.size, dtype=np.int64) - run_start
+    return p, p + 1 + r
 
 
 def _sample_indices(total: int, k: int, rng: np.random.Generator) -> np.ndarray:

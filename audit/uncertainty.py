@@ -52,6 +52,14 @@ the interval reported is then ``[0, rule-of-three bound]`` (:func:`audit.rates.r
 and ``*_interval`` says ``"rule_of_three"`` (a one-sided 95% bound whatever ``confidence`` is).
 With only a handful of errors in a group the percentile interval is coarse (its lower end is
 often 0); read it together with the error counts.
+
+Cross-group FMR matrix
+----------------------
+:func:`bootstrap_cross_group_fmr` gives every cell ``(i, j)`` of the cross-group FMR matrix an
+interval from the same draws: ``FMR*_ij = k_i' E_ij k_j / k_i' N_ij k_j`` with ``N_ij``/``E_ij``
+the identity-by-identity blocks (identities of group i by identities of group j) of the
+non-mated comparisons and false matches, counting each comparison once whichever side each
+identity was listed on. The diagonal is the within-group FMR above, replicate for replicate.
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ from .jsonable import plain as _plain
 __all__ = [
     "BOOTSTRAP_COLUMNS",
     "BootstrapResult",
+    "CrossGroupBootstrap",
+    "bootstrap_cross_group_fmr",
     "bootstrap_group_rates",
     "percentile_interval",
 ]
@@ -487,14 +497,7 @@ def bootstrap_group_rates(
         identities, non-mated rows of one identity with itself, an identity in two groups, or
         out-of-range ``n_boot`` / ``confidence``.
     """
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.number)):
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
-    if not (0.0 < float(confidence) < 1.0):
-        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    _check_settings(n_boot, confidence, seed)
 
     # Point estimates (and all input validation of the shared contract).
     if rates is None:
@@ -666,3 +669,337 @@ def _interval_columns(
 
 def _scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+# --- cross-group FMR matrix -------------------------------------------------------------------
+
+
+def _check_settings(n_boot: Any, confidence: Any, seed: Any) -> None:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.number)):
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    if not (0.0 < float(confidence) < 1.0):
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+def _readonly_as(array: np.ndarray, dtype: Any) -> np.ndarray:
+    out = np.array(array, dtype=dtype, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class CrossGroupBootstrap:
+    """Cross-group FMR matrix with identity-bootstrap percentile intervals for every cell.
+
+    Built by :func:`bootstrap_cross_group_fmr`; computed once and immutable. Every accessor
+    returns a fresh copy. Cell ``(i, j)`` is the FMR of the non-mated comparisons with one image
+    of group ``i`` and the other of group ``j`` (symmetric; the diagonal is each group's
+    within-group FMR, the ``fmr`` of :func:`bootstrap_group_rates`).
+
+    Attributes / accessors
+    ----------------------
+    threshold, n_boot, seed, confidence:
+        As in :class:`BootstrapResult`.
+    groups:
+        Group labels: the row and column order of every matrix.
+    fmr, lower, upper, se:
+        Square DataFrames (groups x groups, float): point FMR, percentile interval and bootstrap
+        standard error. Where a cell has comparisons but no false match the interval is
+        ``[0, 3/n]`` (rule of three); where it has no comparisons everything is NaN.
+    n_nonmated, false_matches:
+        Square DataFrames (int): comparisons and false matches per cell.
+    fmr_upper95:
+        Square DataFrame: the rule-of-three bound ``3/n`` where a cell has comparisons and no
+        false match, NaN elsewhere (as ``fmr_upper95`` of :attr:`GroupRates.by_group`).
+    n_valid:
+        Square DataFrame (int): replicates in which the cell had at least one comparison (the
+        others are left out of its interval).
+    interval:
+        Square DataFrame (str): ``"bootstrap"``, ``"rule_of_three"`` or ``"undefined"``.
+    replicates:
+        ndarray of shape (n_boot, G, G): replicate FMR per cell (NaN where undefined).
+    """
+
+    threshold: float
+    n_boot: int
+    seed: int
+    confidence: float
+    _groups: tuple[str, ...] = field(repr=True)
+    _fmr: np.ndarray = field(repr=False)
+    _lower: np.ndarray = field(repr=False)
+    _upper: np.ndarray = field(repr=False)
+    _se: np.ndarray = field(repr=False)
+    _n_nonmated: np.ndarray = field(repr=False)
+    _false_matches: np.ndarray = field(repr=False)
+    _upper95: np.ndarray = field(repr=False)
+    _n_valid: np.ndarray = field(repr=False)
+    _interval: np.ndarray = field(repr=False)
+    _reps: np.ndarray = field(repr=False)
+
+    def _square(self, values: np.ndarray) -> pd.DataFrame:
+        frame = pd.DataFrame(
+            np.array(values, copy=True),
+            index=pd.Index(self._groups, name="group_a"),
+            columns=pd.Index(self._groups, name="group_b"),
+        )
+        return frame
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return self._groups
+
+    @property
+    def fmr(self) -> pd.DataFrame:
+        return self._square(self._fmr)
+
+    @property
+    def lower(self) -> pd.DataFrame:
+        return self._square(self._lower)
+
+    @property
+    def upper(self) -> pd.DataFrame:
+        return self._square(self._upper)
+
+    @property
+    def se(self) -> pd.DataFrame:
+        return self._square(self._se)
+
+    @property
+    def n_nonmated(self) -> pd.DataFrame:
+        return self._square(self._n_nonmated)
+
+    @property
+    def false_matches(self) -> pd.DataFrame:
+        return self._square(self._false_matches)
+
+    @property
+    def fmr_upper95(self) -> pd.DataFrame:
+        return self._square(self._upper95)
+
+    @property
+    def n_valid(self) -> pd.DataFrame:
+        return self._square(self._n_valid)
+
+    @property
+    def interval(self) -> pd.DataFrame:
+        return self._square(self._interval)
+
+    @property
+    def replicates(self) -> np.ndarray:
+        return np.array(self._reps, copy=True)
+
+    @property
+    def method(self) -> str:
+        """One paragraph describing how the intervals were made, for reports."""
+        level = f"{100 * self.confidence:g}%"
+        return (
+            f"{level} percentile intervals for each cell of the cross-group FMR matrix from "
+            f"{self.n_boot} bootstrap replicates (seed {self.seed}) that resample identities with "
+            "replacement within each group and rebuild the non-mated comparisons between the "
+            "drawn identities (subsets bootstrap, Bolle, Ratha & Pankanti 2004; ISO/IEC "
+            f"19795-1), at threshold {self.threshold:.6g}. Where a cell has no false match the "
+            "interval is [0, 3/n] (rule of three)."
+        )
+
+    def to_dict(self, *, include_replicates: bool = False) -> dict[str, Any]:
+        """Plain JSON-serialisable values (NaN -> None); matrices row-major in ``groups`` order::
+
+            {"threshold", "n_boot", "seed", "confidence", "method", "groups",
+             "fmr", "lower", "upper", "se", "n_nonmated", "false_matches", "fmr_upper95",
+             "n_valid", "interval", ["replicates": [[[...]]] (n_boot x G x G)]}
+        """
+
+        def matrix(values: np.ndarray) -> list[list[Any]]:
+            return [[_plain(v) for v in row] for row in values]
+
+        out: dict[str, Any] = {
+            "threshold": _plain(self.threshold),
+            "n_boot": int(self.n_boot),
+            "seed": int(self.seed),
+            "confidence": float(self.confidence),
+            "method": self.method,
+            "groups": [str(g) for g in self._groups],
+            "fmr": matrix(self._fmr),
+            "lower": matrix(self._lower),
+            "upper": matrix(self._upper),
+            "se": matrix(self._se),
+            "n_nonmated": matrix(self._n_nonmated),
+            "false_matches": matrix(self._false_matches),
+            "fmr_upper95": matrix(self._upper95),
+            "n_valid": matrix(self._n_valid),
+            "interval": [[str(v) for v in row] for row in self._interval],
+        }
+        if include_replicates:
+            out["replicates"] = [matrix(rep) for rep in self._reps]
+        return out
+
+
+def _column_blocks(matrix: Any, starts: np.ndarray) -> list[Any]:
+    """``S[:, block h]`` of the symmetrised pair matrix ``S = M + M'`` for every group h."""
+    if isinstance(matrix, np.ndarray):
+        sym = matrix + matrix.T
+        return [sym[:, int(starts[h]) : int(starts[h + 1])] for h in range(starts.size - 1)]
+    sym = (matrix + matrix.T).tocsc()
+    return [
+        _operator(sym[:, int(starts[h]) : int(starts[h + 1])]) for h in range(starts.size - 1)
+    ]
+
+
+def _replicate_cross_counts(
+    agg: _Aggregates, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-mated comparisons and false matches per cell: two arrays (n_boot, G, G).
+
+    With ``S = M + M'`` (``M`` the identity-by-identity matrix of :class:`_Aggregates`, each
+    comparison once in the direction it was listed), cell ``(g, h)`` of replicate ``b`` is
+    ``sum_{i in g} k_i sum_{j in h} S_ij k_j``, halved on the diagonal where ``S`` counts every
+    within-group comparison twice. One product ``S[:, h] @ K[h]`` per column block h, so the
+    whole matrix costs about one ``N x N`` by ``N x B`` product per chunk of replicates.
+    """
+    n_boot, n_ident = counts.shape
+    n_groups = agg.starts.size - 1
+    starts = agg.starts
+    out_counts = np.zeros((n_boot, n_groups, n_groups))
+    out_fm = np.zeros((n_boot, n_groups, n_groups))
+    blocks = [_column_blocks(agg.all_counts, starts), _column_blocks(agg.all_fm, starts)]
+    chunk = max(1, _CHUNK_CELLS // max(n_ident, 1))
+    for b0 in range(0, n_boot, chunk):
+        b1 = min(b0 + chunk, n_boot)
+        kt = np.ascontiguousarray(counts[b0:b1].T, dtype=np.float64)  # (N, B)
+        for target, column_blocks in zip((out_counts, out_fm), blocks, strict=True):
+            for h in range(n_groups):
+                s, e = int(starts[h]), int(starts[h + 1])
+                if e == s:
+                    continue
+                weighted = kt * _matmul(column_blocks[h], kt[s:e])  # (N, B)
+                for g in range(n_groups):
+                    gs, ge = int(starts[g]), int(starts[g + 1])
+                    if ge > gs:
+                        target[b0:b1, g, h] = weighted[gs:ge].sum(axis=0)
+    diagonal = np.arange(n_groups)
+    out_counts[:, diagonal, diagonal] /= 2.0
+    out_fm[:, diagonal, diagonal] /= 2.0
+    return out_counts, out_fm
+
+
+def bootstrap_cross_group_fmr(
+    comparisons: pd.DataFrame,
+    threshold: float,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    groups: Sequence[str] | None = None,
+    rates: GroupRates | None = None,
+) -> CrossGroupBootstrap:
+    """Cross-group FMR matrix at a threshold with identity-bootstrap intervals for every cell.
+
+    Cell ``(i, j)``: ``FMR_ij = E_ij / N_ij``, the share of non-mated comparisons with one image
+    of group ``i`` and one of group ``j`` that match (``score >= threshold``), as
+    :attr:`audit.rates.GroupRates.cross_group_fmr` (NIST FRVT demographic heat maps).
+
+    Replicates are drawn exactly as in :func:`bootstrap_group_rates` (same rng calls, same
+    order; see the module docstring), so with the same input and seed the diagonal replicates
+    equal that function's ``fmr_replicates``. In replicate ``b`` with draw counts ``k``,
+    ``N*_ij = sum_{a in i, c in j} k_a k_c n_ac`` and ``E*_ij`` likewise with false matches
+    (``n_ac``: non-mated comparisons between identities a and c, either orientation), i.e. the
+    comparison set rebuilt from the drawn identities, where a comparison's weight is the product
+    of its two identities' draw counts (Bolle, Ratha & Pankanti 2004 subsets bootstrap; ISO/IEC
+    19795-1). ``FMR*_ij = E*_ij / N*_ij``; a replicate with ``N*_ij = 0`` is undefined for that
+    cell and left out of its percentile interval (count in ``n_valid``).
+
+    A cross-group cell is a two-way (crossed) design: every comparison belongs to one identity
+    of each group. Resampling both sides counts the comparison-level noise more than once, so
+    when most of the variation is noise of single comparisons rather than identity effects the
+    intervals are conservative (simulation: 90% intervals covered a known FMR in ~99% of
+    audits with weak identity effects, ~91% with strong ones); cf. Owen, "The pigeonhole
+    bootstrap", Annals of Applied Statistics 1 (2007) 386-411.
+
+    Parameters
+    ----------
+    comparisons, threshold, n_boot, seed, confidence, groups, rates:
+        As for :func:`bootstrap_group_rates`. Mated rows are ignored except for validation.
+
+    Returns
+    -------
+    CrossGroupBootstrap
+
+    Notes
+    -----
+    Time: the O(comparisons) aggregation of :func:`bootstrap_group_rates`, then per chunk of
+    replicates one product of the symmetrised N x N identity-pair matrix with the (N, B) draw
+    counts, for the comparison counts and for the false matches (dense BLAS or sparse, as in
+    :func:`bootstrap_group_rates`), plus O(B * N * G) for the per-cell sums. Memory: the pair
+    matrices twice (M and M + M'), ``n_boot * N`` int32 draws, a few (N, B) float64 chunks and
+    the (n_boot, G, G) replicate matrices.
+
+    Raises
+    ------
+    ValueError
+        As :func:`bootstrap_group_rates`.
+    """
+    _check_settings(n_boot, confidence, seed)
+    if rates is None:
+        rates = error_rates(comparisons, threshold, groups=groups)
+    else:
+        if not isinstance(rates, GroupRates):
+            raise ValueError(f"rates must be a GroupRates, got {type(rates).__name__}")
+        if float(rates.threshold) != float(threshold):
+            raise ValueError(
+                f"rates were read at threshold {rates.threshold!r}, not {threshold!r}"
+            )
+        if groups is not None and tuple(dict.fromkeys(groups)) != rates.groups:
+            raise ValueError(f"rates cover groups {list(rates.groups)}, not {list(groups)}")
+    threshold = float(threshold)
+    labels = rates.groups
+    n_groups = len(labels)
+    n_boot = int(n_boot)
+    level = float(confidence)
+
+    agg = _aggregate(comparisons, threshold, labels)
+    trials = rates.cross_group_counts.to_numpy(dtype=np.int64)
+    errors = rates.cross_group_false_matches.to_numpy(dtype=np.int64)
+    # Every identity drawn once must give the point counts.
+    ones = np.ones((1, agg.identity_ids.size), dtype=np.int32)
+    point_counts, point_fm = _replicate_cross_counts(agg, ones)
+    if not (np.array_equal(point_counts[0], trials) and np.array_equal(point_fm[0], errors)):
+        raise ValueError(
+            "`rates` do not match these comparisons (cross-group counts differ): pass the "
+            "GroupRates of error_rates on the same comparisons, threshold and groups"
+        )
+
+    draws = _draw_counts(np.random.default_rng(int(seed)), agg.starts, n_boot)
+    rep_counts, rep_fm = _replicate_cross_counts(agg, draws)
+    del draws
+    reps = _ratio(rep_fm, rep_counts)  # (n_boot, G, G)
+
+    cells = n_groups * n_groups
+    columns = _interval_columns(
+        "fmr", reps.reshape(n_boot, cells), errors.reshape(cells), trials.reshape(cells), level
+    )
+    shape = (n_groups, n_groups)
+    upper95 = np.full(cells, np.nan)
+    zero = (trials.reshape(cells) > 0) & (errors.reshape(cells) == 0)
+    upper95[zero] = [rule_of_three(int(n)) for n in trials.reshape(cells)[zero]]
+
+    return CrossGroupBootstrap(
+        threshold=threshold,
+        n_boot=n_boot,
+        seed=int(seed),
+        confidence=level,
+        _groups=labels,
+        _fmr=_readonly(rates.cross_group_fmr.to_numpy(dtype=np.float64)),
+        _lower=_readonly(columns["fmr_lower"].reshape(shape)),
+        _upper=_readonly(columns["fmr_upper"].reshape(shape)),
+        _se=_readonly(columns["fmr_se"].reshape(shape)),
+        _n_nonmated=_readonly_as(trials, np.int64),
+        _false_matches=_readonly_as(errors, np.int64),
+        _upper95=_readonly(upper95.reshape(shape)),
+        _n_valid=_readonly_as(columns["fmr_n_valid"].reshape(shape), np.int64),
+        _interval=_readonly_as(columns["fmr_interval"].reshape(shape), object),
+        _reps=_readonly(reps),
+    )

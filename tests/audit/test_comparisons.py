@@ -361,3 +361,91 @@ def test_reference_mode_samples_a_subset_of_the_same_pairs():
 def test_it_rejects_an_unknown_nonmated_mode():
     with pytest.raises(ValueError, match="nonmated"):
         comparisons.build_pairs(HAND, nonmated="some")
+
+
+# --- mated="all": every pair within an identity ------------------------------------------------
+
+
+def naive_all_mated(images: pd.DataFrame) -> set[tuple[int, int]]:
+    """Every unordered same-identity pair; baseline first, else smaller image id first."""
+    out = set()
+    for a, b in itertools.combinations(images.itertuples(), 2):
+        if a.identity_id != b.identity_id:
+            continue
+        if b.is_baseline or (not a.is_baseline and b.image_id < a.image_id):
+            a, b = b, a
+        out.add((a.image_id, b.image_id))
+    return out
+
+
+def test_all_mated_pairs_on_the_hand_example():
+    pairs = comparisons.build_pairs(HAND, mated="all")
+    mated = pairs[pairs["mated"]]
+    # Identity 10 (images 1 baseline, 2, 3): C(3,2) = 3 pairs (1,2), (1,3), (2,3);
+    # identity 20 (4 baseline, 5): (4,5); identity 30 (6, 7, no baseline): (6,7);
+    # identity 40 (8 alone): none. 5 in all, 3 of them with a baseline.
+    assert list(zip(mated["image_a"], mated["image_b"], strict=True)) == [
+        (1, 2), (1, 3), (2, 3), (4, 5), (6, 7)
+    ]
+    assert mated["identity_a"].tolist() == mated["identity_b"].tolist() == [10, 10, 10, 20, 30]
+    assert mated["group_a"].tolist() == ["A", "A", "A", "B", "B"]
+    assert pairs.attrs["n_mated"] == pairs.attrs["mated_total"] == 5
+    assert pairs.attrs["mated_with_baseline"] == 3
+    assert pairs.attrs["mated_mode"] == "all"
+    assert pairs.attrs["identities_without_baseline"] == [30]
+    assert pairs["mated"].tolist() == [True] * 5 + [False] * (len(pairs) - 5)
+
+
+def test_baseline_mode_reports_its_mode_and_counts():
+    pairs = comparisons.build_pairs(HAND)
+    assert pairs.attrs["mated_mode"] == "baseline"
+    assert pairs.attrs["mated_total"] == pairs.attrs["n_mated"] == 3
+    assert pairs.attrs["mated_with_baseline"] == 3
+    # The mode attributes are plain strings (JSON-ready), not frames.
+    assert pairs.attrs["nonmated_mode"] == "reference"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_all_mated_matches_naive_pairs_and_count_formula(seed):
+    images = random_images(np.random.default_rng(300 + seed))
+    pairs = comparisons.build_pairs(images, mated="all")
+    mated = pairs[pairs["mated"]]
+    got = list(zip(mated["image_a"], mated["image_b"], strict=True))
+    assert len(got) == len(set(got))
+    assert set(got) == naive_all_mated(images)
+    sizes = images.groupby("identity_id").size()
+    assert len(got) == sum(math.comb(int(s), 2) for s in sizes) == pairs.attrs["mated_total"]
+    assert got == sorted(got)
+    assert (mated["identity_a"] == mated["identity_b"]).all()
+    baselines = set(images.loc[images["is_baseline"], "image_id"])
+    assert pairs.attrs["mated_with_baseline"] == sum(a in baselines for a, _ in got)
+
+
+@pytest.mark.parametrize("nonmated", ["reference", "all"])
+def test_all_mated_is_a_superset_and_leaves_nonmated_unchanged(nonmated):
+    images = random_images(np.random.default_rng(42), n_identities=30)
+    base = comparisons.build_pairs(images, nonmated=nonmated, max_nonmated=500, seed=3)
+    every = comparisons.build_pairs(images, nonmated=nonmated, max_nonmated=500, seed=3,
+                                    mated="all")
+    base_mated = pair_set(base[base["mated"]])
+    every_mated = pair_set(every[every["mated"]])
+    # Same orientation: the baseline pairs appear as they are, baseline first.
+    assert base_mated <= every_mated
+    assert every.attrs["mated_with_baseline"] == len(base_mated)
+    pd.testing.assert_frame_equal(
+        base[~base["mated"]].reset_index(drop=True), every[~every["mated"]].reset_index(drop=True)
+    )
+
+
+def test_it_rejects_an_unknown_mated_mode():
+    with pytest.raises(ValueError, match="mated"):
+        comparisons.build_pairs(HAND, mated="pairs")
+
+
+def test_all_mated_handles_empty_and_single_image_identities():
+    empty = images_frame([]).astype({"image_id": int, "identity_id": int, "is_baseline": bool})
+    pairs = comparisons.build_pairs(empty, mated="all")
+    assert len(pairs) == 0 and pairs.attrs["mated_total"] == 0
+    single = images_frame([(1, 1, "A", True), (2, 2, "A", False)])
+    pairs = comparisons.build_pairs(single, mated="all")
+    assert pairs.attrs["n_mated"] == 0 and (~pairs["mated"]).sum() == 1
