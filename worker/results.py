@@ -99,13 +99,20 @@ def _uncertainty(comp: pd.DataFrame, rates, threshold: float, seed: int) -> dict
     """Identity-bootstrap intervals per group and overall, disparity summaries with intervals
     from the same replicates, and which groups are too small to rank."""
     from audit.disparity import rankable_groups, summarize_disparity
-    from audit.uncertainty import bootstrap_group_rates
+    from audit.uncertainty import bootstrap_cross_group_fmr, bootstrap_group_rates
 
     boot = bootstrap_group_rates(comp, threshold, n_boot=BOOTSTRAP_REPLICATES, seed=seed,
                                  rates=rates)
     disparity = summarize_disparity(boot, alpha=DISPARITY_ALPHA)
     rank = rankable_groups(boot)
-    return {"bootstrap": boot.to_dict(), "disparity": disparity.to_dict(),
+    # Same seed: the same identity draws as the per-group intervals (its diagonal equals them).
+    cross = bootstrap_cross_group_fmr(comp, threshold, n_boot=BOOTSTRAP_REPLICATES, seed=seed,
+                                      rates=rates).to_dict()
+    cross_group = {**rates.to_dict()["cross_group"],
+                   **{k: cross[k] for k in ("lower", "upper", "interval", "confidence",
+                                            "method")}}
+    return {"cross_group": cross_group,
+            "bootstrap": boot.to_dict(), "disparity": disparity.to_dict(),
             "rankable": {str(g): {"rankable": bool(r["rankable"]), "reason": r["reason"] or ""}
                          for g, r in rank.iterrows()}}
 
