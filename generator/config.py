@@ -172,12 +172,27 @@ def _as_list(value: Any) -> list[Any] | None:
     return None
 
 
+def _seed(value: Any) -> int | None:
+    """A seed from 0 to 2**32 - 1 given as an int or a string of ASCII digits, else None
+    (``"²".isdigit()`` is true in Python, so the ASCII check matters)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 10:
+            return None
+        value = int(text)
+    if not isinstance(value, int) or not 0 <= value < 2**32:
+        return None
+    return value
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
         return None
     return x if math.isfinite(x) else None
 
@@ -303,13 +318,10 @@ def parse_config(
         errors["description"] = "a text of at most 5000 characters"
         description = ""
 
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, str)) or not str(seed).strip().isdigit():
+    seed = _seed(data.get("seed", 0))
+    if seed is None:
         errors["seed"] = "a whole number from 0 to 4294967295"
         seed = 0
-    elif not 0 <= int(seed) < 2**32:
-        errors["seed"] = "a whole number from 0 to 4294967295"
-    seed = int(seed) if not isinstance(seed, bool) and str(seed).strip().isdigit() else 0
 
     groups = _parse_groups(data.get("groups"), errors)
 
@@ -324,7 +336,10 @@ def parse_config(
 
     generator = data.get("generator", "dcgan-digiface")
     generators = list(generators_available)
-    if generator not in GENERATORS:
+    if not isinstance(generator, str):
+        errors["generator"] = f"a generator name; choose from {', '.join(generators)}"
+        generator = "dcgan-digiface"
+    elif generator not in GENERATORS:
         errors["generator"] = f"unknown generator {generator!r}; choose from {', '.join(generators)}"
     elif generator not in generators:
         errors["generator"] = (f"{generator} is not set up on this installation (its weights are "

@@ -70,7 +70,7 @@ def test_run_audit_writes_images_manifest_comparisons_and_summary(tmp_path, mode
     impostors = [float(c["score"]) for c in comparisons if c["mated"] == "False"]
     assert fixed["achieved_fmr"] == pytest.approx(sum(s >= 0.3 for s in impostors) / len(impostors))
     # factor effects: one cell recomputed from comparisons.csv and the manifest
-    effects = list(csv.DictReader((out / "factor_effects.csv").open()))
+    effects = list(csv.DictReader((out / "tables" / "factor_effects.csv").open()))
     cell = next(e for e in effects if e["group"] == "female" and e["factor"] == "blur")
     factor_of = {row["image_id"]: row["factor"] for row in manifest}
     per_identity = {}
@@ -81,7 +81,8 @@ def test_run_audit_writes_images_manifest_comparisons_and_summary(tmp_path, mode
     assert int(cell["n_pairs"]) == len(diffs)
     if diffs:
         assert float(cell["mean_change"]) == pytest.approx(sum(diffs) / len(diffs), abs=1e-6)
-    assert (out / "interaction.csv").exists()
+    assert (out / "tables" / "interaction.csv").exists()
+    assert (out / "DATASET_CARD.md").is_file() and (out / "manifest.parquet").is_file()
     # every model that made or scored an image is named with its hash and licence
     models = summary["models"]
     assert {"generator", "scrfd_500m", "genderage", "mobilefacenet"} <= set(models)

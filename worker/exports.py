@@ -1,44 +1,97 @@
-"""Audit exports: ``manifest.csv``, ``comparisons.csv``, ``summary.json`` and the images, as a
-folder (``run_audit --out``) or a zip streamed to the browser. Both use the same layout::
+"""Audit exports: the balanced dataset with its manifest, pair lists, scores, result tables,
+summary and dataset card, as a folder (``run_audit --out``) or a zip streamed to the browser.
+Both hold the same files in the same layout::
 
+    README.txt                    what every file and column means
+    DATASET_CARD.md               composition, recipe, licences, intended use, limitations
+    summary.json                  thresholds and per-group error rates (AuditResult.summary)
+    manifest.csv                  one row per image
+    manifest.parquet              the same rows, typed
+    pairs_mated.csv               the mated comparison pairs, with image paths
+    pairs_nonmated.csv            the non-mated comparison pairs, with image paths
+    comparisons.csv               one row per comparison per FR model (with the score)
+    comparisons.parquet           the same, as stored
+    tables/<name>.csv             every result table (factor_effects, interaction, quality, ...)
+    tables/<name>.json            the same table as a JSON list of records
     images/<group>/id<NNN>/<variant>.png
-    manifest.csv        one row per image
-    comparisons.csv     one row per comparison per FR model
-    summary.json        thresholds and per-group error rates
-    README.txt          what every column means
 
-No torch here: the web process streams downloads with this module.
+Folder scheme of the images: group / identity / variant, where ``<variant>`` is ``baseline``,
+``control`` or ``<factor>_<level>`` (so the factor is the first part of the file name).
+``<group>`` is a slug of the group name (letters, digits and underscores only, unique within the
+audit); ``id<NNN>`` is the identity's index within its group. Every path is built from checked
+parts and checked again before it is written, so no text from a config reaches a path as it is.
+
+Everything is produced piece by piece: images one at a time, tables and comparisons in batches,
+the Parquet manifest through a temporary file. Memory stays bounded for large audits. No torch
+here: the web process streams downloads with this module.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import re
+import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
+from django.db.models import Count
+from django.utils.text import slugify
 
-from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage
+from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage, SyntheticIdentity
 
 MANIFEST_COLUMNS = ["image_path", "image_id", "identity_id", "group", "group_labels", "factor",
                     "level", "variant", "latent_seed", "factor_seed", "sha256", "face_found",
                     "check_passed", "edit_sensor", "edit_requested", "edit_achieved",
                     "latent_step", "identity_similarity"]
 
+#: Column types of ``manifest.parquet`` (missing values are nulls; in the CSV they are empty).
+MANIFEST_SCHEMA = pa.schema([
+    ("image_path", pa.string()), ("image_id", pa.int64()), ("identity_id", pa.int64()),
+    ("group", pa.string()), ("group_labels", pa.string()), ("factor", pa.string()),
+    ("level", pa.float64()), ("variant", pa.string()), ("latent_seed", pa.int64()),
+    ("factor_seed", pa.int64()), ("sha256", pa.string()), ("face_found", pa.bool_()),
+    ("check_passed", pa.bool_()), ("edit_sensor", pa.string()), ("edit_requested", pa.float64()),
+    ("edit_achieved", pa.float64()), ("latent_step", pa.float64()),
+    ("identity_similarity", pa.float64()),
+])
+
+PAIR_COLUMNS = ["image_a", "image_b", "path_a", "path_b", "identity_a", "identity_b", "group_a",
+                "group_b", "variant_a", "variant_b"]
+
+#: Rows per batch when streaming the manifest, comparisons and tables.
+BATCH_ROWS = 5000
+COMPARISON_BATCH_ROWS = 200_000
+TABLE_BATCH_ROWS = 20_000
+
 README = """\
 FaceAudit export: {name} (audit #{id})
 
-images/<group>/id<NNN>/<variant>.png
-    RGB PNG images (64x64 for the default generator). <variant> is "baseline" or
-    <factor>_<level>.
+A balanced synthetic-face dataset and the results of a demographic bias audit of face
+recognition (FR) models on it. DATASET_CARD.md describes its composition, how it was made, the
+licences of the models that made and scored it, and its intended use and limitations.
 
-manifest.csv (one row per image)
+images/<group>/id<NNN>/<variant>.png
+    RGB PNG images (64x64 for the default generator), one folder per demographic group, one
+    sub-folder per synthetic identity (NNN = index of the identity within its group), one file
+    per variant. <variant> is "baseline", "control" or <factor>_<level> (e.g. blur_1.5).
+    <group> is a slug of the group name (letters, digits and underscores); manifest.csv gives
+    the group name of every image. Every group has the same number of identities and every
+    identity the same variants, so the groups have equal numbers of images.
+
+manifest.csv (one row per image; manifest.parquet holds the same rows with typed columns)
     image_path    path of the image inside this export
-    image_id      image id (used in comparisons.csv)
+    image_id      image id (used in comparisons.csv and the pair lists)
     identity_id   synthetic identity id; all images of one identity share it
     group         demographic group, e.g. "female / darker" (levels in axis order)
     group_labels  the same as JSON: axis -> level, as confirmed by the attribute sensors
@@ -62,7 +115,16 @@ manifest.csv (one row per image)
     identity_similarity
                   cosine similarity to the identity's baseline with the identity-drift FR model
 
-comparisons.csv (one row per comparison and FR model)
+pairs_mated.csv, pairs_nonmated.csv (one row per compared pair; the same pairs for every FR
+model)
+    image_a, image_b      image ids (mated: image_a is the identity's baseline; non-mated:
+                          an image against the baseline of another identity, the reference)
+    path_a, path_b        the two images' paths inside this export
+    identity_a/_b         identity ids
+    group_a/_b            groups of the two images
+    variant_a/_b          variants of the two images
+
+comparisons.csv (one row per comparison and FR model; comparisons.parquet is the same table)
     fr_model              face recognition model
     image_a, image_b      image ids (mated: image_a is the identity's baseline)
     identity_a/_b         identity ids
@@ -71,16 +133,97 @@ comparisons.csv (one row per comparison and FR model)
     score                 cosine similarity of the L2-normalised embeddings (-1..1); a pair
                           matches when score >= threshold
 
-factor_effects.csv, interaction.csv
-    factor effects against the control condition and group x condition interactions; the
-    columns are described in the project README ("factor_effects.csv", "interaction.csv")
+tables/<name>.csv and tables/<name>.json (the same table: CSV, and a JSON list of records)
+    factor_effects        factor effects against the control condition, per FR model, target
+                          FMR, group, factor and level (paired Wilcoxon and McNemar tests with
+                          Holm-corrected p-values)
+    interaction           group x condition interaction terms of a regression of the mated
+                          score, identity-clustered errors
+    quality               per image quality measures and their percentiles
+    edc_curves            error-versus-discard curves per FR model and group
+    det_curves            DET curves per FR model and group
+    score_histograms      mated and non-mated score histograms per FR model and group
+    The columns are described in the project README.
 
 summary.json
     per FR model and target false-match rate (FMR): the global threshold set on all non-mated
     comparisons, the FMR it achieved, and overall and per-group FNMR and FMR with their counts
-    (group FMR uses non-mated pairs within the group; cross_group_fmr covers every pair of
-    groups); rule-of-three 95% upper bounds where no errors were observed.
+    (group FMR uses non-mated pairs within the group; cross_group covers every pair of groups);
+    rule-of-three 95% upper bounds where no errors were observed; identity-bootstrap intervals;
+    disparity measures; the models with their SHA-256 and licences.
 """
+
+
+# --- paths -----------------------------------------------------------------------------------------
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def safe_slug(text: str, fallback: str = "group") -> str:
+    """A file-name-safe slug of ``text``: ASCII letters, digits and underscores only (so never
+    ``.``, ``..``, a separator or an absolute path), ``fallback`` when nothing is left."""
+    slug = slugify(str(text).replace("/", "_")).replace("-", "_").strip("_")
+    slug = re.sub(r"[^A-Za-z0-9_]", "", slug)[:80]
+    return slug or fallback
+
+
+def group_slugs(group_names: Iterable[str]) -> dict[str, str]:
+    """One folder name per group, unique within the audit: groups whose slugs would collide
+    (e.g. ``a/b`` and ``a_b``) get ``_2``, ``_3``... in name order."""
+    slugs: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in sorted(set(group_names)):
+        base = safe_slug(name)
+        slug, k = base, 1
+        while slug.lower() in taken:  # case-insensitive file systems
+            k += 1
+            slug = f"{base}_{k}"
+        taken.add(slug.lower())
+        slugs[name] = slug
+    return slugs
+
+
+def check_relpath(rel: str) -> str:
+    """``rel`` if it is a relative POSIX path of plain parts (no ``..``, no absolute path, no
+    backslash, no empty part); ValueError otherwise. Every file of an export passes here."""
+    path = PurePosixPath(rel)
+    if (not rel or "\\" in rel or path.is_absolute() or str(path) != rel
+            or any(not _SAFE_PART.match(part) for part in path.parts)):
+        raise ValueError(f"unsafe path in export: {rel!r}")
+    return rel
+
+
+def _variant_part(variant: str) -> str:
+    """The variant as a file name part: kept when already plain (``blur_1.5``), else slugged."""
+    return variant if _SAFE_PART.match(variant) and ".." not in variant else safe_slug(
+        variant, "variant")
+
+
+# --- the audit's images ------------------------------------------------------------------------------
+
+@dataclass
+class _Plan:
+    """What every file of one export needs: the group folders and every image's path."""
+
+    audit: Audit
+    slugs: dict[str, str]
+    paths: dict[int, str] = field(default_factory=dict)
+    variants: dict[int, str] = field(default_factory=dict)
+
+    def image_path(self, img: GeneratedImage) -> str:
+        return check_relpath(f"images/{self.slugs[img.identity.group_name]}/"
+                             f"id{img.identity.index_in_group:03d}/"
+                             f"{_variant_part(img.variant)}.png")
+
+
+def _plan(audit: Audit) -> _Plan:
+    names = (SyntheticIdentity.objects.filter(audit=audit)
+             .values_list("group_name", flat=True).distinct())
+    plan = _Plan(audit=audit, slugs=group_slugs(names))
+    for img in _ordered_images(audit):
+        plan.paths[img.pk] = plan.image_path(img)
+        plan.variants[img.pk] = img.variant
+    return plan
 
 
 def _ordered_images(audit: Audit) -> Iterator[GeneratedImage]:
@@ -90,90 +233,483 @@ def _ordered_images(audit: Audit) -> Iterator[GeneratedImage]:
     return qs.iterator(chunk_size=2000)
 
 
-def manifest_rows(audit: Audit) -> Iterator[dict[str, Any]]:
-    from worker.pipeline import image_relpath
+# --- manifest ----------------------------------------------------------------------------------------
 
+def _number(value: Any) -> float | None:
+    """``value`` as a float, None when missing or not a number."""
+    try:
+        return None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _integer(value: Any) -> int | None:
+    try:
+        return None if value is None or isinstance(value, bool) else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def manifest_records(audit: Audit, plan: _Plan | None = None) -> Iterator[dict[str, Any]]:
+    """One typed record per image (None where a value is missing), in export order."""
+    plan = plan or _plan(audit)
     found = dict(FaceAnalysis.objects.filter(image__audit=audit)
                  .values_list("image_id", "face_found"))
     for img in _ordered_images(audit):
+        checks = img.checks or {}
+        recipe = img.recipe or {}
         yield {
-            "image_path": image_relpath(img.identity, img.variant),
+            "image_path": plan.paths.get(img.pk) or plan.image_path(img),
             "image_id": img.pk, "identity_id": img.identity_id,
             "group": img.identity.group_name,
             "group_labels": json.dumps(img.identity.group_labels, sort_keys=True),
-            "factor": img.factor, "level": "" if img.level is None else f"{img.level:g}",
-            "variant": img.variant, "latent_seed": img.identity.latent_seed,
-            "factor_seed": "" if img.recipe.get("factor_seed") is None
-            else img.recipe["factor_seed"],
+            "factor": img.factor, "level": img.level, "variant": img.variant,
+            "latent_seed": img.identity.latent_seed,
+            "factor_seed": _integer(recipe.get("factor_seed")),
             "sha256": img.sha256,
-            "face_found": str(found.get(img.pk, "")).lower(),
-            "check_passed": str(img.checks.get("passed", "")).lower() if img.checks else "",
-            "edit_sensor": (img.checks or {}).get("target_sensor") or "",
-            "edit_requested": _blank((img.checks or {}).get("requested")),
-            "edit_achieved": _blank((img.checks or {}).get("achieved")),
-            "latent_step": _blank((img.recipe.get("edit") or {}).get("latent_step")),
-            "identity_similarity": _blank((img.checks or {}).get("identity_similarity")),
+            "face_found": _flag(found.get(img.pk)),
+            "check_passed": _flag(checks.get("passed")),
+            "edit_sensor": checks.get("target_sensor") or None,
+            "edit_requested": _number(checks.get("requested")),
+            "edit_achieved": _number(checks.get("achieved")),
+            "latent_step": _number((recipe.get("edit") or {}).get("latent_step")),
+            "identity_similarity": _number(checks.get("identity_similarity")),
         }
 
 
-def _blank(value: Any) -> Any:
-    return "" if value is None else value
+def _csv_value(column: str, value: Any) -> Any:
+    """How a manifest value is written in the CSV: empty for missing, ``true``/``false`` for
+    flags, the level in its shortest exact form."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if column == "level":
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return value
 
 
-def manifest_csv(audit: Audit) -> bytes:
+def manifest_rows(audit: Audit, plan: _Plan | None = None) -> Iterator[dict[str, Any]]:
+    """The manifest's rows as they are written to ``manifest.csv`` (strings for flags)."""
+    for record in manifest_records(audit, plan):
+        yield {k: _csv_value(k, v) for k, v in record.items()}
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def manifest_csv_chunks(audit: Audit, plan: _Plan | None = None) -> Iterator[bytes]:
+    """``manifest.csv`` in chunks of :data:`BATCH_ROWS` rows, header first."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(manifest_rows(audit))
-    return buf.getvalue().encode("utf-8")
+    for batch in _batched(manifest_rows(audit, plan), BATCH_ROWS):
+        writer.writerows(batch)
+        yield buf.getvalue().encode("utf-8")
+        buf.seek(0)
+        buf.truncate()
+    if buf.tell():
+        yield buf.getvalue().encode("utf-8")
+
+
+def manifest_csv(audit: Audit) -> bytes:
+    """``manifest.csv`` whole (small audits and tests; exports stream it)."""
+    return b"".join(manifest_csv_chunks(audit))
+
+
+def _file_chunks(f, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    yield from iter(lambda: f.read(chunk_size), b"")
+
+
+def manifest_parquet_chunks(audit: Audit, plan: _Plan | None = None) -> Iterator[bytes]:
+    """``manifest.parquet``: written batch by batch into a temporary file, then read back in
+    chunks."""
+    with tempfile.TemporaryFile() as tmp:
+        with pq.ParquetWriter(tmp, MANIFEST_SCHEMA, compression="zstd") as writer:
+            wrote = False
+            for batch in _batched(manifest_records(audit, plan), BATCH_ROWS):
+                writer.write_table(pa.Table.from_pylist(batch, schema=MANIFEST_SCHEMA))
+                wrote = True
+            if not wrote:
+                writer.write_table(MANIFEST_SCHEMA.empty_table())
+        tmp.seek(0)
+        yield from _file_chunks(tmp)
+
+
+# --- comparisons and pair lists ---------------------------------------------------------------------
+
+def _comparisons_name(audit: Audit) -> str | None:
+    result = getattr(audit, "result", None)
+    return result.comparisons_file if result is not None and result.comparisons_file else None
 
 
 def comparisons_csv_chunks(audit: Audit) -> Iterator[bytes]:
     """The stored comparisons table as CSV, in chunks (it can be large)."""
     from worker.comparison_store import comparisons_csv_chunks as chunks
 
-    result = getattr(audit, "result", None)
-    if result is not None:
-        yield from chunks(result.comparisons_file)
+    name = _comparisons_name(audit)
+    if name is not None:
+        yield from chunks(name)
 
+
+def comparisons_parquet_chunks(audit: Audit) -> Iterator[bytes]:
+    """The stored comparisons table as Parquet: the stored file's bytes as they are; older
+    audits (gzip CSV) are converted batch by batch through a temporary file."""
+    from worker.comparison_store import CATEGORICAL, parquet_chunks
+
+    name = _comparisons_name(audit)
+    if name is None:
+        return
+    if not name.endswith(".csv.gz"):
+        yield from parquet_chunks(name)
+        return
+    with tempfile.TemporaryFile() as tmp:
+        writer = None
+        for batch in _comparison_batches(name):
+            table = pa.Table.from_pandas(batch, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd",
+                                          use_dictionary=list(CATEGORICAL))
+            writer.write_table(table.cast(writer.schema))
+        if writer is None:
+            return
+        writer.close()
+        tmp.seek(0)
+        yield from _file_chunks(tmp)
+
+
+def _comparison_batches(name: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The stored comparisons table in DataFrames of at most :data:`COMPARISON_BATCH_ROWS`."""
+    with default_storage.open(name, "rb") as f:
+        if name.endswith(".csv.gz"):
+            with gzip.GzipFile(fileobj=f) as gz:
+                yield from pd.read_csv(gz, usecols=columns, chunksize=COMPARISON_BATCH_ROWS,
+                                       keep_default_na=False, na_values=[""])
+            return
+        parquet = pq.ParquetFile(f)
+        for batch in parquet.iter_batches(batch_size=COMPARISON_BATCH_ROWS, columns=columns):
+            yield batch.to_pandas()
+
+
+def pairs_csv_chunks(audit: Audit, plan: _Plan, mated: bool) -> Iterator[bytes]:
+    """``pairs_mated.csv`` or ``pairs_nonmated.csv``: the pairs compared, with the images'
+    paths. Every FR model scores the same pairs, so they are read from the first model's rows."""
+    name = _comparisons_name(audit)
+    yield (",".join(PAIR_COLUMNS) + "\n").encode()
+    if name is None:
+        return
+    models = list((audit.result.summary or {}).get("fr_models", {}))
+    first: str | None = models[0] if models else None
+    columns = ["fr_model", "image_a", "image_b", "identity_a", "identity_b", "group_a",
+               "group_b", "mated"]
+    for batch in _comparison_batches(name, columns):
+        if first is None and len(batch):
+            first = str(batch["fr_model"].iloc[0])
+        mated_col = batch["mated"].astype(str).str.lower() == "true"
+        rows = batch[(batch["fr_model"].astype(str) == first) & (mated_col == mated)]
+        if rows.empty:
+            continue
+        out = pd.DataFrame({
+            "image_a": rows["image_a"], "image_b": rows["image_b"],
+            "path_a": rows["image_a"].map(plan.paths), "path_b": rows["image_b"].map(plan.paths),
+            "identity_a": rows["identity_a"], "identity_b": rows["identity_b"],
+            "group_a": rows["group_a"], "group_b": rows["group_b"],
+            "variant_a": rows["image_a"].map(plan.variants),
+            "variant_b": rows["image_b"].map(plan.variants)})
+        yield out.to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+
+
+# --- summary and tables ------------------------------------------------------------------------------
 
 def summary_json(audit: Audit) -> bytes:
     result = getattr(audit, "result", None)
     return json.dumps(result.summary if result else {}, indent=2, allow_nan=False).encode()
 
 
-def _tables(audit: Audit) -> list[tuple[str, str]]:
-    """Extra result tables (export name, storage name), names checked to be plain file names."""
+def result_tables(audit: Audit) -> list[tuple[str, str]]:
+    """The stored result tables as (table name without ``.csv``, storage name), sorted; only
+    plain ``<name>.csv`` file names are kept."""
     result = getattr(audit, "result", None)
     tables = (result.tables or {}) if result is not None else {}
-    return [(name, stored) for name, stored in sorted(tables.items())
-            if name == Path(name).name and name.endswith(".csv")]
+    out = []
+    for fname, stored in sorted(tables.items()):
+        stem = fname[:-4] if fname.endswith(".csv") else ""
+        if stem and re.fullmatch(r"[A-Za-z0-9_]+", stem) and stored:
+            out.append((stem, stored))
+    return out
 
 
-def _image_files(audit: Audit) -> Iterator[tuple[str, str]]:
-    from worker.pipeline import image_relpath
+def table_csv_chunks(stored: str) -> Iterator[bytes]:
+    """A stored result table as it is (CSV), in chunks."""
+    with default_storage.open(stored, "rb") as f:
+        yield from _file_chunks(f)
 
+
+def table_json_chunks(stored: str) -> Iterator[bytes]:
+    """A stored CSV result table as a JSON list of records (empty cells become null), converted
+    in batches of :data:`TABLE_BATCH_ROWS` rows."""
+    yield b"["
+    first = True
+    with default_storage.open(stored, "rb") as f:
+        try:
+            reader = pd.read_csv(f, chunksize=TABLE_BATCH_ROWS, keep_default_na=False,
+                                 na_values=[""])
+            for chunk in reader:
+                text = chunk.to_json(orient="records", double_precision=15)
+                if text in ("[]", ""):
+                    continue
+                yield (("" if first else ",") + text[1:-1]).encode("utf-8")
+                first = False
+        except pd.errors.EmptyDataError:
+            pass
+    yield b"]"
+
+
+# --- dataset card ------------------------------------------------------------------------------------
+
+def _md(text: Any) -> str:
+    """``text`` for a Markdown table cell or line: one line, with backslashes, pipes, angle
+    brackets and backticks escaped (no table breaks, no HTML)."""
+    value = " ".join(str(text).split())
+    return re.sub(r"([\\`<>|])", r"\\\1", value)
+
+
+def _level_text(level: Any) -> str:
+    """A factor level as in variant names: ``1`` for 1.0, ``1.5``, or a prompt word."""
+    return f"{level:g}" if isinstance(level, int | float) else str(level)
+
+
+def _composition(audit: Audit) -> dict[str, Any]:
+    """Identities and images per group, per group and variant, faces found and generator check
+    failures per group, counted in the database."""
+    identities = dict(SyntheticIdentity.objects.filter(audit=audit).values_list("group_name")
+                      .annotate(n=Count("id")).values_list("group_name", "n"))
+    images: Counter[str] = Counter()
+    cells: dict[str, Counter[str]] = defaultdict(Counter)
+    variants: dict[str, tuple[str, Any]] = {}
+    rows = (GeneratedImage.objects.filter(audit=audit)
+            .values("identity__group_name", "variant", "factor", "level")
+            .annotate(n=Count("id")))
+    for row in rows:
+        group = row["identity__group_name"]
+        images[group] += row["n"]
+        cells[group][row["variant"]] += row["n"]
+        variants[row["variant"]] = (row["factor"], row["level"])
+    failed = Counter(dict(
+        GeneratedImage.objects.filter(audit=audit, checks__passed=False)
+        .values_list("identity__group_name").annotate(n=Count("id"))
+        .values_list("identity__group_name", "n")))
+    no_face = Counter(dict(
+        FaceAnalysis.objects.filter(image__audit=audit, face_found=False)
+        .values_list("image__identity__group_name").annotate(n=Count("id"))
+        .values_list("image__identity__group_name", "n")))
+    order = ["baseline", "control"]
+    ordered = sorted(variants, key=lambda v: (order.index(v) if v in order else 2,
+                                              variants[v][0], str(variants[v][1])))
+    return {"groups": sorted(set(identities) | set(images)), "identities": identities,
+            "images": images, "cells": cells, "variants": ordered, "variant_info": variants,
+            "failed": failed, "no_face": no_face}
+
+
+DATASET_CARD_USES = """\
+## Intended use
+
+- Auditing face recognition models for demographic differentials: per-group false non-match and
+  false match rates at a global threshold, and the effect of controlled image factors per group.
+- Research on bias measurement, face image quality and synthetic data for biometrics.
+
+## Out-of-scope uses
+
+- Training or fine-tuning face recognition, attribute or demographic classifiers meant for
+  deployment; the images are few, synthetic and labelled with perceived attributes only.
+- Drawing conclusions about real people or real demographic groups, or about an FR model's
+  accuracy in a deployment, from these images alone.
+- Identifying, verifying or profiling any person; inferring anyone's gender, age or ethnicity.
+- Any use that the licences above do not allow (several models are licensed for
+  non-commercial research only).
+"""
+
+
+def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
+    """``DATASET_CARD.md``: composition per group and factor level, recipe, licences of every
+    model, intended and out-of-scope uses, known limitations."""
+    result = getattr(audit, "result", None)
+    summary = (result.summary or {}) if result is not None else {}
+    config = audit.config or {}
+    comp = _composition(audit)
+    plan = plan or _plan(audit)
+    groups = comp["groups"]
+    lines = [f"# Dataset card: {_md(audit.name)} (FaceAudit audit #{audit.pk})", ""]
+    if config.get("description"):
+        lines += [_md(config["description"]), ""]
+    n_images = sum(comp["images"].values())
+    per_group = sorted(set(comp["images"].values()))
+    lines += [
+        "## Summary", "",
+        f"{n_images:,} synthetic face images of {sum(comp['identities'].values()):,} synthetic "
+        f"identities in {len(groups)} demographic groups, made by a controlled design: every "
+        "identity has one baseline image, one control image (a null re-capture of the "
+        "baseline) and one image per factor level, changing one thing at a time with the "
+        "identity and seed held fixed. The groups are balanced by construction"
+        + (f": {per_group[0]:,} images in each group." if len(per_group) == 1
+           else f" (images per group: {', '.join(str(n) for n in per_group)}; an audit that "
+                "stopped early can be unbalanced)."),
+        "", "## Composition", "",
+        "| group | folder | identities | images | no face found | failed generator checks |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for g in groups:
+        lines.append(f"| {_md(g)} | images/{plan.slugs.get(g, '')}/ | "
+                     f"{comp['identities'].get(g, 0)} | {comp['images'].get(g, 0)} | "
+                     f"{comp['no_face'].get(g, 0)} | {comp['failed'].get(g, 0)} |")
+    lines += ["", "Images per group and factor level (variant):", "",
+              "| variant | factor | level | " + " | ".join(_md(g) for g in groups) + " |",
+              "|---|---|---|" + "---:|" * len(groups)]
+    for v in comp["variants"]:
+        factor, level = comp["variant_info"][v]
+        level_text = "" if level is None else _level_text(level)
+        lines.append(f"| {_md(v)} | {_md(factor)} | {level_text} | "
+                     + " | ".join(str(comp["cells"][g].get(v, 0)) for g in groups) + " |")
+    lines += ["", "Group labels are perceived attributes read by sensors on the generated "
+                  "faces (the gender-age model; the individual typology angle on skin pixels), "
+                  "never true attributes of a person.", ""]
+
+    models = summary.get("models", {})
+    generator = models.get("generator", {})
+    axes = config.get("groups") or {}
+    factors = config.get("factors") or {}
+    lines += [
+        "## Recipe", "",
+        f"- Generator: `{_md(generator.get('name') or config.get('generator', ''))}`, "
+        f"weights SHA-256 `{generator.get('weights_sha256') or 'unknown'}`.",
+        f"- Audit seed: {audit.seed}. Every identity's latent seed and every factor seed "
+        "are derived from it and the cell's coordinates (BLAKE2b); manifest.csv lists them per "
+        "image. The same config and seed give the same images on the same platform.",
+        "- Groups (all combinations of the levels): "
+        + "; ".join(f"{_md(axis)}: {', '.join(_md(v) for v in levels)}"
+                    for axis, levels in axes.items()) + ".",
+        f"- Identities per group: {config.get('identities_per_group', '')}.",
+        "- Factors and levels: "
+        + ("; ".join(f"{_md(f)}: {', '.join(_md(_level_text(v)) for v in levels)}"
+                     for f, levels in factors.items()) or "none")
+        + ". Plus the baseline and the control condition (1-pixel shift, JPEG quality 95).",
+        f"- FR models under test: {', '.join(_md(m) for m in config.get('fr_models', []))}; "
+        f"target FMR: {', '.join(f'{t:g}' for t in config.get('target_fmr', []))}.",
+        "", "## Models and licences", "",
+        "Every model that made, checked or scored these images:", "",
+        "| model | role | file | SHA-256 | licence | source |", "|---|---|---|---|---|---|",
+    ]
+    for name, info in models.items():
+        role = info.get("role") or ("generator" if name == "generator" else "")
+        label = info.get("name") or name
+        lines.append(f"| {_md(label)} | {_md(role)} | {_md(info.get('file') or '')} | "
+                     f"`{info.get('weights_sha256') or ''}` | {_md(info.get('licence') or '')} | "
+                     f"{_md(info.get('source') or '')} |")
+    if not models:
+        lines.append("| (no results stored) | | | | | |")
+    lines += ["", "The images inherit the most restrictive of these licences.", "",
+              DATASET_CARD_USES]
+    lines += _limitations(summary, comp, config)
+    return "\n".join(lines) + "\n"
+
+
+def _limitations(summary: dict[str, Any], comp: dict[str, Any],
+                 config: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Known limitations", "",
+        "- Synthetic faces: the images come from a generator trained on its own data, at low "
+        "resolution for the default generator; error rates on them need not match those on "
+        "real photographs.",
+        "- Perceived attributes: group labels are read by automatic sensors on the generated "
+        "faces and can be wrong; they describe how a face looks to a model, not who anyone is.",
+        "- Generator bias: the generator may work better for some groups. Per group, images "
+        "where no face was found and images that failed the generator's checks are left out of "
+        "the FR comparisons (counts below and in summary.json, generator_checks).",
+    ]
+    for g in comp["groups"]:
+        images = comp["images"].get(g, 0)
+        lines.append(f"  - {_md(g)}: {comp['failed'].get(g, 0)} of {images} images failed the "
+                     f"generator checks; no face found in {comp['no_face'].get(g, 0)}.")
+    small = []
+    for fr_model, info in (summary.get("fr_models") or {}).items():
+        points = info.get("operating_points") or []
+        rankable = points[0].get("rankable", {}) if points else {}
+        for g, r in rankable.items():
+            if not r.get("rankable", True):
+                small.append(f"  - {_md(fr_model)}, {_md(g)}: {_md(r.get('reason', ''))}")
+    ipg = int(config.get("identities_per_group") or 0)
+    lines.append(
+        f"- Small cells: {ipg} identities per group. Intervals are wide for small groups, and "
+        "groups with fewer than 20 identities, 100 mated or 1,000 within-group non-mated "
+        "comparisons are not ranked" + (":" if small else "."))
+    lines += small
+    lines += ["- Factor levels are single settings of synthetic degradations or latent edits; "
+              "they approximate, not reproduce, real capture conditions.", ""]
+    return lines
+
+
+# --- the export as a list of files ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One file of an export: its path inside the export, a function that produces its bytes
+    in chunks, and whether to compress it in the zip."""
+
+    path: str
+    chunks: Callable[[], Iterable[bytes]]
+    compress: bool = True
+
+
+def export_files(audit: Audit) -> Iterator[ExportFile]:
+    """Every file of the export in order; each file's content is produced only when its
+    ``chunks()`` is called."""
+    plan = _plan(audit)
+    yield ExportFile("README.txt", lambda: [README.format(name=audit.name, id=audit.pk).encode()])
+    yield ExportFile("DATASET_CARD.md", lambda: [dataset_card(audit, plan).encode("utf-8")])
+    yield ExportFile("summary.json", lambda: [summary_json(audit)])
+    yield ExportFile("manifest.csv", lambda: manifest_csv_chunks(audit, plan))
+    yield ExportFile("manifest.parquet", lambda: manifest_parquet_chunks(audit, plan), False)
+    yield ExportFile("pairs_mated.csv", lambda: pairs_csv_chunks(audit, plan, True))
+    yield ExportFile("pairs_nonmated.csv", lambda: pairs_csv_chunks(audit, plan, False))
+    yield ExportFile("comparisons.csv", lambda: comparisons_csv_chunks(audit))
+    yield ExportFile("comparisons.parquet", lambda: comparisons_parquet_chunks(audit), False)
+    for stem, stored in result_tables(audit):
+        yield ExportFile(f"tables/{stem}.csv", lambda s=stored: table_csv_chunks(s))
+        yield ExportFile(f"tables/{stem}.json", lambda s=stored: table_json_chunks(s))
     for img in _ordered_images(audit):
-        yield image_relpath(img.identity, img.variant), img.file
+        yield ExportFile(plan.paths[img.pk], lambda n=img.file: _storage_chunks(n), False)
+
+
+def _storage_chunks(name: str) -> Iterator[bytes]:
+    with default_storage.open(name, "rb") as f:
+        yield from _file_chunks(f)
 
 
 def export_to_dir(audit: Audit, out: Path) -> None:
-    """Write the export layout into folder ``out`` (created if needed)."""
+    """Write the export into folder ``out`` (created if needed)."""
     out.mkdir(parents=True, exist_ok=True)
-    for rel, name in _image_files(audit):
-        target = out / rel
+    root = out.resolve()
+    for item in export_files(audit):
+        target = (root / check_relpath(item.path)).resolve()
+        if not target.is_relative_to(root):
+            raise ValueError(f"unsafe path in export: {item.path!r}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        with default_storage.open(name, "rb") as f:
-            target.write_bytes(f.read())
-    (out / "manifest.csv").write_bytes(manifest_csv(audit))
-    with (out / "comparisons.csv").open("wb") as f:
-        for chunk in comparisons_csv_chunks(audit):
-            f.write(chunk)
-    (out / "summary.json").write_bytes(summary_json(audit))
-    for fname, stored in _tables(audit):
-        with default_storage.open(stored, "rb") as f:
-            (out / fname).write_bytes(f.read())
-    (out / "README.txt").write_text(README.format(name=audit.name, id=audit.pk))
+        with target.open("wb") as f:
+            for chunk in item.chunks():
+                f.write(chunk)
 
 
 class _Sink(io.RawIOBase):
@@ -203,29 +739,23 @@ class _Sink(io.RawIOBase):
 
 
 def stream_zip(audit: Audit) -> Iterator[bytes]:
-    """The export as a zip, produced piece by piece (never whole in memory). PNGs are stored
-    as they are (already compressed); text files are deflated."""
+    """The export as a zip, produced piece by piece (never whole in memory)."""
+    return stream_files_zip(export_files(audit))
+
+
+def stream_files_zip(files: Iterable[ExportFile]) -> Iterator[bytes]:
+    """A zip of ``files``, produced piece by piece: each chunk written is handed out at once.
+    PNGs and Parquet files are stored as they are (already compressed); text files are
+    deflated."""
     sink = _Sink()
     with zipfile.ZipFile(sink, mode="w", allowZip64=True) as zf:
-        def add(arcname: str, chunks: Iterable[bytes], compress: bool) -> Iterator[bytes]:
-            info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        for item in files:
+            info = zipfile.ZipInfo(check_relpath(item.path), date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED if item.compress else zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
             with zf.open(info, mode="w", force_zip64=True) as dest:
-                for chunk in chunks:
+                for chunk in item.chunks():
                     dest.write(chunk)
                     yield sink.drain()
             yield sink.drain()
-
-        yield from add("README.txt", [README.format(name=audit.name, id=audit.pk).encode()], True)
-        yield from add("manifest.csv", [manifest_csv(audit)], True)
-        yield from add("summary.json", [summary_json(audit)], True)
-        yield from add("comparisons.csv", comparisons_csv_chunks(audit), True)
-        for fname, stored in _tables(audit):
-            with default_storage.open(stored, "rb") as f:
-                yield from add(fname, [f.read()], True)
-        for rel, name in _image_files(audit):
-            with default_storage.open(name, "rb") as f:
-                data = f.read()
-            yield from add(rel, [data], False)
     yield sink.drain()

@@ -118,3 +118,20 @@ def test_prompt_factors_take_named_levels_for_prompt_generators_only():
     assert "latent edit" in info.value.errors["factors.yaw"]
     assert "unknown factor" in errors_of({**GOOD, "factors": {"expression": ["smiling"]}})[
         "factors.expression"]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("seed", "\u00b2"),                 # str.isdigit() is true for a superscript two
+    ("seed", "１２"),                    # full-width digits
+    ("seed", 10**400),
+    ("identities_per_group", 10**400),  # beyond float range
+    ("generator", ["dcgan-digiface"]),  # unhashable
+    ("generator", {"name": "dcgan-digiface"}),
+])
+def test_hostile_values_are_named_errors_not_crashes(field, value):
+    data = {"name": "x", "groups": {"perceived_gender": ["female", "male"]},
+            "identities_per_group": 3, "factors": {"blur": [1.0]},
+            "fr_models": ["mobilefacenet"], "target_fmr": [0.01], field: value}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, fr_models_available=["mobilefacenet"])
+    assert set(info.value.errors) == {field}

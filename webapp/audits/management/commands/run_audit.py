@@ -1,7 +1,9 @@
 """``python manage.py run_audit CONFIG_FILE --out DIR``: a whole audit without the web UI.
 
 Runs every stage in this process (the same code the Celery workers run), then writes the
-export layout (images, manifest.csv, comparisons.csv, summary.json) into DIR.
+export layout of :mod:`worker.exports` into DIR: images, manifest (CSV and Parquet), pair
+lists, comparisons (CSV and Parquet), result tables (CSV and JSON), summary.json, README.txt
+and DATASET_CARD.md, the same files as the web download.
 """
 
 from __future__ import annotations

@@ -1,0 +1,168 @@
+"""The HTML fairness report and the table downloads: content, self-containment, access."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+
+import pandas as pd
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.urls import reverse
+
+from tests.webapp.factories import make_done_audit
+from webapp.audits.report import DEFINITIONS, build_report
+
+pytestmark = pytest.mark.django_db
+
+EFFECTS = pd.DataFrame({
+    "fr_model": ["mobilefacenet"] * 2, "group": ["female", "male"], "factor": ["blur"] * 2,
+    "level": [2.0, 2.0], "n_pairs": [2, 2], "mean_change": [-0.21, -0.05],
+    "mean_change_ci_low": [-0.3, -0.1], "mean_change_ci_high": [-0.12, 0.0],
+    "wilcoxon_p_adjusted": [0.01, 0.5], "fnmr_control": [0.0, 0.0], "fnmr_level": [0.5, 0.0],
+    "mcnemar_lost": [1, 0], "mcnemar_gained": [0, 0], "mcnemar_p_adjusted": [1.0, 1.0],
+    "significant": [True, False], "threshold": [0.42, 0.42], "target_fmr": [0.001, 0.001]})
+HOSTILE = '<script>alert("x")</script> & "quotes"'
+
+
+def done_audit(owner, name="Hand-made audit"):
+    """The factory's finished audit plus a stored factor-effects table and model licences."""
+    audit = make_done_audit(owner, name=name)
+    stored = default_storage.save(f"audits/{audit.pk}/results/factor_effects.csv",
+                                  ContentFile(EFFECTS.to_csv(index=False).encode()))
+    result = audit.result
+    result.tables = {"factor_effects.csv": stored}
+    result.summary["models"] = {
+        "generator": {"name": "dcgan-digiface", "weights_sha256": "cd" * 32,
+                      "licence": "generator research licence"},
+        "mobilefacenet": {"role": "recognition", "file": "mobilefacenet.onnx",
+                          "weights_sha256": "ab" * 32, "licence": "Apache-2.0 test"}}
+    result.save()
+    return audit
+
+
+def report_urls(pk):
+    return {
+        "report": reverse("audits:report", args=[pk]),
+        "report_inline": reverse("audits:report", args=[pk]) + "?inline=1",
+        "tables_zip": reverse("audits:tables_zip", args=[pk]),
+        "table_csv": reverse("audits:table", args=[pk, "factor_effects", "csv"]),
+        "table_json": reverse("audits:table", args=[pk, "factor_effects", "json"]),
+        "download": reverse("audits:download", args=[pk]),
+    }
+
+
+def test_the_report_is_self_contained_with_plotly_once(alice, media_root):
+    html = build_report(done_audit(alice))
+    assert html.count("plotly.js v") == 1 and "Plotly.newPlot" in html
+    tags = re.findall(r"<(?:script|link|img|iframe|source)\b[^>]*>", html, flags=re.I)
+    assert tags and not [t for t in tags if re.search(r"(?:src|href)\s*=", t, flags=re.I)]
+    assert not re.search(r"@import|url\(\s*['\"]?https?:", html)
+    assert "<link" not in html
+    charts = re.findall(r'<div id="([^"]+)" class="chart" data-figure>', html)
+    assert charts, "no figure embedded"
+    for chart in charts:
+        data = re.search(rf'<script type="application/json" id="{chart}-data">(.*?)</script>',
+                         html, flags=re.S)
+        assert data and "data" in json.loads(data.group(1)), chart
+
+
+def test_the_report_names_every_group_measure_and_licence(alice, media_root):
+    html = build_report(done_audit(alice))
+    for group in ("female", "male"):
+        assert f"<td>{group}</td>" in html
+    assert "0.42" in html and "mobilefacenet" in html
+    assert "0 (0/2; 95% upper bound 1.5)" in html  # zero errors with the rule-of-three bound
+    assert "[0.125, 0.375]" in html  # bootstrap interval of the female FMR
+    assert "too small to rank: 2 identities &lt; 20" in html
+    assert "Fairness Discrepancy Rate" in html and "[0.8, 0.95]" in html
+    assert "no error observed in male" in html
+    assert "Apache-2.0 test" in html and "generator research licence" in html
+    assert "ab" * 32 in html
+    assert "-0.21" in html and "[-0.3, -0.12]" in html  # the factor effect and its interval
+    for term, _ in DEFINITIONS:
+        assert term.replace("&", "&amp;") in html
+    for word in ("FNMR", "FMR", "FTA", "Rule of three", "GARBE", "n / (n - 1)", "Wilcoxon",
+                 "McNemar", "Holm", "Benjamini-Hochberg", "EDC", "floor"):
+        assert word in html, word
+    for heading in ("Summary", "Methods", "Generator accountability", "Limitations",
+                    "Definitions", "Quality by group"):
+        assert f">{heading}</h2>" in html
+
+
+def test_the_report_escapes_user_text(alice, media_root):
+    audit = done_audit(alice, name=HOSTILE)
+    audit.config = {**audit.config, "description": "<img src=x onerror=alert(1)>"}
+    audit.save()
+    html = build_report(audit)
+    assert HOSTILE not in html and "<img" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;quotes&quot;" in html
+
+
+def test_the_report_view_downloads_or_shows_inline(client, alice, media_root):
+    audit = done_audit(alice)
+    client.force_login(alice)
+    response = client.get(reverse("audits:report", args=[audit.pk]))
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="faceaudit-{audit.pk}-report.html"')
+    assert response.content.decode().count("plotly.js v") == 1
+    inline = client.get(reverse("audits:report", args=[audit.pk]), {"inline": "1"})
+    assert inline["Content-Disposition"].startswith("inline;")
+
+
+def test_tables_download_as_csv_json_and_zip(client, alice, media_root):
+    audit = done_audit(alice)
+    client.force_login(alice)
+    urls = report_urls(audit.pk)
+    csv_text = b"".join(client.get(urls["table_csv"]).streaming_content).decode()
+    assert pd.read_csv(io.StringIO(csv_text)).equals(EFFECTS)
+    records = json.loads(b"".join(client.get(urls["table_json"]).streaming_content))
+    assert len(records) == 2 and records[0]["group"] == "female"
+    assert records[0]["mean_change"] == -0.21 and records[0]["significant"] is True
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(client.get(urls["tables_zip"]).streaming_content)))
+    assert set(zf.namelist()) == {"summary.json", "tables/factor_effects.csv",
+                                  "tables/factor_effects.json"}
+    # only the names the audit stored: anything else is a 404
+    for name, fmt in (("quality", "csv"), ("factor_effects", "xml"), ("comparisons", "csv"),
+                      ("summary", "json")):
+        assert client.get(reverse("audits:table", args=[audit.pk, name, fmt])).status_code == 404
+    for raw in (f"/audits/{audit.pk}/tables/..%2F..%2Fsettings.csv",
+                f"/audits/{audit.pk}/tables/factor_effects.csv.json"):
+        assert client.get(raw).status_code == 404, raw
+
+
+def test_every_new_url_needs_sign_in_and_ownership(client, alice, bob, django_user_model,
+                                                   media_root):
+    audit = done_audit(alice)
+    urls = report_urls(audit.pk)
+    for name, url in urls.items():
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith(
+            reverse("login")), name
+    client.force_login(bob)
+    for name, url in urls.items():
+        assert client.get(url).status_code == 404, name
+    staff = django_user_model.objects.create_user("carol", password="carol-pass-123",
+                                                  is_staff=True)
+    for user in (alice, staff):
+        client.force_login(user)
+        for name, url in urls.items():
+            response = client.get(url)
+            assert response.status_code == 200, (user.username, name)
+            if response.streaming:
+                b"".join(response.streaming_content)
+
+
+def test_unfinished_audits_have_no_report(client, alice, media_root):
+    from webapp.audits.models import Audit
+
+    audit = done_audit(alice)
+    Audit.objects.filter(pk=audit.pk).update(state=Audit.State.SCORING)
+    client.force_login(alice)
+    assert client.get(reverse("audits:report", args=[audit.pk])).status_code == 404
+    assert client.get(report_urls(audit.pk)["table_csv"]).status_code == 404

@@ -1,0 +1,115 @@
+"""Downloads of a finished audit: the dataset zip, the HTML fairness report and the result
+tables.
+
+Every view requires sign-in and answers 404 for audits the user does not own (staff see all),
+the same rule as the pages (:func:`webapp.audits.views._owned`). Table names in URLs are checked
+against the names the audit stored; nothing from the URL reaches a storage path.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET
+
+from webapp.audits.models import Audit
+from webapp.audits.views import _owned
+
+
+def _finished(request: HttpRequest, pk: int) -> Audit:
+    """The user's audit with a stored result; 404 otherwise."""
+    audit = _owned(request, pk)
+    if audit.state != Audit.State.DONE or getattr(audit, "result", None) is None:
+        raise Http404("This audit has no results yet.")
+    return audit
+
+
+def _attachment(response: HttpResponse, filename: str, inline: bool = False) -> HttpResponse:
+    kind = "inline" if inline else "attachment"
+    response["Content-Disposition"] = f'{kind}; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_GET
+def audit_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The balanced dataset export as a zip, streamed (see :mod:`worker.exports`)."""
+    from worker.exports import stream_zip
+
+    audit = _owned(request, pk)
+    if not audit.images.exists():
+        raise Http404("This audit has no images yet.")
+    filename = f"faceaudit-{audit.pk}-{slugify(audit.name)[:60] or 'audit'}.zip"
+    response = StreamingHttpResponse(stream_zip(audit), content_type="application/zip")
+    return _attachment(response, filename)
+
+
+@login_required
+@require_GET
+def audit_report(request: HttpRequest, pk: int) -> HttpResponse:
+    """The self-contained HTML fairness report: a download ``faceaudit-<pk>-report.html``, or
+    shown in the browser with ``?inline=1``."""
+    from webapp.audits.report import build_report
+
+    audit = _finished(request, pk)
+    response = HttpResponse(build_report(audit), content_type="text/html; charset=utf-8")
+    # The report runs its own inline scripts (plotly.js); it needs no network at all.
+    response["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+        "style-src 'unsafe-inline'; img-src data: blob:; font-src data:")
+    return _attachment(response, f"faceaudit-{audit.pk}-report.html",
+                       inline=request.GET.get("inline") == "1")
+
+
+def _stored_table(audit: Audit, name: str) -> str:
+    """The storage name of the audit's table ``name`` (without extension); 404 when the audit
+    stored no table of that name."""
+    from worker.exports import result_tables
+
+    stored = dict(result_tables(audit)).get(name)
+    if stored is None:
+        raise Http404("No such table.")
+    return stored
+
+
+@login_required
+@require_GET
+def audit_table(request: HttpRequest, pk: int, name: str, fmt: str) -> StreamingHttpResponse:
+    """One result table as CSV (as stored) or as a JSON list of records."""
+    from worker.exports import table_csv_chunks, table_json_chunks
+
+    audit = _finished(request, pk)
+    stored = _stored_table(audit, name)
+    if fmt == "csv":
+        response = StreamingHttpResponse(table_csv_chunks(stored),
+                                         content_type="text/csv; charset=utf-8")
+    elif fmt == "json":
+        response = StreamingHttpResponse(table_json_chunks(stored),
+                                         content_type="application/json")
+    else:
+        raise Http404("Unknown format.")
+    return _attachment(response, f"faceaudit-{audit.pk}-{name}.{fmt}")
+
+
+@login_required
+@require_GET
+def audit_tables_zip(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """Every result table (CSV and JSON) and summary.json in one small zip."""
+    from worker.exports import (
+        ExportFile,
+        result_tables,
+        stream_files_zip,
+        summary_json,
+        table_csv_chunks,
+        table_json_chunks,
+    )
+
+    audit = _finished(request, pk)
+    files = [ExportFile("summary.json", lambda: [summary_json(audit)])]
+    for stem, stored in result_tables(audit):
+        files.append(ExportFile(f"tables/{stem}.csv", lambda s=stored: table_csv_chunks(s)))
+        files.append(ExportFile(f"tables/{stem}.json", lambda s=stored: table_json_chunks(s)))
+    response = StreamingHttpResponse(stream_files_zip(files), content_type="application/zip")
+    return _attachment(response, f"faceaudit-{audit.pk}-tables.zip")
