@@ -175,8 +175,8 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
     from worker.labels import make_labeller
     from worker.runtime import get_analyzer, get_generator
 
-    audit = Audit.objects.get(pk=audit_id)
-    if audit.state != State.GENERATING:
+    audit = Audit.objects.filter(pk=audit_id).first()
+    if audit is None or audit.state != State.GENERATING:  # deleted, cancelled, or already moved on
         return
     with stage_errors(audit_id, "sampling identities"):
         config = _config(audit)
@@ -287,8 +287,8 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
     from generator.editing import render_and_check
     from worker.runtime import get_directions, get_generator, get_sense
 
-    audit = Audit.objects.get(pk=audit_id)
-    if audit.state != State.GENERATING:
+    audit = Audit.objects.filter(pk=audit_id).first()
+    if audit is None or audit.state != State.GENERATING:  # deleted, cancelled, or already moved on
         return
     with stage_errors(audit_id, "generating images"):
         config = _config(audit)
@@ -341,8 +341,8 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
     audit has been analysed, move on to aggregation."""
     from worker.runtime import get_analyzer, quality_model
 
-    audit = Audit.objects.get(pk=audit_id)
-    if audit.state != State.SCORING:
+    audit = Audit.objects.filter(pk=audit_id).first()
+    if audit is None or audit.state != State.SCORING:  # deleted, cancelled, or already moved on
         return
     with stage_errors(audit_id, "scoring images"):
         config = _config(audit)
@@ -389,8 +389,8 @@ def aggregate(audit_id: int, dispatch: Dispatch) -> None:
     from worker.comparison_store import comparisons_parquet
     from worker.results import compute_results
 
-    audit = Audit.objects.get(pk=audit_id)
-    if audit.state != State.AGGREGATING:
+    audit = Audit.objects.filter(pk=audit_id).first()
+    if audit is None or audit.state != State.AGGREGATING:  # deleted, cancelled, or already moved on
         return
     with stage_errors(audit_id, "computing statistics"):
         _set_stage(audit_id, "aggregating", done=0, total=1)

@@ -53,3 +53,31 @@ def test_disk_use_and_delete_remove_rows_and_files(alice, media_root, models_ava
     assert (media_root / "audits" / str(keep.pk)).is_dir()
     assert GeneratedImage.objects.filter(audit=keep).count() == keep.n_images_planned
     assert disk_usage(keep.pk) == folder_bytes(media_root / "audits" / str(keep.pk))
+
+
+def test_the_delete_button_removes_a_finished_audit_but_not_a_running_one(
+        client, alice, bob, media_root, models_available, django_capture_on_commit_callbacks):
+    from webapp.audits.storage import audit_prefix
+
+    audit = run(alice)
+    folder = media_root / audit_prefix(audit.pk)
+    url = f"/audits/{audit.pk}/delete/"
+    client.force_login(bob)
+    assert client.post(url).status_code == 404  # not bob's: not even confirmed to exist
+    client.force_login(alice)
+    page = client.get(f"/audits/{audit.pk}/").content.decode()
+    assert 'id="delete-form"' in page and 'id="disk-use"' in page
+    assert client.get(url).status_code == 405  # deleting needs a POST (with the CSRF token)
+
+    running = Audit.objects.create(owner=alice, name="running", config=audit.config,
+                                   seed=audit.seed, n_images_planned=1,
+                                   state=Audit.State.SCORING)
+    response = client.post(f"/audits/{running.pk}/delete/", follow=True)
+    assert "Cancel the audit first" in response.content.decode()
+    assert Audit.objects.filter(pk=running.pk).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, follow=True)
+    assert response.redirect_chain[-1][0] == "/"
+    assert "Deleted audit" in response.content.decode()
+    assert not Audit.objects.filter(pk=audit.pk).exists() and not folder.exists()

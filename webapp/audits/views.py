@@ -4,13 +4,21 @@ not own (staff see all), so other users' audits are not even confirmed to exist.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.audits.forms import AuditForm
@@ -55,23 +63,42 @@ def audit_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The audit page: progress while it runs; when done, the dashboard for the FR model and
+    operating point chosen with ``?model=`` and ``?fmr=`` (unknown values fall back to the
+    first ones). Everything shown comes from the stored result."""
     audit = _owned(request, pk)
-    context = {"audit": audit, "progress": progress(audit),
+    context = {"audit": audit, "progress": progress(audit), "disk_use": disk_use(audit),
                "config_json": json.dumps(audit.config, indent=2)}
     result = getattr(audit, "result", None) if audit.state == Audit.State.DONE else None
-    if result is not None:
+    if result is not None and _models_with_points(result.summary):
         context.update(_results_context(request, result.summary))
+        context.update(_dashboard_context(audit, result, context["fr_model"],
+                                          context["point_index"]))
     return render(request, "audits/audit_detail.html", context)
 
 
-def _results_context(request: HttpRequest, summary: dict) -> dict:
-    from webapp.audits.charts import group_rates_figure
+def _models_with_points(summary: dict) -> list[str]:
+    return [m for m, info in (summary.get("fr_models") or {}).items()
+            if (info or {}).get("operating_points")]
 
-    models = list(summary.get("fr_models", {}))
+
+def _selection(request: HttpRequest, summary: dict) -> tuple[str, int, list[str]]:
+    """The chosen FR model, operating point index and the point labels; unknown or malformed
+    ``model`` / ``fmr`` parameters fall back to the first model and point."""
+    from webapp.audits.charts import point_label
+
+    models = _models_with_points(summary)
     fr_model = request.GET.get("model") if request.GET.get("model") in models else models[0]
-    points = summary["fr_models"][fr_model]["operating_points"]
-    fmrs = [p.get("label") or f"FMR {p['target_fmr']:g}" for p in points]
+    points = summary["fr_models"][fr_model].get("operating_points") or []
+    fmrs = [point_label(p) for p in points]
     idx = fmrs.index(request.GET["fmr"]) if request.GET.get("fmr") in fmrs else 0
+    return fr_model, idx, fmrs
+
+
+def _results_context(request: HttpRequest, summary: dict) -> dict:
+    models = _models_with_points(summary)
+    fr_model, idx, fmrs = _selection(request, summary)
+    points = summary["fr_models"][fr_model]["operating_points"]
     point = points[idx]
     acquisition = summary.get("acquisition", {}).get("by_group", {})
     boot = point.get("bootstrap", {}).get("by_group", {})
@@ -92,9 +119,233 @@ def _results_context(request: HttpRequest, summary: dict) -> dict:
     return {"summary": summary, "fr_models": models, "check_rows": check_rows,
             "measures": measures, "disparity": disparity,
             "check_overall": checks.get("overall"), "fr_model": fr_model, "fmrs": fmrs,
-            "fmr": fmrs[idx], "point": point, "rows": rows,
-            "model_info": summary["fr_models"][fr_model],
-            "chart": json.loads(group_rates_figure(point, fr_model).to_json())}
+            "fmr": fmrs[idx], "point_index": idx, "point": point, "rows": rows,
+            "model_info": summary["fr_models"][fr_model]}
+
+
+# Dashboard ------------------------------------------------------------------------------------
+
+#: Tables the dashboard charts read (``AuditResult.tables`` export names).
+DASHBOARD_TABLES = ("det_curves.csv", "score_histograms.csv", "factor_effects.csv",
+                    "quality.csv", "edc_curves.csv")
+#: Identities per group shown in the sample grids.
+GRID_IDENTITIES = 3
+_JSON_SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
+_FIGURE_CACHE: OrderedDict[tuple, tuple[str, list[str]]] = OrderedDict()
+_FIGURE_CACHE_SIZE = 32
+_FIGURE_LOCK = threading.Lock()
+
+
+def dashboard_json(result, fr_model: str, point_index: int) -> tuple[str, list[str]]:
+    """All dashboard figures of one FR model and operating point as one JSON object (figure
+    key -> plotly figure), safe to place inside a ``<script type="application/json">``, and
+    the figure keys it holds. Built once per ``(result, created_at, model, point)``, then
+    served from memory."""
+    import plotly.io as pio
+
+    from webapp.audits.charts import dashboard_figures
+    from webapp.audits.result_tables import load_tables
+
+    key = (result.pk, result.created_at, fr_model, point_index)
+    with _FIGURE_LOCK:
+        if key in _FIGURE_CACHE:
+            _FIGURE_CACHE.move_to_end(key)
+            return _FIGURE_CACHE[key]
+    figures = dashboard_figures(result.summary, load_tables(result, DASHBOARD_TABLES),
+                                fr_model, point_index)
+    text = "{" + ",".join(f"{json.dumps(name)}:{pio.to_json(fig, validate=False)}"
+                          for name, fig in figures.items()) + "}"
+    entry = (text.translate(_JSON_SCRIPT_ESCAPES), list(figures))
+    with _FIGURE_LOCK:
+        _FIGURE_CACHE[key] = entry
+        while len(_FIGURE_CACHE) > _FIGURE_CACHE_SIZE:
+            _FIGURE_CACHE.popitem(last=False)
+    return entry
+
+
+def _dashboard_context(audit: Audit, result, fr_model: str, point_index: int) -> dict:
+    from webapp.audits.charts import point_label
+
+    charts_json, figure_keys = dashboard_json(result, fr_model, point_index)
+    point = result.summary["fr_models"][fr_model]["operating_points"][point_index]
+    return {"charts_json": charts_json, "figure_keys": figure_keys,
+            "filter_query": urlencode({"model": fr_model, "fmr": point_label(point)}),
+            "factor_cells": _factor_cells(result, fr_model, point_index),
+            "grids": _sample_grids(audit, result.summary),
+            "sentences": _sentences(result.summary, fr_model, point_index)}
+
+
+def _sentences(summary: dict, fr_model: str, point_index: int) -> list[str]:
+    """Plain-language sentences for the top of the dashboard (:mod:`audit.narrative`): overall
+    rates, groups too small to rank, and the highest-versus-lowest group per rate, claimed
+    only where the intervals do not overlap. A malformed point gives no sentences rather
+    than a broken page."""
+    from audit.narrative import operating_point_sentences
+
+    point = summary["fr_models"][fr_model]["operating_points"][point_index]
+    try:
+        return operating_point_sentences(point, model=fr_model)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return []
+
+
+def _factor_cells(result, fr_model: str, point_index: int) -> dict | None:
+    """The factor-effect cells as a table of links to their image pairs (the keyboard and
+    screen-reader route to what the heat maps show): columns = factor levels, rows = groups."""
+    from webapp.audits.charts import factor_rows, level_label, variant_key
+    from webapp.audits.result_tables import load_table
+
+    summary = result.summary
+    points = summary["fr_models"][fr_model]["operating_points"]
+    targets = [p["target_fmr"] for p in points if p.get("target_fmr") is not None]
+    rows, _ = factor_rows(load_table(result, "factor_effects.csv"), fr_model,
+                          points[point_index], targets)
+    if rows.empty:
+        return None
+    columns: list[tuple[str, str]] = []
+    for factor, level in zip(rows["factor"].astype(str), rows["level"], strict=True):
+        if (factor, level_label(level)) not in columns:
+            columns.append((factor, level_label(level)))
+    cells = {(str(r.group), str(r.factor), level_label(r.level)): r
+             for r in rows.itertuples(index=False)}
+    groups = list(points[point_index]["by_group"]) or sorted({g for g, _, _ in cells})
+    table = []
+    for g in groups:
+        out = []
+        for factor, label in columns:
+            r = cells.get((g, factor, label))
+            out.append(None if r is None else {
+                "variant": variant_key(factor, label), "n_pairs": int(r.n_pairs),
+                "mean_change": r.mean_change, "fnmr_change": r.fnmr_change,
+                "significant": bool(r.wilcoxon_significant) or bool(r.mcnemar_significant)})
+        table.append({"group": g, "cells": out})
+    return {"columns": [f"{f} {label}".strip() for f, label in columns], "rows": table}
+
+
+def _sample_grids(audit: Audit, summary: dict) -> list[dict]:
+    """Per group, the first :data:`GRID_IDENTITIES` identities' images in design order:
+    ``[{"group", "variants", "identities": [{"label", "images": [{"id", "variant"}]}]}]``
+    (``id`` is None where the identity has no such image)."""
+    from webapp.audits.models import GeneratedImage
+
+    images = (GeneratedImage.objects
+              .filter(audit=audit, identity__index_in_group__lt=GRID_IDENTITIES)
+              .values_list("id", "variant", "identity__group_name", "identity__index_in_group")
+              .order_by("identity__group_name", "identity__index_in_group", "id"))
+    by_identity: dict[tuple[str, int], dict[str, int]] = {}
+    seen_variants: list[str] = []
+    for image_id, variant, group, index in images:
+        by_identity.setdefault((group, index), {})[variant] = image_id
+        if variant not in seen_variants:
+            seen_variants.append(variant)
+    variants = [v for v in summary.get("design", {}).get("variants", []) if v in seen_variants]
+    variants += [v for v in seen_variants if v not in variants]
+    groups = summary.get("design", {}).get("groups") or sorted({g for g, _ in by_identity})
+    grids = []
+    for group in groups:
+        identities = [{"label": f"identity {index + 1}",
+                       "images": [{"id": by_identity[(group, index)].get(v), "variant": v}
+                                  for v in variants]}
+                      for g, index in sorted(by_identity) if g == group]
+        if identities:
+            grids.append({"group": group, "variants": variants, "identities": identities})
+    return grids
+
+
+def _point_for_pairs(summary: dict, request: HttpRequest) -> tuple[str, int, dict]:
+    fr_model, idx, _ = _selection(request, summary)
+    return fr_model, idx, summary["fr_models"][fr_model]["operating_points"][idx]
+
+
+@login_required
+@require_GET
+def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
+    """The image pairs behind one factor-effect cell (``?group=`` and ``?variant=``, plus the
+    dashboard's ``model`` / ``fmr``): per identity of the group, its baseline, its control and
+    the varied image, with the stored mated similarity of each against the baseline and the
+    match decision at the threshold the factor effects were computed at."""
+    from webapp.audits.charts import factor_rows, level_label, point_label
+    from webapp.audits.models import GeneratedImage
+    from webapp.audits.result_tables import load_mated_scores, load_table
+
+    audit = _owned(request, pk)
+    result = getattr(audit, "result", None) if audit.state == Audit.State.DONE else None
+    if result is None or not _models_with_points(result.summary):
+        raise Http404("This audit has no results yet.")
+    group, variant = request.GET.get("group", ""), request.GET.get("variant", "")
+    images = list(GeneratedImage.objects
+                  .filter(audit=audit, identity__group_name=group,
+                          variant__in=["baseline", "control", variant])
+                  .values("id", "variant", "factor", "level", "identity_id",
+                          "identity__index_in_group"))
+    varied = [img for img in images if img["variant"] == variant]
+    if not varied or variant in ("baseline", "control"):
+        raise Http404("No such group and factor level in this audit.")
+    summary = result.summary
+    fr_model, idx, point = _point_for_pairs(summary, request)
+    factor, level = varied[0]["factor"], level_label(varied[0]["level"]) or variant
+    points = summary["fr_models"][fr_model]["operating_points"]
+    targets = [p["target_fmr"] for p in points if p.get("target_fmr") is not None]
+    effects, target = factor_rows(load_table(result, "factor_effects.csv"), fr_model, point,
+                                  targets)
+    effect = None
+    if not effects.empty:
+        match = effects[(effects["group"].astype(str) == group)
+                        & (effects["factor"].astype(str) == factor)
+                        & (effects["level"].map(level_label) == level_label(varied[0]["level"]))]
+        effect = match.iloc[0].to_dict() if not match.empty else None
+    threshold = float(effect["threshold"]) if effect and effect.get("threshold") is not None \
+        else float(point["threshold"])
+    mated = load_mated_scores(result)
+    mated = mated[mated["fr_model"] == fr_model]
+    score_of = dict(zip(mated["image_b"].astype(int), mated["score"].astype(float), strict=True))
+    by_identity: dict[int, dict] = {}
+    for img in images:
+        entry = by_identity.setdefault(img["identity_id"], {
+            "index": img["identity__index_in_group"] + 1})
+        entry[img["variant"] if img["variant"] in ("baseline", "control") else "varied"] = img
+    pairs = []
+    for _, entry in sorted(by_identity.items(), key=lambda kv: kv[1]["index"]):
+        if "varied" not in entry:
+            continue
+        row = {"index": entry["index"], "baseline": entry.get("baseline", {}).get("id")}
+        for key in ("control", "varied"):
+            image_id = entry.get(key, {}).get("id")
+            score = score_of.get(image_id) if image_id is not None else None
+            row[key] = {"id": image_id, "score": score,
+                        "match": None if score is None else score >= threshold}
+        c, v = row["control"]["score"], row["varied"]["score"]
+        row["change"] = None if c is None or v is None else v - c
+        pairs.append(row)
+    context = {"audit": audit, "group": group, "variant": variant, "factor": factor,
+               "level": level, "fr_model": fr_model, "fmr": point_label(point),
+               "target": target, "threshold": threshold, "effect": effect, "pairs": pairs,
+               "n_matches": sum(bool(p["varied"]["match"]) for p in pairs),
+               "back_query": urlencode({"model": fr_model, "fmr": point_label(point)})}
+    return render(request, "audits/pairs.html", context)
+
+
+@login_required
+@require_GET
+def audit_image(request: HttpRequest, pk: int, image_id: int) -> FileResponse:
+    """One generated image (PNG) of an audit the user may see; 404 otherwise. Images never
+    change once stored (keyed by their design cell), so browsers may keep them for a year."""
+    from django.core.files.storage import default_storage
+
+    from webapp.audits.models import GeneratedImage
+
+    audit = _owned(request, pk)
+    image = get_object_or_404(GeneratedImage.objects.only("file", "sha256"), pk=image_id,
+                              audit=audit)
+    try:
+        handle = default_storage.open(image.file, "rb")
+    except (FileNotFoundError, OSError):
+        raise Http404("The image file is missing.") from None
+    response = FileResponse(handle, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    if image.sha256:
+        response["ETag"] = f'"{image.sha256}"'
+    return response
 
 
 @login_required
@@ -117,14 +368,45 @@ def audit_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-@require_GET
-def audit_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    from worker.exports import stream_zip
+@require_POST
+def audit_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete a finished, failed or cancelled audit with its rows and files (the files go once
+    the deletion commits: webapp/audits/apps.py). A running audit must be cancelled first, or
+    its running batches would write files after the deletion."""
+    audit = _owned(request, pk)
+    if not audit.is_final:
+        messages.warning(request, "Cancel the audit first: it is still running, and its running "
+                                  "work would write files after the deletion.")
+        return redirect("audits:detail", pk=audit.pk)
+    name = audit.name
+    audit.delete()
+    messages.success(request, f"Deleted audit “{name}” with its images and results.")
+    return redirect("audits:list")
+
+
+@login_required
+@require_POST
+def audit_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    """Retry a failed audit from the stage it had reached (what it produced is kept and
+    reused), or re-send the work an unfinished audit still needs."""
+    from worker.dispatch import dispatch
+    from worker.pipeline import resume
 
     audit = _owned(request, pk)
-    if not audit.images.exists():
-        raise Http404("This audit has no images yet.")
-    filename = f"faceaudit-{audit.pk}-{slugify(audit.name)[:60] or 'audit'}.zip"
-    response = StreamingHttpResponse(stream_zip(audit), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    messages.info(request, f"Resume: {resume(audit.pk, dispatch)}.")
+    return redirect("audits:detail", pk=audit.pk)
+
+
+def disk_use(audit: Audit) -> int:
+    """Bytes of the audit's files, cached for a minute (walking thousands of files per page
+    view would be slow)."""
+    from django.core.cache import cache
+
+    from webapp.audits.storage import disk_usage
+
+    key = f"disk-use:{audit.pk}:{audit.state}"
+    value = cache.get(key)
+    if value is None:
+        value = disk_usage(audit.pk)
+        cache.set(key, value, timeout=60)
+    return value

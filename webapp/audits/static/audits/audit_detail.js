@@ -1,10 +1,8 @@
-// Audit page: poll the progress endpoint until the audit is final, then reload once to show results.
+// Audit page: draw the dashboard charts from #chart-data, wire the filters and the factor
+// heat maps' clicks; poll the progress endpoint until the audit is final, then reload once.
 (function () {
-  const chartData = document.getElementById("chart-data");
-  if (chartData && window.Plotly) {
-    const fig = JSON.parse(chartData.textContent);
-    Plotly.newPlot("chart", fig.data, fig.layout, {responsive: true, displaylogo: false});
-  }
+  drawCharts();
+  wireFilters();
   const box = document.getElementById("progress");
   if (!box || box.dataset.final === "1") return;
   const stateEl = document.getElementById("state");
@@ -35,4 +33,37 @@
       .catch(function () { setTimeout(poll, 3000); });
   }
   setTimeout(poll, 500);
+
+  function drawCharts() {
+    const data = document.getElementById("chart-data");
+    if (!data || !window.Plotly) return;
+    const figures = JSON.parse(data.textContent);
+    document.querySelectorAll("[data-figure]").forEach(function (div) {
+      const fig = figures[div.dataset.figure];
+      if (!fig) return;
+      Plotly.newPlot(div, fig.data, fig.layout, {responsive: true, displaylogo: false});
+      if (div.dataset.pairsUrl) linkCells(div);
+    });
+  }
+
+  // A click on a factor-effect cell opens the page of that cell's image pairs; customdata is
+  // [group, factor, level, variant, ...] (webapp/audits/charts.py factor_heatmap).
+  function linkCells(div) {
+    div.classList.add("clickable");
+    div.on("plotly_click", function (event) {
+      const point = event.points && event.points[0];
+      if (!point || !point.customdata) return;
+      const query = "&group=" + encodeURIComponent(point.customdata[0]) +
+        "&variant=" + encodeURIComponent(point.customdata[3]);
+      window.location.href = div.dataset.pairsUrl + query;
+    });
+  }
+
+  function wireFilters() {
+    const form = document.getElementById("filters");
+    if (!form) return;
+    form.querySelectorAll("select").forEach(function (select) {
+      select.addEventListener("change", function () { form.submit(); });
+    });
+  }
 })();
