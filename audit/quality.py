@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .align import align_face
-from .detection import check_image, upscale_small
+from .align import align_face, similarity_transforms
+from .detection import Upscaled, check_image, upscale_small
 from .recognition import OnnxBatchRunner
 from .registry import ModelError, ModelRegistry
 from .sensors import SHARPNESS_REGION, luma
@@ -50,6 +50,7 @@ __all__ = [
     "edc_curves",
     "lightqnet_crop",
     "lightqnet_crops",
+    "lightqnet_crops_upscaled",
     "lightqnet_input",
     "lightqnet_points",
     "percentile_against",
@@ -80,7 +81,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     src, dst: (K, 2) ``(x, y)`` points, K >= 2. Umeyama's closed form (Umeyama 1991, "Least-squares
     estimation of transformation parameters between two point patterns", IEEE TPAMI 13(4)), the
     estimator of skimage's ``SimilarityTransform.estimate`` that LightQNet's own alignment uses;
-    reflections are excluded.
+    reflections are excluded. One face of :func:`audit.align.similarity_transforms`.
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
@@ -88,20 +89,9 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"expected two (K, 2) point sets with K >= 2, got {src.shape}, {dst.shape}"
         )
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    src_var = float((src_c**2).sum()) / len(src)
-    if src_var <= 0.0:
+    if float(((src - src.mean(axis=0)) ** 2).sum()) <= 0.0:
         raise ValueError("the source points coincide; no similarity transform")
-    cov = dst_c.T @ src_c / len(src)
-    u, s, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1] = -1.0
-    rotation = u @ np.diag(d) @ vt
-    scale = float(s @ d) / src_var
-    shift = dst_mean - scale * rotation @ src_mean
-    return np.hstack([scale * rotation, shift[:, None]])
+    return similarity_transforms(src, dst)
 
 
 def lightqnet_points(kps: np.ndarray) -> np.ndarray:
@@ -131,11 +121,32 @@ def lightqnet_crop(image_rgb: np.ndarray, kps: np.ndarray) -> np.ndarray:
     warps to 160 px and resizes to 96; warping straight to 96, as ``shared/models/MODELS.md``
     specifies, differs from that only by the interpolation.)
     """
-    upscaled, sx, sy = upscale_small(check_image(image_rgb))
+    upscaled = upscale_small(check_image(image_rgb))
+    return lightqnet_crops_upscaled([upscaled], np.asarray(kps, np.float64).reshape(1, 5, 2))[0]
+
+
+def lightqnet_crops_upscaled(upscaled: Sequence[Upscaled], kps: np.ndarray) -> np.ndarray:
+    """:func:`lightqnet_crop` of N faces in images already upscaled by
+    :func:`audit.detection.upscale_small` (``(image, sx, sy)`` each), (N, 96, 96, 3) uint8 RGB.
+
+    kps: (N, 5, 2) keypoints in the *original* images' pixels, every row finite. The N
+    transforms are fitted at once (:func:`audit.align.similarity_transforms`).
+    """
+    kps = np.asarray(kps, dtype=np.float64)
+    if kps.shape != (len(upscaled), 5, 2):
+        raise ValueError(f"expected kps of shape ({len(upscaled)}, 5, 2), got {kps.shape}")
+    out = np.empty((len(upscaled), LIGHTQNET_SIZE, LIGHTQNET_SIZE, 3), dtype=np.uint8)
+    if not len(upscaled):
+        return out
     points = lightqnet_points(kps)
-    points = np.stack([(points[:, 0] + 0.5) * sx - 0.5, (points[:, 1] + 0.5) * sy - 0.5], axis=1)
-    matrix = similarity_transform(points, LIGHTQNET_TEMPLATE)
-    return cv2.warpAffine(upscaled, matrix, (LIGHTQNET_SIZE, LIGHTQNET_SIZE), borderValue=0.0)
+    sx = np.array([u[1] for u in upscaled])[:, None]
+    sy = np.array([u[2] for u in upscaled])[:, None]
+    points = np.stack([(points[..., 0] + 0.5) * sx - 0.5, (points[..., 1] + 0.5) * sy - 0.5], -1)
+    matrices = similarity_transforms(points, LIGHTQNET_TEMPLATE)
+    size = (LIGHTQNET_SIZE, LIGHTQNET_SIZE)
+    for i, ((image, _, _), matrix) in enumerate(zip(upscaled, matrices, strict=True)):
+        cv2.warpAffine(image, matrix, size, dst=out[i], borderValue=0.0)
+    return out
 
 
 def lightqnet_crops(images_rgb: Sequence[np.ndarray], kps: np.ndarray) -> np.ndarray:
@@ -147,9 +158,10 @@ def lightqnet_crops(images_rgb: Sequence[np.ndarray], kps: np.ndarray) -> np.nda
     if kps.shape != (len(images_rgb), 5, 2):
         raise ValueError(f"expected kps of shape ({len(images_rgb)}, 5, 2), got {kps.shape}")
     out = np.zeros((len(images_rgb), LIGHTQNET_SIZE, LIGHTQNET_SIZE, 3), dtype=np.uint8)
-    for i, (image, points) in enumerate(zip(images_rgb, kps, strict=True)):
-        if np.all(np.isfinite(points)):
-            out[i] = lightqnet_crop(image, points)
+    found = np.flatnonzero(np.all(np.isfinite(kps), axis=(1, 2)))
+    if len(found):
+        upscaled = [upscale_small(check_image(images_rgb[i])) for i in found]
+        out[found] = lightqnet_crops_upscaled(upscaled, kps[found])
     return out
 
 
@@ -209,20 +221,34 @@ class LightQNetQuality:
             return np.zeros(0, dtype=np.float32)
         return self._runner.run(x).reshape(len(x))
 
-    def score(self, images_rgb: Sequence[np.ndarray], kps: np.ndarray) -> np.ndarray:
+    def score(
+        self,
+        images_rgb: Sequence[np.ndarray],
+        kps: np.ndarray,
+        *,
+        upscaled: Sequence[Upscaled] | None = None,
+    ) -> np.ndarray:
         """Quality of one face per image -> (N,) float32, higher is better.
 
         images_rgb: N HxWx3 uint8 RGB images (sizes may differ); kps: (N, 5, 2) SCRFD keypoints
         in those images' pixels, NaN rows where no face was found (their score is NaN).
+        upscaled: optionally the N images' :func:`audit.detection.upscale_small` results, when
+        the caller already has them (:class:`audit.analysis.FaceAnalyzer` shares one upscale
+        per image between detection, alignment and this crop).
         """
         kps = np.asarray(kps, dtype=np.float64)
         if kps.shape != (len(images_rgb), 5, 2):
             raise ValueError(f"expected kps of shape ({len(images_rgb)}, 5, 2), got {kps.shape}")
+        if upscaled is not None and len(upscaled) != len(images_rgb):
+            raise ValueError(f"{len(upscaled)} upscaled images for {len(images_rgb)} images")
         out = np.full(len(images_rgb), np.nan, dtype=np.float32)
         found = np.flatnonzero(np.all(np.isfinite(kps), axis=(1, 2)))
         if len(found):
-            crops = lightqnet_crops([images_rgb[i] for i in found], kps[found])
-            out[found] = self.score_crops(crops)
+            if upscaled is None:
+                ups = [upscale_small(check_image(images_rgb[i])) for i in found]
+            else:
+                ups = [upscaled[i] for i in found]
+            out[found] = self.score_crops(lightqnet_crops_upscaled(ups, kps[found]))
         return out
 
 

@@ -93,6 +93,10 @@ class OnnxBatchRunner:
     in memory (:func:`_with_dynamic_batch`) and checked against the original graph on a random
     batch of two; if the check fails the runner falls back to looping over single rows.
     :attr:`batched` tells which path is in use.
+
+    ``max_batch`` rows go to onnxruntime per call. Small batches are faster per face on CPU,
+    because the activations stay in cache: on one core, ms per 112x112 face at batch 1 / 4 / 16 /
+    64 were MobileFaceNet 6.43 / 6.00 / 6.90 / 7.67 and gender-age 1.18 / 1.25 / 1.40 / 1.81.
     """
 
     def __init__(
@@ -101,7 +105,7 @@ class OnnxBatchRunner:
         *,
         intra_op_num_threads: int | None = None,
         dynamic_batch: bool = True,
-        max_batch: int = 64,
+        max_batch: int = 4,
     ) -> None:
         self.path = str(path)
         self.max_batch = int(max_batch)
@@ -222,8 +226,11 @@ class OnnxCropRecognizer(Recognizer):
     @classmethod
     def preprocess(cls, aligned: np.ndarray) -> np.ndarray:
         """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - MEAN) / STD``."""
-        x = (check_aligned(aligned).astype(np.float32) - cls.MEAN) / cls.STD
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        # Transposed while still uint8 (a quarter of the bytes), then scaled in place.
+        x = check_aligned(aligned).transpose(0, 3, 1, 2).astype(np.float32, order="C")
+        x -= np.float32(cls.MEAN)
+        x /= np.float32(cls.STD)
+        return x
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         x = self.preprocess(aligned)

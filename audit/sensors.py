@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 from .recognition import OnnxBatchRunner, check_aligned
@@ -80,7 +81,7 @@ class GenderAgeSensor:
         aligned = check_aligned(aligned)
         if len(aligned) == 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        x = np.ascontiguousarray(aligned.astype(np.float32).transpose(0, 3, 1, 2))
+        x = aligned.transpose(0, 3, 1, 2).astype(np.float32, order="C")  # NCHW, raw 0-255
         out = self._runner.run(x)
         gender = out[:, 0:2].astype(np.float64)
         gender = np.exp(gender - gender.max(axis=1, keepdims=True))
@@ -136,6 +137,16 @@ D65_WHITE = SRGB_TO_XYZ.sum(axis=1)
 """XYZ of sRGB white (0.9505, 1.0, 1.089): greys get a* = b* = 0 exactly."""
 
 
+def _srgb_decode(c: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB decoding of gamma-encoded values in 0..1 -> linear light, float64."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+_SRGB_DECODE_UINT8 = _srgb_decode(np.arange(256, dtype=np.float64) / 255.0)
+"""(256,) float64 linear value of each 8-bit code: indexing it gives :func:`_srgb_decode`'s
+results bit for bit, without the per-pixel power."""
+
+
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB (D65, 2-degree observer) of 8-bit sRGB pixels, (..., 3) RGB -> (..., 3) float64.
 
@@ -144,8 +155,11 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     whose 8-bit Lab is rescaled (L*255/100, a+128, b+128) and whose float Lab is table-based
     (about 0.15 units off, 0.2-0.4 degrees of ITA).
     """
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        linear = _SRGB_DECODE_UINT8[rgb]  # the same formula, tabulated for the 256 codes
+    else:
+        linear = _srgb_decode(rgb.astype(np.float64) / 255.0)
     xyz = linear @ SRGB_TO_XYZ.T / D65_WHITE
     delta = 6.0 / 29.0
     f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4.0 / 29.0)
@@ -211,7 +225,15 @@ def brightness(aligned: np.ndarray) -> np.ndarray:
     aligned = np.asarray(aligned)
     if aligned.ndim != 4 or aligned.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) RGB crops, got {aligned.shape}")
-    return aligned.reshape(len(aligned), -1, 3).astype(np.float64).mean(axis=1) @ BT601_LUMA
+    count = np.float64(aligned.shape[1] * aligned.shape[2])
+    if aligned.dtype == np.uint8 and len(aligned):
+        # OpenCV sums 8-bit pixels exactly (integer blocks into doubles), so sum / count is the
+        # float64 mean numpy would give, without a float64 copy of every crop.
+        sums = np.array([cv2.sumElems(crop)[:3] for crop in aligned], dtype=np.float64)
+        means = sums / count
+    else:
+        means = aligned.reshape(len(aligned), -1, 3).astype(np.float64).mean(axis=1)
+    return means @ BT601_LUMA
 
 
 def luma(pixels: np.ndarray) -> np.ndarray:
@@ -258,11 +280,7 @@ def sharpness(aligned: np.ndarray) -> np.ndarray:
     a native high-resolution face, as it should. The value scales with contrast squared (a face
     at half the contrast reads a quarter as sharp): see :func:`sharpness_normalised`.
     """
-    aligned = check_aligned(aligned)
-    if len(aligned) == 0:
-        return np.zeros(0, dtype=np.float64)
-    laplacian, _ = _laplacian_and_luma(aligned)
-    return laplacian.reshape(len(aligned), -1).astype(np.float64).var(axis=1)
+    return sharpness_measures(aligned)[0]
 
 
 def sharpness_normalised(aligned: np.ndarray) -> np.ndarray:
@@ -272,14 +290,20 @@ def sharpness_normalised(aligned: np.ndarray) -> np.ndarray:
     the face's contrast or exposure is scaled (``a * luma + b``), so brightness, lighting and skin
     tone edits move it less than the raw measure. 0 for a flat region (no detail at all).
     """
+    return sharpness_measures(aligned)[1]
+
+
+def sharpness_measures(aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sharpness(aligned), sharpness_normalised(aligned))`` from one Laplacian pass, each (N,)
+    float64 (the analyzer needs both)."""
     aligned = check_aligned(aligned)
     if len(aligned) == 0:
-        return np.zeros(0, dtype=np.float64)
+        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
     laplacian, centre = _laplacian_and_luma(aligned)
     lap_var = laplacian.reshape(len(aligned), -1).astype(np.float64).var(axis=1)
     luma_var = centre.reshape(len(aligned), -1).astype(np.float64).var(axis=1)
     flat = luma_var < 1e-9
-    return np.where(flat, 0.0, lap_var / np.where(flat, 1.0, luma_var))
+    return lap_var, np.where(flat, 0.0, lap_var / np.where(flat, 1.0, luma_var))
 
 
 # --- illumination uniformity -------------------------------------------------------------------

@@ -43,7 +43,7 @@ def registry(model_dir: Path) -> ModelRegistry:
 
 @pytest.fixture(scope="session")
 def detector(registry: ModelRegistry) -> FaceDetector:
-    """Default detector: scrfd_500m at det_size 256 (the generated-face setting)."""
+    """Default detector: scrfd_500m at its default det_size of 192 (the generated-face setting)."""
     return FaceDetector(registry)
 
 

@@ -34,9 +34,9 @@ def keypoint_errors(kps, expected):
 @pytest.mark.parametrize(
     ("shape", "canvas_shape", "scale", "pad"),
     [
-        ((64, 64), (256, 256), 2.0, 64),  # the generator's faces, as MODELS.md describes
-        ((100, 200), (256, 384), 1.28, 64),  # short side 100 -> 128, long side 256
-        ((300, 400), (600, 700), 1.0, 150),  # large enough: no upscale, pad half the short side
+        ((64, 64), (192, 192), 2.0, 32),  # the generator's faces: 128 px face, 32 px border
+        ((100, 200), (192, 320), 1.28, 32),  # short side 100 -> 128, long side 256
+        ((300, 400), (450, 550), 1.0, 75),  # large enough: no upscale, pad a quarter of 300
     ],
 )
 def test_small_images_are_upscaled_and_padded(shape, canvas_shape, scale, pad):
@@ -118,7 +118,7 @@ def test_detect_batch_returns_one_result_per_image(detector, tom_hanks_rgb):
 
 
 def test_the_fixed_size_detector_runs_at_the_requested_size(detector):
-    assert detector.det_size == 256
+    assert detector.det_size == 192 and detector.batched
 
 
 def test_the_resized_500m_graph_matches_the_original_at_640(registry, t1_rgb):
