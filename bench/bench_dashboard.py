@@ -7,11 +7,13 @@ SQLite database and media folder, then times what a researcher waits for:
   per-group rates, 1,000-replicate identity bootstrap, disparity, factor effects, quality, DET
   curves) on the stored embeddings, once, when the audit finishes;
 * **dashboard**: ``GET /audits/<pk>/`` through Django's full request stack (test client, signed
-  in), for every FR model x operating point filter; one warm-up request, then ``--requests``
-  timed requests; median and p95 in milliseconds (target: median <= 300 ms);
+  in), for every FR model x operating point filter: the first view of each (stored tables read,
+  figures built and cached) is printed on its own, then ``--requests`` timed repeat requests;
+  median and p95 in milliseconds (target: median <= 300 ms);
 * **report**: ``webapp.audits.report.build_report`` (target: <= 20 s);
 * **dataset zip**: the body of ``GET /audits/<pk>/download.zip`` consumed as the browser
-  would, MB/s over the whole stream (target: >= 50 MB/s).
+  would, MB/s over the whole stream (target: >= 50 MB/s). The large text members were deflated
+  once by the aggregation stage (``worker/export_cache.py``), as in production.
 
 The audit: 4 groups (perceived gender x skin tone) x 500 identities x 10 variants (baseline,
 control, blur 1 and 2, downscale 24 and 16, JPEG 30 and 10, noise 10 and 20) = 20,000 images;
@@ -180,16 +182,18 @@ def time_dashboard(audit, n_requests: int) -> list[float]:
     summary = audit.result.summary
     filters = [{"model": m, "fmr": p["label"]}
                for m, info in summary["fr_models"].items() for p in info["operating_points"]]
-    times = []
+    times, first = [], []
     for params in filters:
-        response = client.get(url, params)  # warm-up (table cache, templates)
+        t0 = time.perf_counter()
+        response = client.get(url, params)  # first view: tables read, figures built
+        first.append(time.perf_counter() - t0)
         assert response.status_code == 200, response.status_code
         for _ in range(max(1, n_requests // len(filters))):
             t0 = time.perf_counter()
             response = client.get(url, params)
             times.append(time.perf_counter() - t0)
             assert response.status_code == 200
-    return times
+    return times, first
 
 
 def time_report(audit) -> tuple[float, int]:
@@ -234,7 +238,11 @@ def main() -> None:
         print(f"audit #{audit.pk}: {n_images:,} images, FR models "
               f"{', '.join(audit.result.summary['fr_models'])}")
 
-        times = sorted(time_dashboard(audit, args.requests))
+        times, first = time_dashboard(audit, args.requests)
+        times = sorted(times)
+        print(f"dashboard HTML, first view of each of {len(first)} filter settings (tables read, "
+              f"figures built): median {statistics.median(first) * 1000:.0f} ms, "
+              f"max {max(first) * 1000:.0f} ms")
         median = statistics.median(times) * 1000
         p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))] * 1000
         print(f"dashboard HTML: median {median:.0f} ms, p95 {p95:.0f} ms over {len(times)} "

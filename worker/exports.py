@@ -49,6 +49,7 @@ from django.db.models import Count
 from django.utils.text import slugify
 
 from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage, SyntheticIdentity
+from worker.export_cache import Precompressed, load_export_cache
 
 MANIFEST_COLUMNS = ["image_path", "image_id", "identity_id", "group", "group_labels", "factor",
                     "level", "variant", "latent_seed", "factor_seed", "sha256", "face_found",
@@ -207,8 +208,9 @@ class _Plan:
 
     audit: Audit
     slugs: dict[str, str]
-    paths: dict[int, str] = field(default_factory=dict)
+    paths: dict[int, str] = field(default_factory=dict)  # in export order
     variants: dict[int, str] = field(default_factory=dict)
+    files: dict[int, str] = field(default_factory=dict)  # storage names
 
     def image_path(self, img: GeneratedImage) -> str:
         return check_relpath(f"images/{self.slugs[img.identity.group_name]}/"
@@ -220,9 +222,16 @@ def _plan(audit: Audit) -> _Plan:
     names = (SyntheticIdentity.objects.filter(audit=audit)
              .values_list("group_name", flat=True).distinct())
     plan = _Plan(audit=audit, slugs=group_slugs(names))
-    for img in _ordered_images(audit):
-        plan.paths[img.pk] = plan.image_path(img)
-        plan.variants[img.pk] = img.variant
+    # Plain values, not model instances: no JSON fields decoded (20,000 images in ~0.2 s).
+    cells = (GeneratedImage.objects.filter(audit=audit)
+             .order_by("identity__group_name", "identity__index_in_group", "id")
+             .values_list("id", "variant", "file", "identity__group_name",
+                          "identity__index_in_group"))
+    for pk, variant, file, group, index in cells.iterator(chunk_size=5000):
+        plan.paths[pk] = check_relpath(f"images/{plan.slugs[group]}/id{index:03d}/"
+                                       f"{_variant_part(variant)}.png")
+        plan.variants[pk] = variant
+        plan.files[pk] = file
     return plan
 
 
@@ -406,15 +415,29 @@ def _comparison_batches(name: str, columns: list[str] | None = None) -> Iterator
 
 def pairs_csv_chunks(audit: Audit, plan: _Plan, mated: bool) -> Iterator[bytes]:
     """``pairs_mated.csv`` or ``pairs_nonmated.csv``: the pairs compared, with the images'
-    paths. Every FR model scores the same pairs, so they are read from the first model's rows."""
+    paths. Every FR model scores the same pairs, so they are read from the first model's rows.
+
+    Written column-wise with pyarrow (paths and variants looked up by position in a sorted id
+    array): an audit's millions of non-mated pairs stream at well over 100 MB/s."""
+    import numpy as np
+    import pyarrow.csv as pa_csv
+
     name = _comparisons_name(audit)
     yield (",".join(PAIR_COLUMNS) + "\n").encode()
     if name is None:
         return
     models = list((audit.result.summary or {}).get("fr_models", {}))
     first: str | None = models[0] if models else None
+    ids = np.array(sorted(plan.paths), dtype=np.int64)
+    paths = pa.array([plan.paths[i] for i in ids.tolist()], type=pa.string())
+    variants = pa.array([plan.variants.get(i, "") for i in ids.tolist()], type=pa.string())
+
+    def lookup(column: pd.Series) -> pa.Array:
+        return pa.array(np.searchsorted(ids, column.to_numpy(dtype=np.int64)))
+
     columns = ["fr_model", "image_a", "image_b", "identity_a", "identity_b", "group_a",
                "group_b", "mated"]
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
     for batch in _comparison_batches(name, columns):
         if first is None and len(batch):
             first = str(batch["fr_model"].iloc[0])
@@ -422,14 +445,18 @@ def pairs_csv_chunks(audit: Audit, plan: _Plan, mated: bool) -> Iterator[bytes]:
         rows = batch[(batch["fr_model"].astype(str) == first) & (mated_col == mated)]
         if rows.empty:
             continue
-        out = pd.DataFrame({
-            "image_a": rows["image_a"], "image_b": rows["image_b"],
-            "path_a": rows["image_a"].map(plan.paths), "path_b": rows["image_b"].map(plan.paths),
-            "identity_a": rows["identity_a"], "identity_b": rows["identity_b"],
-            "group_a": rows["group_a"], "group_b": rows["group_b"],
-            "variant_a": rows["image_a"].map(plan.variants),
-            "variant_b": rows["image_b"].map(plan.variants)})
-        yield out.to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+        at_a, at_b = lookup(rows["image_a"]), lookup(rows["image_b"])
+        table = pa.table({
+            "image_a": rows["image_a"].to_numpy(), "image_b": rows["image_b"].to_numpy(),
+            "path_a": paths.take(at_a), "path_b": paths.take(at_b),
+            "identity_a": rows["identity_a"].to_numpy(),
+            "identity_b": rows["identity_b"].to_numpy(),
+            "group_a": pa.array(rows["group_a"].astype(str)),
+            "group_b": pa.array(rows["group_b"].astype(str)),
+            "variant_a": variants.take(at_a), "variant_b": variants.take(at_b)})
+        out = io.BytesIO()
+        pa_csv.write_csv(table, out, options)
+        yield out.getvalue()
 
 
 # --- summary and tables ------------------------------------------------------------------------------
@@ -663,6 +690,9 @@ def _limitations(summary: dict[str, Any], comp: dict[str, Any],
 
 # --- the export as a list of files ---------------------------------------------------------------
 
+ZIP_COMPRESS_LEVEL = 1
+
+
 @dataclass(frozen=True)
 class ExportFile:
     """One file of an export: its path inside the export, a function that produces its bytes
@@ -671,26 +701,37 @@ class ExportFile:
     path: str
     chunks: Callable[[], Iterable[bytes]]
     compress: bool = True
+    precompressed: Precompressed | None = None  # the member, deflated once (export_cache)
 
 
 def export_files(audit: Audit) -> Iterator[ExportFile]:
     """Every file of the export in order; each file's content is produced only when its
     ``chunks()`` is called."""
     plan = _plan(audit)
+    cache = load_export_cache(audit)
     yield ExportFile("README.txt", lambda: [README.format(name=audit.name, id=audit.pk).encode()])
     yield ExportFile("DATASET_CARD.md", lambda: [dataset_card(audit, plan).encode("utf-8")])
     yield ExportFile("summary.json", lambda: [summary_json(audit)])
-    yield ExportFile("manifest.csv", lambda: manifest_csv_chunks(audit, plan))
-    yield ExportFile("manifest.parquet", lambda: manifest_parquet_chunks(audit, plan), False)
-    yield ExportFile("pairs_mated.csv", lambda: pairs_csv_chunks(audit, plan, True))
-    yield ExportFile("pairs_nonmated.csv", lambda: pairs_csv_chunks(audit, plan, False))
-    yield ExportFile("comparisons.csv", lambda: comparisons_csv_chunks(audit))
+    for path, chunks in cacheable_members(audit, plan).items():
+        yield ExportFile(path, chunks, precompressed=cache.get(path))
     yield ExportFile("comparisons.parquet", lambda: comparisons_parquet_chunks(audit), False)
     for stem, stored in result_tables(audit):
         yield ExportFile(f"tables/{stem}.csv", lambda s=stored: table_csv_chunks(s))
         yield ExportFile(f"tables/{stem}.json", lambda s=stored: table_json_chunks(s))
-    for img in _ordered_images(audit):
-        yield ExportFile(plan.paths[img.pk], lambda n=img.file: _storage_chunks(n), False)
+    for pk, path in plan.paths.items():
+        yield ExportFile(path, lambda n=plan.files[pk]: _storage_chunks(n), False)
+
+
+def cacheable_members(audit: Audit, plan: _Plan | None = None
+                      ) -> dict[str, Callable[[], Iterable[bytes]]]:
+    """The large members that :mod:`worker.export_cache` deflates once when the audit
+    finishes (zip path -> chunk producer)."""
+    plan = plan or _plan(audit)
+    return {"manifest.csv": lambda: manifest_csv_chunks(audit, plan),
+            "manifest.parquet": lambda: manifest_parquet_chunks(audit, plan),
+            "pairs_mated.csv": lambda: pairs_csv_chunks(audit, plan, True),
+            "pairs_nonmated.csv": lambda: pairs_csv_chunks(audit, plan, False),
+            "comparisons.csv": lambda: comparisons_csv_chunks(audit)}
 
 
 def _storage_chunks(name: str) -> Iterator[bytes]:
@@ -738,6 +779,27 @@ class _Sink(io.RawIOBase):
         return data
 
 
+def _copy_precompressed(zf: zipfile.ZipFile, sink: _Sink, arcname: str,
+                        member: Precompressed) -> Iterator[bytes]:
+    """Write a member whose raw DEFLATE bytes, CRC-32 and sizes are known (APPNOTE 4.3.7: local
+    header with the sizes, then the data; no data descriptor), and register it with ``zf`` so
+    that its central directory lists it."""
+    info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    info.CRC, info.file_size, info.compress_size = member.crc32, member.size, member.compressed_size
+    info.header_offset = sink.tell()
+    sink.write(info.FileHeader(zip64=True))
+    yield sink.drain()
+    with default_storage.open(member.name, "rb") as f:
+        yield from _file_chunks(f)
+    sink.offset += member.compressed_size  # the bytes went straight to the client
+    zf.filelist.append(info)
+    zf.NameToInfo[info.filename] = info
+    zf.start_dir = sink.tell()
+    zf._didModify = True  # so that close() writes the central directory
+
+
 def stream_zip(audit: Audit) -> Iterator[bytes]:
     """The export as a zip, produced piece by piece (never whole in memory)."""
     return stream_files_zip(export_files(audit))
@@ -750,8 +812,17 @@ def stream_files_zip(files: Iterable[ExportFile]) -> Iterator[bytes]:
     sink = _Sink()
     with zipfile.ZipFile(sink, mode="w", allowZip64=True) as zf:
         for item in files:
+            if item.precompressed is not None:
+                yield from _copy_precompressed(zf, sink, check_relpath(item.path),
+                                               item.precompressed)
+                continue
             info = zipfile.ZipInfo(check_relpath(item.path), date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED if item.compress else zipfile.ZIP_STORED
+            # Level 1: deflate at about 120-250 MB/s on one core here, against 40-70 at the
+            # default 6, for files 10-15% larger (CSV of comparisons and pair lists).
+            # (ZipInfo's attribute is _compresslevel up to Python 3.12, compress_level after.)
+            setattr(info, "compress_level" if hasattr(info, "compress_level")
+                    else "_compresslevel", ZIP_COMPRESS_LEVEL)
             info.external_attr = 0o644 << 16
             with zf.open(info, mode="w", force_zip64=True) as dest:
                 for chunk in item.chunks():

@@ -402,6 +402,7 @@ def aggregate(audit_id: int, dispatch: Dispatch) -> None:
                   for fname, df in extra.items()}
         AuditResult.objects.update_or_create(audit=audit, defaults={
             "summary": summary, "comparisons_file": name, "tables": tables})
+        _build_export_cache(audit_id)
         _set_stage(audit_id, "aggregating", done=1, total=1)
         _advance(audit_id, State.AGGREGATING, State.DONE, finished_at=timezone.now())
 
@@ -464,6 +465,20 @@ def resume(audit_id: int, dispatch: Dispatch) -> str:
         return f"scoring sent again for {len(missing)} images"
     dispatch("aggregate", audit_id)
     return "statistics sent again"
+
+
+def _build_export_cache(audit_id: int) -> None:
+    """Deflate the dataset zip's large files once (worker/export_cache.py); if that fails, the
+    downloads build them on the fly, so the audit is not failed for it."""
+    from worker.export_cache import build_export_cache
+    from worker.exports import cacheable_members
+
+    audit = Audit.objects.select_related("result").get(pk=audit_id)
+    try:
+        build_export_cache(audit, cacheable_members(audit))
+    except (OSError, ValueError) as exc:
+        log.warning("audit %s: export cache not built (%s); downloads build files on the fly",
+                    audit_id, exc)
 
 
 STAGES: dict[str, Callable[..., None]] = {

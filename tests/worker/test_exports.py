@@ -48,7 +48,7 @@ def exported(django_db_setup, django_db_blocker, tmp_path_factory):
         export_to_dir(audit, out)
         comparisons = read_comparisons(audit.result.comparisons_file)
         yield {"audit": audit, "zip": zipfile.ZipFile(io.BytesIO(data)), "dir": out,
-               "comparisons": comparisons}
+               "comparisons": comparisons, "media": media}
         user.delete()
 
 
@@ -206,3 +206,46 @@ def test_a_hostile_group_name_cannot_leave_the_export(alice, media_root, tmp_pat
     written = [p for p in base.rglob("*") if p.is_file()]
     assert len(written) == len(zf.namelist()) and all(out in p.parents for p in written)
     assert {p.name for p in tmp_path.iterdir()} == {"media", "exports"}
+
+
+def test_the_cached_members_give_the_same_zip_content_as_building_on_the_fly(exported):
+    """The aggregation stage deflated the big files once (worker/export_cache.py); a zip built
+    from that cache and one built on the fly hold byte-identical files, and every CRC checks."""
+    from worker import exports
+    from worker.export_cache import load_export_cache
+
+    audit = exported["audit"]
+    with override_settings(MEDIA_ROOT=exported["media"]):
+        cache = load_export_cache(audit)
+        assert set(cache) == {"manifest.csv", "manifest.parquet", "pairs_mated.csv",
+                              "pairs_nonmated.csv", "comparisons.csv"}
+        cached = exported["zip"]
+        assert cached.testzip() is None  # every member's CRC-32 verifies
+        original = exports.load_export_cache
+        exports.load_export_cache = lambda a: {}
+        try:
+            fresh = zipfile.ZipFile(io.BytesIO(b"".join(stream_zip(audit))))
+        finally:
+            exports.load_export_cache = original
+    assert cached.namelist() == fresh.namelist()
+    for name in cached.namelist():
+        assert cached.read(name) == fresh.read(name), name
+    info = cached.getinfo("comparisons.csv")
+    assert info.compress_type == zipfile.ZIP_DEFLATED and info.compress_size < info.file_size
+
+
+def test_a_cache_older_than_the_result_is_not_used(exported):
+    from worker.export_cache import load_export_cache
+
+    audit = exported["audit"]
+    with override_settings(MEDIA_ROOT=exported["media"]):
+        assert load_export_cache(audit)
+        result = audit.result
+        result.save()  # the statistics stored again (e.g. recomputed): created_at moves on
+        try:
+            assert load_export_cache(audit) == {}
+        finally:
+            from worker.pipeline import _build_export_cache
+
+            _build_export_cache(audit.pk)
+        assert load_export_cache(audit)
