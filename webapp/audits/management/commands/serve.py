@@ -28,6 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=1,
                             help="worker processes (each loads its own models)")
         parser.add_argument("--no-worker", action="store_true", help="serve the web app only")
+        parser.add_argument("--worker-nice", type=int, default=10,
+                            help="scheduling niceness of the worker (0-19): pages stay quick "
+                                 "while an audit keeps the cores busy")
 
     def handle(self, *args, **opts):
         call_command("migrate", interactive=False, verbosity=0)
@@ -39,7 +42,8 @@ class Command(BaseCommand):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "gpu,cpu",
                  "--concurrency", str(opts["concurrency"]), "--loglevel", "INFO",
-                 "--hostname", "embedded@%h"], env=env))
+                 "--hostname", "embedded@%h"], env=env,
+                preexec_fn=lambda n=opts["worker_nice"]: os.nice(max(0, min(19, n))) and None))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind",
              f"{opts['host']}:{opts['port']}", "--workers", "2", "--threads", "4",
