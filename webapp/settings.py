@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "webapp.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -144,9 +145,16 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("FACEAUDIT_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    # Behind TLS (the usual lab set-up: a reverse proxy in front of gunicorn).
+    SECURE_HSTS_SECONDS = env_int("FACEAUDIT_HSTS_SECONDS", 0)
+    SECURE_SSL_REDIRECT = env_bool("FACEAUDIT_SSL_REDIRECT", False)
+    if env_bool("FACEAUDIT_BEHIND_TLS_PROXY", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- FaceAudit -------------------------------------------------------------------------------
 FACEAUDIT_MODEL_DIR = Path(env_str("FACEAUDIT_MODEL_DIR") or VAR_DIR / "models")

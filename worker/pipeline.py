@@ -16,6 +16,7 @@ finish together advance the audit exactly once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import time
@@ -102,6 +103,16 @@ def stage_errors(audit_id: int, stage: str) -> Iterator[None]:
     except (StageError, GroupFillError, ModelError, GeneratorLoadError) as exc:
         log.warning("audit %s failed in %s: %s", audit_id, stage, exc)
         _fail(audit_id, f"{stage}: {exc}")
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            log.exception("audit %s: unexpected error in %s", audit_id, stage)
+            _fail(audit_id, f"{stage}: could not read or write a file ({exc}). The worker log "
+                            "has the details.")
+        else:
+            log.warning("audit %s: disk full in %s: %s", audit_id, stage, exc)
+            _fail(audit_id, f"{stage}: the disk is full ({exc.strerror}). Free some space "
+                            "(or delete old audits), then retry the audit: what was made so far "
+                            "is kept.")
     except SoftTimeLimitExceeded:
         _fail(audit_id, f"{stage}: the stage ran past its time limit; try a smaller audit or "
                         "raise FACEAUDIT_TASK_SOFT_TIME_LIMIT")
