@@ -212,7 +212,9 @@ def main() -> None:
 
     rates = {}
     details = {
-        "ours": f"{args.threads} single-threaded analyzers, batches of {args.batch}, detector + "
+        "ours": (f"{args.threads} single-threaded analyzers" if args.threads > 1 else
+                 "1 analyzer, onnxruntime's own threads (the scoring task's set-up)")
+        + f", batches of {args.batch}, detector + "
         "mobilefacenet + lightqnet + sensors; faces found {0}/{n}, quality scored {1}",
         "insightface": "FaceAnalysis.get at det 640x640, detection + recognition; faces found "
         "{0}/{n}, embedded {1}",
