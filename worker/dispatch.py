@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -23,8 +24,21 @@ def dispatch(name: str, *args: Any) -> None:
     from webapp.audits.models import AuditTask
     from worker.celery_app import app
 
-    result = app.send_task(f"worker.tasks.{name}", args=list(args), retry=True,
-                           retry_policy=PUBLISH_RETRY)
+    try:
+        result = app.send_task(f"worker.tasks.{name}", args=list(args), retry=True,
+                               retry_policy=PUBLISH_RETRY)
+    except Exception as exc:  # noqa: BLE001 - see below; a second failure propagates
+        # After the broker restarted, a pooled producer can keep a dead channel that fails with
+        # errors kombu does not retry (seen: AttributeError "'NoneType' object has no attribute
+        # 'client'" from the Redis transport). Drop the pool and send once more on a fresh
+        # connection, waiting for the broker as above.
+        log.warning("sending %s for audit %s failed (%s: %s); retrying on a fresh connection",
+                    name, args[0], type(exc).__name__, exc)
+        with contextlib.suppress(Exception):
+            app.pool.force_close_all()
+        with app.connection_for_write() as connection:
+            result = app.send_task(f"worker.tasks.{name}", args=list(args), retry=True,
+                                   retry_policy=PUBLISH_RETRY, connection=connection)
     AuditTask.objects.create(audit_id=args[0], task_id=result.id, name=name)
 
 

@@ -228,14 +228,15 @@ def test_the_broker_restarting_mid_audit_loses_nothing(alice, media_root, models
         sender(broker.url).send_task("worker.tasks.start_audit", args=[audit.pk], queue="cpu")
         wait_for(lambda: GeneratedImage.objects.filter(audit=audit).exists(), timeout=180,
                  interval=0.1, what="the first images")
-        broker.kill()  # the broker dies while the worker is busy
-        time.sleep(3)
+        broker.kill()  # the broker dies while the worker is busy ...
+        time.sleep(8)  # long enough for the worker to finish a batch and try to send the next
         broker.start()  # ... and comes back with its append-only file
         wait_done(audit, worker)
     finally:
         worker.stop()
         if broker.proc and broker.proc.poll() is None:
             broker.kill()
+    print(worker.tail(200))  # shown when the test fails: how the worker got through the outage
     assert_designed_images(audit)
     assert fingerprint(audit) == expected
 
@@ -263,3 +264,37 @@ def test_two_users_audits_run_at_once_and_both_finish_correctly(
         assert audit.owner.username == who
         assert_designed_images(audit)
         assert fingerprint(audit) == expected[who]
+
+
+@pytest.mark.django_db
+def test_a_send_that_fails_on_a_dead_pooled_channel_is_sent_again_on_a_fresh_connection(
+        redis_db14, alice, settings, monkeypatch):
+    """After a broker restart, kombu's pooled producer was seen failing with AttributeError
+    (a channel whose connection is gone); dispatch drops the pool and sends on a fresh
+    connection to the real broker."""
+    import redis
+
+    from worker import dispatch as dispatch_module
+    from worker.celery_app import app
+
+    monkeypatch.setattr(app.conf, "broker_url", redis_db14)
+    real_send = app.send_task
+    calls = []
+
+    def flaky_send(*args, **kwargs):
+        calls.append(kwargs.get("connection"))
+        if len(calls) == 1:
+            raise AttributeError("'NoneType' object has no attribute 'client'")
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(app, "send_task", flaky_send)
+    audit = Audit.objects.create(owner=alice, name="x", config={}, seed=1)
+    try:
+        dispatch_module.dispatch("aggregate", audit.pk)
+    finally:  # the app's connection pool was rebuilt for this broker: drop it again
+        app.pool.force_close_all()
+        app._pool = None
+    assert len(calls) == 2 and calls[0] is None and calls[1] is not None
+    queued = redis.Redis(host="127.0.0.1", port=6379, db=14).llen("cpu")
+    assert queued == 1  # the message reached the broker once
+    assert list(audit.tasks.values_list("name", flat=True)) == ["aggregate"]
