@@ -34,22 +34,21 @@ import io
 import json
 import re
 import tempfile
-import zipfile
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
-from django.db.models import Count
 from django.utils.text import slugify
 
 from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage, SyntheticIdentity
-from worker.export_cache import Precompressed, load_export_cache
+from worker.dataset_card import dataset_card
+from worker.export_cache import load_export_cache
+from worker.zip_stream import SAFE_PART, ExportFile, check_relpath, file_chunks, stream_files_zip
 
 MANIFEST_COLUMNS = ["image_path", "image_id", "identity_id", "group", "group_labels", "factor",
                     "level", "variant", "latent_seed", "factor_seed", "sha256", "face_found",
@@ -157,7 +156,6 @@ summary.json
 
 # --- paths -----------------------------------------------------------------------------------------
 
-_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def safe_slug(text: str, fallback: str = "group") -> str:
@@ -184,19 +182,9 @@ def group_slugs(group_names: Iterable[str]) -> dict[str, str]:
     return slugs
 
 
-def check_relpath(rel: str) -> str:
-    """``rel`` if it is a relative POSIX path of plain parts (no ``..``, no absolute path, no
-    backslash, no empty part); ValueError otherwise. Every file of an export passes here."""
-    path = PurePosixPath(rel)
-    if (not rel or "\\" in rel or path.is_absolute() or str(path) != rel
-            or any(not _SAFE_PART.match(part) for part in path.parts)):
-        raise ValueError(f"unsafe path in export: {rel!r}")
-    return rel
-
-
 def _variant_part(variant: str) -> str:
     """The variant as a file name part: kept when already plain (``blur_1.5``), else slugged."""
-    return variant if _SAFE_PART.match(variant) and ".." not in variant else safe_slug(
+    return variant if SAFE_PART.match(variant) and ".." not in variant else safe_slug(
         variant, "variant")
 
 
@@ -339,10 +327,6 @@ def manifest_csv(audit: Audit) -> bytes:
     return b"".join(manifest_csv_chunks(audit))
 
 
-def _file_chunks(f, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    yield from iter(lambda: f.read(chunk_size), b"")
-
-
 def manifest_parquet_chunks(audit: Audit, plan: _Plan | None = None) -> Iterator[bytes]:
     """``manifest.parquet``: written batch by batch into a temporary file, then read back in
     chunks."""
@@ -355,7 +339,7 @@ def manifest_parquet_chunks(audit: Audit, plan: _Plan | None = None) -> Iterator
             if not wrote:
                 writer.write_table(MANIFEST_SCHEMA.empty_table())
         tmp.seek(0)
-        yield from _file_chunks(tmp)
+        yield from file_chunks(tmp)
 
 
 # --- comparisons and pair lists ---------------------------------------------------------------------
@@ -397,7 +381,7 @@ def comparisons_parquet_chunks(audit: Audit) -> Iterator[bytes]:
             return
         writer.close()
         tmp.seek(0)
-        yield from _file_chunks(tmp)
+        yield from file_chunks(tmp)
 
 
 def _comparison_batches(name: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
@@ -482,7 +466,7 @@ def result_tables(audit: Audit) -> list[tuple[str, str]]:
 def table_csv_chunks(stored: str) -> Iterator[bytes]:
     """A stored result table as it is (CSV), in chunks."""
     with default_storage.open(stored, "rb") as f:
-        yield from _file_chunks(f)
+        yield from file_chunks(f)
 
 
 def table_json_chunks(stored: str) -> Iterator[bytes]:
@@ -505,204 +489,7 @@ def table_json_chunks(stored: str) -> Iterator[bytes]:
     yield b"]"
 
 
-# --- dataset card ------------------------------------------------------------------------------------
-
-def _md(text: Any) -> str:
-    """``text`` for a Markdown table cell or line: one line, with backslashes, pipes, angle
-    brackets and backticks escaped (no table breaks, no HTML)."""
-    value = " ".join(str(text).split())
-    return re.sub(r"([\\`<>|])", r"\\\1", value)
-
-
-def _level_text(level: Any) -> str:
-    """A factor level as in variant names: ``1`` for 1.0, ``1.5``, or a prompt word."""
-    return f"{level:g}" if isinstance(level, int | float) else str(level)
-
-
-def _composition(audit: Audit) -> dict[str, Any]:
-    """Identities and images per group, per group and variant, faces found and generator check
-    failures per group, counted in the database."""
-    identities = dict(SyntheticIdentity.objects.filter(audit=audit).values_list("group_name")
-                      .annotate(n=Count("id")).values_list("group_name", "n"))
-    images: Counter[str] = Counter()
-    cells: dict[str, Counter[str]] = defaultdict(Counter)
-    variants: dict[str, tuple[str, Any]] = {}
-    rows = (GeneratedImage.objects.filter(audit=audit)
-            .values("identity__group_name", "variant", "factor", "level")
-            .annotate(n=Count("id")))
-    for row in rows:
-        group = row["identity__group_name"]
-        images[group] += row["n"]
-        cells[group][row["variant"]] += row["n"]
-        variants[row["variant"]] = (row["factor"], row["level"])
-    failed = Counter(dict(
-        GeneratedImage.objects.filter(audit=audit, checks__passed=False)
-        .values_list("identity__group_name").annotate(n=Count("id"))
-        .values_list("identity__group_name", "n")))
-    no_face = Counter(dict(
-        FaceAnalysis.objects.filter(image__audit=audit, face_found=False)
-        .values_list("image__identity__group_name").annotate(n=Count("id"))
-        .values_list("image__identity__group_name", "n")))
-    order = ["baseline", "control"]
-    ordered = sorted(variants, key=lambda v: (order.index(v) if v in order else 2,
-                                              variants[v][0], str(variants[v][1])))
-    return {"groups": sorted(set(identities) | set(images)), "identities": identities,
-            "images": images, "cells": cells, "variants": ordered, "variant_info": variants,
-            "failed": failed, "no_face": no_face}
-
-
-DATASET_CARD_USES = """\
-## Intended use
-
-- Auditing face recognition models for demographic differentials: per-group false non-match and
-  false match rates at a global threshold, and the effect of controlled image factors per group.
-- Research on bias measurement, face image quality and synthetic data for biometrics.
-
-## Out-of-scope uses
-
-- Training or fine-tuning face recognition, attribute or demographic classifiers meant for
-  deployment; the images are few, synthetic and labelled with perceived attributes only.
-- Drawing conclusions about real people or real demographic groups, or about an FR model's
-  accuracy in a deployment, from these images alone.
-- Identifying, verifying or profiling any person; inferring anyone's gender, age or ethnicity.
-- Any use that the licences above do not allow (several models are licensed for
-  non-commercial research only).
-"""
-
-
-def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
-    """``DATASET_CARD.md``: composition per group and factor level, recipe, licences of every
-    model, intended and out-of-scope uses, known limitations."""
-    result = getattr(audit, "result", None)
-    summary = (result.summary or {}) if result is not None else {}
-    config = audit.config or {}
-    comp = _composition(audit)
-    plan = plan or _plan(audit)
-    groups = comp["groups"]
-    lines = [f"# Dataset card: {_md(audit.name)} (FaceAudit audit #{audit.pk})", ""]
-    if config.get("description"):
-        lines += [_md(config["description"]), ""]
-    n_images = sum(comp["images"].values())
-    per_group = sorted(set(comp["images"].values()))
-    lines += [
-        "## Summary", "",
-        f"{n_images:,} synthetic face images of {sum(comp['identities'].values()):,} synthetic "
-        f"identities in {len(groups)} demographic groups, made by a controlled design: every "
-        "identity has one baseline image, one control image (a null re-capture of the "
-        "baseline) and one image per factor level, changing one thing at a time with the "
-        "identity and seed held fixed. The groups are balanced by construction"
-        + (f": {per_group[0]:,} images in each group." if len(per_group) == 1
-           else f" (images per group: {', '.join(str(n) for n in per_group)}; an audit that "
-                "stopped early can be unbalanced)."),
-        "", "## Composition", "",
-        "| group | folder | identities | images | no face found | failed generator checks |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for g in groups:
-        lines.append(f"| {_md(g)} | images/{plan.slugs.get(g, '')}/ | "
-                     f"{comp['identities'].get(g, 0)} | {comp['images'].get(g, 0)} | "
-                     f"{comp['no_face'].get(g, 0)} | {comp['failed'].get(g, 0)} |")
-    lines += ["", "Images per group and factor level (variant):", "",
-              "| variant | factor | level | " + " | ".join(_md(g) for g in groups) + " |",
-              "|---|---|---|" + "---:|" * len(groups)]
-    for v in comp["variants"]:
-        factor, level = comp["variant_info"][v]
-        level_text = "" if level is None else _level_text(level)
-        lines.append(f"| {_md(v)} | {_md(factor)} | {level_text} | "
-                     + " | ".join(str(comp["cells"][g].get(v, 0)) for g in groups) + " |")
-    lines += ["", "Group labels are perceived attributes read by sensors on the generated "
-                  "faces (the gender-age model; the individual typology angle on skin pixels), "
-                  "never true attributes of a person.", ""]
-
-    models = summary.get("models", {})
-    generator = models.get("generator", {})
-    axes = config.get("groups") or {}
-    factors = config.get("factors") or {}
-    lines += [
-        "## Recipe", "",
-        f"- Generator: `{_md(generator.get('name') or config.get('generator', ''))}`, "
-        f"weights SHA-256 `{generator.get('weights_sha256') or 'unknown'}`.",
-        f"- Audit seed: {audit.seed}. Every identity's latent seed and every factor seed "
-        "are derived from it and the cell's coordinates (BLAKE2b); manifest.csv lists them per "
-        "image. The same config and seed give the same images on the same platform.",
-        "- Groups (all combinations of the levels): "
-        + "; ".join(f"{_md(axis)}: {', '.join(_md(v) for v in levels)}"
-                    for axis, levels in axes.items()) + ".",
-        f"- Identities per group: {config.get('identities_per_group', '')}.",
-        "- Factors and levels: "
-        + ("; ".join(f"{_md(f)}: {', '.join(_md(_level_text(v)) for v in levels)}"
-                     for f, levels in factors.items()) or "none")
-        + ". Plus the baseline and the control condition (1-pixel shift, JPEG quality 95).",
-        f"- FR models under test: {', '.join(_md(m) for m in config.get('fr_models', []))}; "
-        f"target FMR: {', '.join(f'{t:g}' for t in config.get('target_fmr', []))}.",
-        "", "## Models and licences", "",
-        "Every model that made, checked or scored these images:", "",
-        "| model | role | file | SHA-256 | licence | source |", "|---|---|---|---|---|---|",
-    ]
-    for name, info in models.items():
-        role = info.get("role") or ("generator" if name == "generator" else "")
-        label = info.get("name") or name
-        lines.append(f"| {_md(label)} | {_md(role)} | {_md(info.get('file') or '')} | "
-                     f"`{info.get('weights_sha256') or ''}` | {_md(info.get('licence') or '')} | "
-                     f"{_md(info.get('source') or '')} |")
-    if not models:
-        lines.append("| (no results stored) | | | | | |")
-    lines += ["", "The images inherit the most restrictive of these licences.", "",
-              DATASET_CARD_USES]
-    lines += _limitations(summary, comp, config)
-    return "\n".join(lines) + "\n"
-
-
-def _limitations(summary: dict[str, Any], comp: dict[str, Any],
-                 config: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Known limitations", "",
-        "- Synthetic faces: the images come from a generator trained on its own data, at low "
-        "resolution for the default generator; error rates on them need not match those on "
-        "real photographs.",
-        "- Perceived attributes: group labels are read by automatic sensors on the generated "
-        "faces and can be wrong; they describe how a face looks to a model, not who anyone is.",
-        "- Generator bias: the generator may work better for some groups. Per group, images "
-        "where no face was found and images that failed the generator's checks are left out of "
-        "the FR comparisons (counts below and in summary.json, generator_checks).",
-    ]
-    for g in comp["groups"]:
-        images = comp["images"].get(g, 0)
-        lines.append(f"  - {_md(g)}: {comp['failed'].get(g, 0)} of {images} images failed the "
-                     f"generator checks; no face found in {comp['no_face'].get(g, 0)}.")
-    small = []
-    for fr_model, info in (summary.get("fr_models") or {}).items():
-        points = info.get("operating_points") or []
-        rankable = points[0].get("rankable", {}) if points else {}
-        for g, r in rankable.items():
-            if not r.get("rankable", True):
-                small.append(f"  - {_md(fr_model)}, {_md(g)}: {_md(r.get('reason', ''))}")
-    ipg = int(config.get("identities_per_group") or 0)
-    lines.append(
-        f"- Small cells: {ipg} identities per group. Intervals are wide for small groups, and "
-        "groups with fewer than 20 identities, 100 mated or 1,000 within-group non-mated "
-        "comparisons are not ranked" + (":" if small else "."))
-    lines += small
-    lines += ["- Factor levels are single settings of synthetic degradations or latent edits; "
-              "they approximate, not reproduce, real capture conditions.", ""]
-    return lines
-
-
 # --- the export as a list of files ---------------------------------------------------------------
-
-ZIP_COMPRESS_LEVEL = 1
-
-
-@dataclass(frozen=True)
-class ExportFile:
-    """One file of an export: its path inside the export, a function that produces its bytes
-    in chunks, and whether to compress it in the zip."""
-
-    path: str
-    chunks: Callable[[], Iterable[bytes]]
-    compress: bool = True
-    precompressed: Precompressed | None = None  # the member, deflated once (export_cache)
-
 
 def export_files(audit: Audit) -> Iterator[ExportFile]:
     """Every file of the export in order; each file's content is produced only when its
@@ -736,7 +523,7 @@ def cacheable_members(audit: Audit, plan: _Plan | None = None
 
 def _storage_chunks(name: str) -> Iterator[bytes]:
     with default_storage.open(name, "rb") as f:
-        yield from _file_chunks(f)
+        yield from file_chunks(f)
 
 
 def export_to_dir(audit: Audit, out: Path) -> None:
@@ -753,80 +540,6 @@ def export_to_dir(audit: Audit, out: Path) -> None:
                 f.write(chunk)
 
 
-class _Sink(io.RawIOBase):
-    """A write-only, non-seekable stream that hands out what was written since the last drain;
-    zipfile then writes data descriptors instead of seeking back."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.offset = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:  # type: ignore[override]
-        data = bytes(b)
-        self.parts.append(data)
-        self.offset += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.offset
-
-    def drain(self) -> bytes:
-        data = b"".join(self.parts)
-        self.parts.clear()
-        return data
-
-
-def _copy_precompressed(zf: zipfile.ZipFile, sink: _Sink, arcname: str,
-                        member: Precompressed) -> Iterator[bytes]:
-    """Write a member whose raw DEFLATE bytes, CRC-32 and sizes are known (APPNOTE 4.3.7: local
-    header with the sizes, then the data; no data descriptor), and register it with ``zf`` so
-    that its central directory lists it."""
-    info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.external_attr = 0o644 << 16
-    info.CRC, info.file_size, info.compress_size = member.crc32, member.size, member.compressed_size
-    info.header_offset = sink.tell()
-    sink.write(info.FileHeader(zip64=True))
-    yield sink.drain()
-    with default_storage.open(member.name, "rb") as f:
-        yield from _file_chunks(f)
-    sink.offset += member.compressed_size  # the bytes went straight to the client
-    zf.filelist.append(info)
-    zf.NameToInfo[info.filename] = info
-    zf.start_dir = sink.tell()
-    zf._didModify = True  # so that close() writes the central directory
-
-
 def stream_zip(audit: Audit) -> Iterator[bytes]:
     """The export as a zip, produced piece by piece (never whole in memory)."""
     return stream_files_zip(export_files(audit))
-
-
-def stream_files_zip(files: Iterable[ExportFile]) -> Iterator[bytes]:
-    """A zip of ``files``, produced piece by piece: each chunk written is handed out at once.
-    PNGs and Parquet files are stored as they are (already compressed); text files are
-    deflated."""
-    sink = _Sink()
-    with zipfile.ZipFile(sink, mode="w", allowZip64=True) as zf:
-        for item in files:
-            if item.precompressed is not None:
-                yield from _copy_precompressed(zf, sink, check_relpath(item.path),
-                                               item.precompressed)
-                continue
-            info = zipfile.ZipInfo(check_relpath(item.path), date_time=(2020, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED if item.compress else zipfile.ZIP_STORED
-            # Level 1: deflate at about 120-250 MB/s on one core here, against 40-70 at the
-            # default 6, for files 10-15% larger (CSV of comparisons and pair lists).
-            # (ZipInfo's attribute is _compresslevel up to Python 3.12, compress_level after.)
-            setattr(info, "compress_level" if hasattr(info, "compress_level")
-                    else "_compresslevel", ZIP_COMPRESS_LEVEL)
-            info.external_attr = 0o644 << 16
-            with zf.open(info, mode="w", force_zip64=True) as dest:
-                for chunk in item.chunks():
-                    dest.write(chunk)
-                    yield sink.drain()
-            yield sink.drain()
-    yield sink.drain()

@@ -7,6 +7,7 @@ storage backend that implements them, not only the local file system.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from django.core.files.storage import default_storage
@@ -37,8 +38,6 @@ def disk_usage(audit_id: int) -> int:
 def delete_audit_files(audit_id: int) -> int:
     """Delete every file of the audit, then its (now empty) folders where the storage has
     folders; returns the number of files deleted."""
-    import os
-
     names = list(audit_files(audit_id))
     for name in names:
         default_storage.delete(name)
