@@ -34,12 +34,31 @@ def comparisons_parquet(comparisons: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def read_comparisons(name: str) -> pd.DataFrame:
-    """The stored comparisons table ``name`` (Parquet, or gzip CSV for older audits)."""
+def read_comparisons(name: str, columns: list[str] | None = None,
+                     mated_only: bool = False) -> pd.DataFrame:
+    """The stored comparisons table ``name`` (Parquet, or gzip CSV for older audits), or only
+    ``columns`` of it; ``mated_only`` keeps the mated rows (read as such from Parquet)."""
     with default_storage.open(name, "rb") as f:
         if name.endswith(".csv.gz"):
-            return pd.read_csv(gzip.GzipFile(fileobj=f))
-        return pq.read_table(f).to_pandas()
+            df = pd.read_csv(gzip.GzipFile(fileobj=f), usecols=columns)
+            return df[df["mated"].astype(bool)].reset_index(drop=True) if mated_only else df
+        filters = [("mated", "==", True)] if mated_only else None
+        return pq.read_table(f, columns=columns, filters=filters).to_pandas()
+
+
+def comparison_batches(name: str, columns: list[str] | None = None,
+                       batch_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """The stored comparisons table (or ``columns`` of it) in DataFrames of at most
+    ``batch_rows`` rows (bounded memory for large audits)."""
+    with default_storage.open(name, "rb") as f:
+        if name.endswith(".csv.gz"):
+            with gzip.GzipFile(fileobj=f) as gz:
+                yield from pd.read_csv(gz, usecols=columns, chunksize=batch_rows,
+                                       keep_default_na=False, na_values=[""])
+            return
+        parquet = pq.ParquetFile(f)
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+            yield batch.to_pandas()
 
 
 def comparisons_csv_chunks(name: str, batch_rows: int = 200_000) -> Iterator[bytes]:

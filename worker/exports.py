@@ -29,7 +29,6 @@ here: the web process streams downloads with this module.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import re
@@ -386,15 +385,9 @@ def comparisons_parquet_chunks(audit: Audit) -> Iterator[bytes]:
 
 def _comparison_batches(name: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """The stored comparisons table in DataFrames of at most :data:`COMPARISON_BATCH_ROWS`."""
-    with default_storage.open(name, "rb") as f:
-        if name.endswith(".csv.gz"):
-            with gzip.GzipFile(fileobj=f) as gz:
-                yield from pd.read_csv(gz, usecols=columns, chunksize=COMPARISON_BATCH_ROWS,
-                                       keep_default_na=False, na_values=[""])
-            return
-        parquet = pq.ParquetFile(f)
-        for batch in parquet.iter_batches(batch_size=COMPARISON_BATCH_ROWS, columns=columns):
-            yield batch.to_pandas()
+    from worker.comparison_store import comparison_batches
+
+    return comparison_batches(name, columns, batch_rows=COMPARISON_BATCH_ROWS)
 
 
 def pairs_csv_chunks(audit: Audit, plan: _Plan, mated: bool) -> Iterator[bytes]:

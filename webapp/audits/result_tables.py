@@ -9,7 +9,6 @@ recomputed result is never served stale.
 
 from __future__ import annotations
 
-import gzip
 from functools import lru_cache
 
 import pandas as pd
@@ -53,14 +52,10 @@ def load_tables(result, names) -> dict[str, pd.DataFrame]:
 
 @lru_cache(maxsize=MATED_CACHE_SIZE)
 def _read_mated(pk: int, stamp: str, stored: str) -> pd.DataFrame:
-    columns = ["fr_model", "image_a", "image_b", "mated", "score"]
-    with default_storage.open(stored, "rb") as f:
-        if stored.endswith(".csv.gz"):
-            df = pd.read_csv(gzip.GzipFile(fileobj=f), usecols=columns)
-        else:
-            import pyarrow.parquet as pq
+    from worker.comparison_store import read_comparisons
 
-            df = pq.read_table(f, columns=columns, filters=[("mated", "==", True)]).to_pandas()
+    df = read_comparisons(stored, ["fr_model", "image_a", "image_b", "mated", "score"],
+                          mated_only=True)
     df = df[df["mated"].astype(bool)].drop(columns="mated")
     df["fr_model"] = df["fr_model"].astype(str)
     return df.reset_index(drop=True)
