@@ -185,8 +185,14 @@ except json.JSONDecodeError as exc:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"FACEAUDIT_DIFFUSION is not valid JSON: {exc}") from None
-# Analyzer instances run side by side when checking generated images (0: one per CPU core).
+# Analyzer instances run side by side when checking generated images (0: one per CPU core
+# of this worker process's share, see worker.runtime.cores_per_process).
 FACEAUDIT_SENSE_THREADS = env_int("FACEAUDIT_SENSE_THREADS", 0)
+# onnxruntime threads per scoring analyzer (0: the CPU cores divided among the worker's
+# processes; onnxruntime's own choice in a single-process worker). Two prefork processes on
+# 2 cores each running onnxruntime's default 2 spinning threads scored at about half the
+# rate of single-threaded ones (bench/bench_scoring.py).
+FACEAUDIT_SCORE_THREADS = env_int("FACEAUDIT_SCORE_THREADS", 0)
 
 # --- Celery (read by worker.celery_app with namespace="CELERY") ----------------------------------
 BROKER_DIR = VAR_DIR / "broker"

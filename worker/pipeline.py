@@ -184,7 +184,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
 
     from generator.identities import sample_identities as sample
     from worker.labels import make_labeller
-    from worker.runtime import get_analyzer, get_generator
+    from worker.runtime import get_analyzer, get_generator, score_threads
 
     audit = Audit.objects.filter(pk=audit_id).first()
     if audit is None or audit.state != State.GENERATING:  # deleted, cancelled, or already moved on
@@ -207,7 +207,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
             if config.generator in PROMPT_GENERATORS:
                 draws = _sample_prompt_identities(config, design, generator, progress, stop)
             else:
-                labeller = make_labeller(get_analyzer(()), config.groups)
+                labeller = make_labeller(get_analyzer((), threads=score_threads()), config.groups)
                 draws = sample(design, generator, labeller, config.seed, progress=progress,
                                should_stop=stop)
             if _is_cancelled(audit_id):
@@ -256,10 +256,10 @@ def _sample_prompt_identities(config, design, backend, progress, should_stop):
     by the generator's identity model."""
     from generator.diffusion.audit import sample_prompt_identities
     from worker.labels import make_labeller
-    from worker.runtime import get_analyzer
+    from worker.runtime import get_analyzer, score_threads
 
     identity_model, render = _diffusion_options(config)
-    analyzer = get_analyzer((identity_model,))
+    analyzer = get_analyzer((identity_model,), threads=score_threads())
     labeller = make_labeller(analyzer, config.groups)
 
     def encoder(images: np.ndarray) -> np.ndarray:
@@ -350,14 +350,15 @@ def _finish_generation(audit_id: int, n_images: int, dispatch: Dispatch) -> None
 def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> None:
     """Detect, align, embed (each FR model) and sense the given images; when every image of the
     audit has been analysed, move on to aggregation."""
-    from worker.runtime import get_analyzer, quality_model
+    from worker.runtime import get_analyzer, quality_model, score_threads
 
     audit = Audit.objects.filter(pk=audit_id).first()
     if audit is None or audit.state != State.SCORING:  # deleted, cancelled, or already moved on
         return
     with stage_errors(audit_id, "scoring images"):
         config = _config(audit)
-        analyzer = get_analyzer(tuple(config.fr_models), quality=quality_model())
+        analyzer = get_analyzer(tuple(config.fr_models), quality=quality_model(),
+                                threads=score_threads())
         images = list(GeneratedImage.objects.filter(audit=audit, pk__in=image_ids).order_by("id"))
         batch = analyzer.analyze([read_image(img.file) for img in images])
         recognizers = analyzer.recognizers

@@ -97,10 +97,35 @@ def drift_model() -> str:
     return settings.FACEAUDIT_DRIFT_MODEL
 
 
-def sense_threads() -> int:
+def cores_per_process() -> int:
+    """CPU cores this worker process may keep busy: all of them, divided by the number of pool
+    processes (or threads) the Celery worker runs tasks in (FACEAUDIT_WORKER_PROCESSES, set by
+    ``worker.celery_app`` when the worker starts), at least 1."""
     import os
 
-    return max(1, settings.FACEAUDIT_SENSE_THREADS or (os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    try:
+        processes = int(os.environ.get("FACEAUDIT_WORKER_PROCESSES") or 1)
+    except ValueError:
+        processes = 1
+    return max(1, cores // max(1, processes))
+
+
+def score_threads() -> int | None:
+    """onnxruntime threads per scoring analyzer: FACEAUDIT_SCORE_THREADS when set; otherwise
+    None (onnxruntime's choice, every core) in a single-process worker, or this process's share
+    of the cores when several run side by side: their spinning thread pools would otherwise
+    fight for the same cores."""
+    import os
+
+    if settings.FACEAUDIT_SCORE_THREADS > 0:
+        return settings.FACEAUDIT_SCORE_THREADS
+    share = cores_per_process()
+    return None if share >= (os.cpu_count() or 1) else share
+
+
+def sense_threads() -> int:
+    return max(1, settings.FACEAUDIT_SENSE_THREADS or cores_per_process())
 
 
 def get_sense(with_drift: bool = True):
@@ -110,7 +135,7 @@ def get_sense(with_drift: bool = True):
 
     model = drift_model() if with_drift else None
     n = sense_threads()
-    threads = 1 if n > 1 else None
+    threads = 1 if n > 1 else score_threads()
     plain = [get_analyzer((), threads=threads, copy=k) for k in range(n)]
     full = [get_analyzer((model,), threads=threads, copy=k) for k in range(n)] if model else plain
     return make_sense(full, model, plain)
