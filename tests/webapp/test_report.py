@@ -24,6 +24,8 @@ EFFECTS = pd.DataFrame({
     "mean_change_ci_low": [-0.3, -0.1], "mean_change_ci_high": [-0.12, 0.0],
     "wilcoxon_p_adjusted": [0.01, 0.5], "fnmr_control": [0.0, 0.0], "fnmr_level": [0.5, 0.0],
     "mcnemar_lost": [1, 0], "mcnemar_gained": [0, 0], "mcnemar_p_adjusted": [1.0, 1.0],
+    "fnmr_change": [0.5, 0.0], "wilcoxon_significant": [True, False],
+    "mcnemar_significant": [False, False],
     "significant": [True, False], "threshold": [0.42, 0.42], "target_fmr": [0.001, 0.001]})
 HOSTILE = '<script>alert("x")</script> & "quotes"'
 

@@ -10,11 +10,14 @@ The entry point for pages and reports is :func:`dashboard_figures`.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+
+logger = logging.getLogger(__name__)
 
 FNMR_COLOUR = "#c0392b"
 FMR_COLOUR = "#2c7fb8"
@@ -484,30 +487,61 @@ def _targets(summary: dict[str, Any], fr_model: str) -> list[float]:
     return [p["target_fmr"] for p in points if p.get("target_fmr") is not None]
 
 
+#: What each figure is drawn from, for messages about charts that could not be drawn.
+FIGURE_SOURCES = {
+    "group_rates": "the stored rates", "cross_group": "the stored cross-group rates",
+    "det": "det_curves.csv", "histograms": "score_histograms.csv",
+    "factor_similarity": "factor_effects.csv", "factor_fnmr": "factor_effects.csv",
+    "quality": "quality.csv", "edc": "edc_curves.csv",
+}
+
+
+def _drawn(key: str, build, problems: list[str] | None):
+    """``build()``, or None when the stored data it reads is malformed in a way the table
+    checks (``webapp.audits.result_tables.TABLE_SCHEMAS``) did not catch; the failure is logged
+    and described in ``problems``."""
+    try:
+        return build()
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        logger.exception("dashboard figure %s could not be drawn", key)
+        if problems is not None:
+            problems.append(f"The chart {key!r} could not be drawn from {FIGURE_SOURCES[key]} "
+                            f"({type(exc).__name__}: {exc}); the other charts are unaffected.")
+        return None
+
+
 def dashboard_figures(summary: dict[str, Any], tables: dict[str, pd.DataFrame], fr_model: str,
-                      point_index: int) -> dict[str, go.Figure]:
+                      point_index: int, problems: list[str] | None = None
+                      ) -> dict[str, go.Figure]:
     """Every dashboard chart for one FR model and operating point.
 
     ``summary`` is ``AuditResult.summary``; ``tables`` maps export names (``det_curves.csv``,
     ``score_histograms.csv``, ``factor_effects.csv``, ``quality.csv``, ``edc_curves.csv``) to
     DataFrames (missing or empty ones are fine); ``point_index`` indexes
     ``summary["fr_models"][fr_model]["operating_points"]``. Returns some of the keys of
-    :data:`FIGURE_KEYS`, in that order; a key is left out when its data is missing.
+    :data:`FIGURE_KEYS`, in that order; a key is left out when its data is missing, or when
+    drawing it fails on malformed data (then a message is appended to ``problems``).
     Raises ``KeyError`` / ``IndexError`` for an unknown model or point (callers validate).
     """
     point = summary["fr_models"][fr_model]["operating_points"][point_index]
     groups = _groups(point)
     empty = pd.DataFrame()
     figures: dict[str, go.Figure | None] = {
-        "group_rates": group_rates_figure(point, fr_model) if groups else None,
-        "cross_group": cross_group_figure(point, fr_model),
-        "det": det_figure(tables.get("det_curves.csv", empty), point, fr_model),
-        "histograms": histograms_figure(tables.get("score_histograms.csv", empty), point,
-                                        fr_model),
+        "group_rates": _drawn("group_rates", lambda: group_rates_figure(point, fr_model)
+                              if groups else None, problems),
+        "cross_group": _drawn("cross_group", lambda: cross_group_figure(point, fr_model),
+                              problems),
+        "det": _drawn("det", lambda: det_figure(tables.get("det_curves.csv", empty), point,
+                                                fr_model), problems),
+        "histograms": _drawn("histograms", lambda: histograms_figure(
+            tables.get("score_histograms.csv", empty), point, fr_model), problems),
     }
-    figures.update(factor_figures(tables.get("factor_effects.csv", empty), point, fr_model,
-                                  _targets(summary, fr_model)))
+    figures.update(_drawn("factor_similarity", lambda: factor_figures(
+        tables.get("factor_effects.csv", empty), point, fr_model, _targets(summary, fr_model)),
+        problems) or {})
     low_line = (summary.get("quality") or {}).get("low_quality_line")
-    figures["quality"] = quality_figure(tables.get("quality.csv", empty), groups, low_line)
-    figures["edc"] = edc_figure(tables.get("edc_curves.csv", empty), point, fr_model, groups)
+    figures["quality"] = _drawn("quality", lambda: quality_figure(
+        tables.get("quality.csv", empty), groups, low_line), problems)
+    figures["edc"] = _drawn("edc", lambda: edc_figure(tables.get("edc_curves.csv", empty),
+                                                      point, fr_model, groups), problems)
     return {key: figures[key] for key in FIGURE_KEYS if figures.get(key) is not None}

@@ -372,14 +372,15 @@ def _design(audit: Audit, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _figures(summary: dict[str, Any], tables: dict[str, pd.DataFrame], fr_model: str,
-             index: int) -> dict[str, Any]:
+             index: int, problems: list[str]) -> dict[str, Any]:
     """The dashboard's figures for one FR model and operating point (empty when the charts
-    module cannot draw them)."""
+    module cannot draw them); charts that fail on malformed data are described in
+    ``problems``."""
     try:
         from webapp.audits.charts import dashboard_figures
     except ImportError:  # pragma: no cover - the charts module ships with the app
         return {}
-    return dashboard_figures(summary, tables, fr_model, index)
+    return dashboard_figures(summary, tables, fr_model, index, problems)
 
 
 def _load_tables(result) -> dict[str, pd.DataFrame]:
@@ -393,8 +394,11 @@ def build_context(audit: Audit) -> dict[str, Any]:
     result = getattr(audit, "result", None)
     if result is None:
         raise ValueError("the audit has no stored result")
+    from webapp.audits.result_tables import table_problems
+
     summary = result.summary or {}
     tables = _load_tables(result)
+    problems = table_problems(result, REPORT_TABLES)
     effects = tables.get("factor_effects.csv", pd.DataFrame())
     interaction = tables.get("interaction.csv", pd.DataFrame())
     figures: list[dict[str, Any]] = []
@@ -407,7 +411,7 @@ def build_context(audit: Audit) -> dict[str, Any]:
                                            if point.get("target_fmr") is not None
                                            else f"threshold {point.get('threshold')}")
             charts = []
-            for key, fig in _figures(summary, tables, fr_model, k).items():
+            for key, fig in _figures(summary, tables, fr_model, k, problems).items():
                 if key == "quality":  # the same for every model and point: shown once
                     if quality_figure is None:
                         quality_figure = {"id": "fig-quality", "json": _figure_json(fig),
@@ -455,6 +459,7 @@ def build_context(audit: Audit) -> dict[str, Any]:
         "quality_rows": _quality_rows(summary, "by_group"),
         "quality_baseline_rows": _quality_rows(summary, "baselines_by_group"),
         "quality_figure": quality_figure, "figures": figures,
+        "data_problems": list(dict.fromkeys(problems)),
         "definitions": DEFINITIONS, "limitations": LIMITATIONS,
         "small_groups": sorted({r["group"] for s in sections for p in s["points"]
                                 for r in p["groups"] if not r["rankable"]}),

@@ -136,26 +136,27 @@ _FIGURE_CACHE_SIZE = 32
 _FIGURE_LOCK = threading.Lock()
 
 
-def dashboard_json(result, fr_model: str, point_index: int) -> tuple[str, list[str]]:
+def dashboard_json(result, fr_model: str, point_index: int) -> tuple[str, list[str], list[str]]:
     """All dashboard figures of one FR model and operating point as one JSON object (figure
-    key -> plotly figure), safe to place inside a ``<script type="application/json">``, and
-    the figure keys it holds. Built once per ``(result, created_at, model, point)``, then
-    served from memory."""
+    key -> plotly figure), safe to place inside a ``<script type="application/json">``, the
+    figure keys it holds, and messages about stored tables or charts that could not be used.
+    Built once per ``(result, created_at, model, point)``, then served from memory."""
     import plotly.io as pio
 
     from webapp.audits.charts import dashboard_figures
-    from webapp.audits.result_tables import load_tables
+    from webapp.audits.result_tables import load_tables, table_problems
 
     key = (result.pk, result.created_at, fr_model, point_index)
     with _FIGURE_LOCK:
         if key in _FIGURE_CACHE:
             _FIGURE_CACHE.move_to_end(key)
             return _FIGURE_CACHE[key]
+    problems = table_problems(result, DASHBOARD_TABLES)
     figures = dashboard_figures(result.summary, load_tables(result, DASHBOARD_TABLES),
-                                fr_model, point_index)
+                                fr_model, point_index, problems)
     text = "{" + ",".join(f"{json.dumps(name)}:{pio.to_json(fig, validate=False)}"
                           for name, fig in figures.items()) + "}"
-    entry = (text.translate(_JSON_SCRIPT_ESCAPES), list(figures))
+    entry = (text.translate(_JSON_SCRIPT_ESCAPES), list(figures), problems)
     with _FIGURE_LOCK:
         _FIGURE_CACHE[key] = entry
         while len(_FIGURE_CACHE) > _FIGURE_CACHE_SIZE:
@@ -166,9 +167,10 @@ def dashboard_json(result, fr_model: str, point_index: int) -> tuple[str, list[s
 def _dashboard_context(audit: Audit, result, fr_model: str, point_index: int) -> dict:
     from webapp.audits.charts import point_label
 
-    charts_json, figure_keys = dashboard_json(result, fr_model, point_index)
+    charts_json, figure_keys, problems = dashboard_json(result, fr_model, point_index)
     point = result.summary["fr_models"][fr_model]["operating_points"][point_index]
     return {"charts_json": charts_json, "figure_keys": figure_keys,
+            "data_problems": problems,
             "filter_query": urlencode({"model": fr_model, "fmr": point_label(point)}),
             "factor_cells": _factor_cells(result, fr_model, point_index),
             "grids": _sample_grids(audit, result.summary),
