@@ -90,3 +90,25 @@ def test_a_table_file_gone_from_storage_is_named(client, alice, damaged_audit):
     detail = pages["detail"].content.decode()
     assert "det_curves.csv" in detail and "det" not in chart_data(detail)
     assert "histograms" in chart_data(detail)
+
+
+@pytest.mark.django_db
+def test_a_damaged_comparisons_file_is_named_on_compare_and_empties_the_pairs(
+        client, alice, damaged_audit):
+    other = make_done_audit(alice)
+    store_dashboard_results(other)
+    client.force_login(alice)
+    result = AuditResult.objects.get(audit=damaged_audit)
+    default_storage.delete(result.comparisons_file)
+    default_storage.save(result.comparisons_file, ContentFile(b"PAR1 this is not parquet"))
+    result.save()
+    response = client.get(reverse("audits:compare"), {"a": damaged_audit.pk, "b": other.pk})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert (f"the stored comparisons of audit #{damaged_audit.pk} cannot be read" in page
+            and 'data-error-for="a"' in page)
+    pairs = client.get(reverse("audits:pairs", args=[damaged_audit.pk]),
+                       {"group": "female", "variant": "blur_2"})
+    assert pairs.status_code == 200
+    assert 'class="decision-' not in pairs.content.decode()  # no stored score, no decision
+    assert client.get(reverse("audits:detail", args=[damaged_audit.pk])).status_code == 200

@@ -64,11 +64,20 @@ def same_design(a: Audit, b: Audit) -> str | None:
     return None
 
 
+class UnreadableComparisons(Exception):
+    """An audit's stored comparisons file is missing or damaged; the message names the audit."""
+
+
 def _side_table(audit: Audit, model: str):
     from worker.comparison_store import read_comparisons
 
-    comp = read_comparisons(audit.result.comparisons_file)
-    return comp[comp["fr_model"] == model]
+    try:
+        comp = read_comparisons(audit.result.comparisons_file)
+        return comp[comp["fr_model"].astype(str) == model]
+    except Exception as exc:  # noqa: BLE001 - any failure to read is reported at the field
+        raise UnreadableComparisons(
+            f"the stored comparisons of audit #{audit.pk} cannot be read ({type(exc).__name__}); "
+            "run that audit again to rebuild them") from exc
 
 
 def compute(a: Audit, model_a: str, b: Audit, model_b: str, label: str) -> dict[str, Any]:
@@ -130,7 +139,12 @@ def compare(request: HttpRequest) -> HttpResponse:
     if errors:
         return render(request, "audits/compare.html", context, status=200)
 
-    result = compute(a, model_a, b, model_b, label)
+    try:
+        result = compute(a, model_a, b, model_b, label)
+    except UnreadableComparisons as exc:
+        field = "a" if f"audit #{a.pk} " in str(exc) else "b"
+        errors[field] = str(exc)
+        return render(request, "audits/compare.html", context, status=200)
     rows = [{"group": g, **vals} for g, vals in result["by_group"].items()]
     measures = [{"key": k, "label": DISPARITY_LABELS.get(k, k), **result["disparity"][k]}
                 for k in DISPARITY_LABELS if k in result["disparity"]]
