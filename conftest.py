@@ -58,3 +58,22 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 from django.conf import settings as _settings  # noqa: E402
 
 _settings.DATABASES  # noqa: B018
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, plus one step before it is dropped: end the PostgreSQL
+    sessions that other threads or processes (live-server threads, worker subprocesses) left
+    open on it, which would otherwise make the drop fail with "database is being accessed by
+    other users"."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
