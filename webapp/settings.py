@@ -185,6 +185,10 @@ except json.JSONDecodeError as exc:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"FACEAUDIT_DIFFUSION is not valid JSON: {exc}") from None
+# An unfinished audit whose workers have stored nothing for this many seconds is shown as
+# stalled, with a Retry button that re-sends its unfinished work (worker.pipeline.resume).
+# Longer than any one task takes to report (a generation or scoring batch, a statistics run).
+FACEAUDIT_STALLED_AFTER = env_int("FACEAUDIT_STALLED_AFTER", 900)
 # Analyzer instances run side by side when checking generated images (0: one per CPU core
 # of this worker process's share, see worker.runtime.cores_per_process).
 FACEAUDIT_SENSE_THREADS = env_int("FACEAUDIT_SENSE_THREADS", 0)

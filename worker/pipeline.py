@@ -67,7 +67,14 @@ def _config(audit: Audit) -> AuditConfig:
 
 def _advance(audit_id: int, old: str, new: str, **fields: Any) -> bool:
     """Compare-and-set the audit's state; True for the one caller that made the change."""
-    return bool(Audit.objects.filter(pk=audit_id, state=old).update(state=new, **fields))
+    return bool(Audit.objects.filter(pk=audit_id, state=old).update(
+        state=new, updated_at=timezone.now(), **fields))
+
+
+def _touch(audit_id: int) -> None:
+    """Stamp the audit's ``updated_at``: a worker made progress on it. The page calls an
+    unfinished audit stalled when this stamp gets too old (``webapp.audits.progress``)."""
+    Audit.objects.filter(pk=audit_id).update(updated_at=timezone.now())
 
 
 def _is_cancelled(audit_id: int) -> bool:
@@ -78,7 +85,7 @@ def _set_stage(audit_id: int, stage: str, **values: Any) -> None:
     audit = Audit.objects.only("stage_progress").get(pk=audit_id)
     progress = dict(audit.stage_progress or {})
     progress[stage] = {**progress.get(stage, {}), **values}
-    Audit.objects.filter(pk=audit_id).update(stage_progress=progress)
+    Audit.objects.filter(pk=audit_id).update(stage_progress=progress, updated_at=timezone.now())
 
 
 def _fail(audit_id: int, message: str) -> None:
@@ -331,6 +338,7 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
                               "level": img.variant.level, "file": name,
                               "sha256": hashlib.sha256(data).hexdigest(),
                               "recipe": img.recipe, "checks": img.checks or {}})
+        _touch(audit_id)
         if _is_cancelled(audit_id):
             return
         _finish_generation(audit_id, design.n_images, dispatch)
@@ -383,6 +391,7 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
                                        "pitch", "roll", "sharpness", "sharpness_normalised",
                                        "illumination_uniformity", "quality")},
                           "detector": analyzer.detector.name})
+        _touch(audit_id)
         if _is_cancelled(audit_id):
             return
         _finish_scoring(audit_id, audit.n_images_planned, dispatch)

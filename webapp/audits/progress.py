@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
+
 from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage
 
 ORDER = ["queued", "generating", "scoring", "aggregating", "done"]
@@ -33,4 +36,24 @@ def progress(audit: Audit) -> dict[str, Any]:
         s["percent"] = round(100 * s["done"] / s["total"]) if s["total"] else 0
     return {"id": audit.pk, "state": audit.state, "state_label": audit.get_state_display(),
             "final": audit.is_final, "error": audit.error, "stages": stages,
-            "updated_at": audit.updated_at.isoformat()}
+            "updated_at": audit.updated_at.isoformat(), **stall(audit)}
+
+
+def stall(audit: Audit) -> dict[str, Any]:
+    """``{"idle_seconds", "stalled", "stalled_message"}``: how long ago a worker last stored
+    progress for the audit (``updated_at``, stamped by every batch and stage change), and
+    whether that is longer than FACEAUDIT_STALLED_AFTER for an unfinished audit: its worker
+    may have stopped (a task of a worker that died is only handed out again after the broker's
+    visibility timeout), or none is running."""
+    idle = max(0.0, (timezone.now() - audit.updated_at).total_seconds()) if audit.updated_at \
+        else 0.0
+    stalled = not audit.is_final and idle > settings.FACEAUDIT_STALLED_AFTER
+    message = ""
+    if stalled:
+        minutes = int(idle // 60)
+        waiting = ("No worker has taken this audit" if audit.state == Audit.State.QUEUED
+                   else "No worker has stored progress for this audit")
+        message = (f"{waiting} for {minutes} minutes. Check that a worker is running "
+                   "(./faceaudit up starts one), then press Retry: it sends the unfinished work "
+                   "again and keeps everything already made.")
+    return {"idle_seconds": round(idle, 1), "stalled": stalled, "stalled_message": message}

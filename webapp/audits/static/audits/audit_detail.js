@@ -18,6 +18,11 @@
     stateEl.textContent = p.state_label;
     stateEl.className = "state state-" + p.state;
     stateEl.dataset.state = p.state;
+    const stalled = document.getElementById("stalled");
+    if (stalled) {
+      stalled.hidden = !p.stalled;
+      document.getElementById("stalled-text").textContent = p.stalled_message || "";
+    }
     if (p.error) {
       document.getElementById("error").hidden = false;
       document.getElementById("error-text").textContent = p.error;
