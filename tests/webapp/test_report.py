@@ -168,3 +168,23 @@ def test_unfinished_audits_have_no_report(client, alice, media_root):
     client.force_login(alice)
     assert client.get(reverse("audits:report", args=[audit.pk])).status_code == 404
     assert client.get(report_urls(audit.pk)["table_csv"]).status_code == 404
+
+
+def test_the_report_is_built_once_per_stored_result_and_then_served_from_storage(
+        client, alice, media_root):
+    audit = done_audit(alice)
+    client.force_login(alice)
+    url = reverse("audits:report", args=[audit.pk])
+    first = client.get(url).content
+    folder = media_root / "audits" / str(audit.pk) / "results"
+    stored = sorted(folder.glob("report-*.html"))
+    assert len(stored) == 1 and stored[0].read_bytes() == first
+    # Served from the stored file: a marker written into it comes back as it is.
+    stored[0].write_bytes(b"<!doctype html><p>stored copy</p>")
+    assert client.get(url).content == b"<!doctype html><p>stored copy</p>"
+    # The result is stored again (new created_at): a fresh report replaces the old file.
+    audit.result.save()
+    fresh = client.get(url).content
+    assert b"stored copy" not in fresh and fresh.decode().count("plotly.js v") == 1
+    now = sorted(folder.glob("report-*.html"))
+    assert len(now) == 1 and now[0] != stored[0]

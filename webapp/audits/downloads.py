@@ -51,10 +51,13 @@ def audit_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 def audit_report(request: HttpRequest, pk: int) -> HttpResponse:
     """The self-contained HTML fairness report: a download ``faceaudit-<pk>-report.html``, or
     shown in the browser with ``?inline=1``."""
-    from webapp.audits.report import build_report
+    from django.core.files.storage import default_storage
+
+    from webapp.audits.report import stored_report
 
     audit = _finished(request, pk)
-    response = HttpResponse(build_report(audit), content_type="text/html; charset=utf-8")
+    with default_storage.open(stored_report(audit), "rb") as f:
+        response = HttpResponse(f.read(), content_type="text/html; charset=utf-8")
     # The report runs its own inline scripts (plotly.js); it needs no network at all.
     response["Content-Security-Policy"] = (
         "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "

@@ -470,3 +470,30 @@ def build_context(audit: Audit) -> dict[str, Any]:
 def build_report(audit: Audit) -> str:
     """The audit's fairness report as one self-contained HTML document."""
     return render_to_string("audits/report.html", build_context(audit))
+
+
+def stored_report(audit: Audit) -> str:
+    """The storage name of the audit's report, built at the first request for its current
+    result and kept beside the result tables (``audits/<pk>/results/report-<stamp>.html``), so
+    that every web process serves it from disk after that. ``<stamp>`` changes whenever the
+    result is stored again, and reports of earlier results are then deleted."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    result = audit.result
+    stamp = hashlib.sha256(result.created_at.isoformat().encode()).hexdigest()[:16]
+    folder = f"audits/{audit.pk}/results"
+    name = f"{folder}/report-{stamp}.html"
+    if default_storage.exists(name):
+        return name
+    saved = default_storage.save(name, ContentFile(build_report(audit).encode("utf-8")))
+    try:
+        _, files = default_storage.listdir(folder)
+    except (FileNotFoundError, NotImplementedError):
+        files = []
+    for old in files:
+        if old.startswith("report-") and old.endswith(".html") and f"{folder}/{old}" != saved:
+            default_storage.delete(f"{folder}/{old}")
+    return saved
