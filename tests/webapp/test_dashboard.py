@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -390,3 +391,34 @@ def test_load_table_reads_each_stored_table_once(alice, dashboard_audit, monkeyp
     result.save()  # a stored-again result has a new created_at: read afresh
     result_tables.load_table(result, "det_curves.csv")
     assert len(opened) == 2
+
+
+@pytest.mark.django_db
+def test_figures_are_kept_beside_the_results_for_every_web_process(client, alice,
+                                                                   dashboard_audit):
+    from webapp.audits import views
+
+    client.force_login(alice)
+    url = reverse("audits:detail", args=[dashboard_audit.pk])
+    first = chart_data(client.get(url).content.decode())
+    folder = Path(default_storage.path(f"audits/{dashboard_audit.pk}/results/dashboard"))
+    files = sorted(folder.glob("*.json"))
+    assert len(files) == 1
+    # Another process (empty memory cache) reads the stored file: a marker in it comes back.
+    stored = json.loads(files[0].read_text())
+    assert json.loads(stored["charts"]) == first
+    stored["charts"] = json.dumps({"det": first["det"]})
+    stored["keys"] = ["det"]
+    files[0].write_text(json.dumps(stored))
+    views._FIGURE_CACHE.clear()
+    assert list(chart_data(client.get(url).content.decode())) == ["det"]
+    # A damaged file is built again and replaced.
+    files[0].write_text("{not json")
+    views._FIGURE_CACHE.clear()
+    assert list(chart_data(client.get(url).content.decode())) == list(FIGURE_KEYS)
+    assert json.loads(files[0].read_text())["keys"] == list(FIGURE_KEYS)
+    # A result stored again gets new files; the old ones are deleted.
+    dashboard_audit.result.save()
+    client.get(url)
+    now = sorted(folder.glob("*.json"))
+    assert len(now) == 1 and now[0] != files[0]

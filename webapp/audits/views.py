@@ -140,27 +140,69 @@ def dashboard_json(result, fr_model: str, point_index: int) -> tuple[str, list[s
     """All dashboard figures of one FR model and operating point as one JSON object (figure
     key -> plotly figure), safe to place inside a ``<script type="application/json">``, the
     figure keys it holds, and messages about stored tables or charts that could not be used.
-    Built once per ``(result, created_at, model, point)``, then served from memory."""
-    import plotly.io as pio
 
-    from webapp.audits.charts import dashboard_figures
-    from webapp.audits.result_tables import load_tables, table_problems
-
+    Built once per ``(result, created_at, model, point)`` and kept twice: in this process's
+    memory, and as a file beside the result tables (:func:`_stored_figures`) that every other
+    web process reads instead of building the figures again."""
     key = (result.pk, result.created_at, fr_model, point_index)
     with _FIGURE_LOCK:
         if key in _FIGURE_CACHE:
             _FIGURE_CACHE.move_to_end(key)
             return _FIGURE_CACHE[key]
+    entry = _stored_figures(result, fr_model, point_index)
+    with _FIGURE_LOCK:
+        _FIGURE_CACHE[key] = entry
+        while len(_FIGURE_CACHE) > _FIGURE_CACHE_SIZE:
+            _FIGURE_CACHE.popitem(last=False)
+    return entry
+
+
+def _build_figures(result, fr_model: str, point_index: int) -> tuple[str, list[str], list[str]]:
+    import plotly.io as pio
+
+    from webapp.audits.charts import dashboard_figures
+    from webapp.audits.result_tables import load_tables, table_problems
+
     problems = table_problems(result, DASHBOARD_TABLES)
     figures = dashboard_figures(result.summary, load_tables(result, DASHBOARD_TABLES),
                                 fr_model, point_index, problems)
     text = "{" + ",".join(f"{json.dumps(name)}:{pio.to_json(fig, validate=False)}"
                           for name, fig in figures.items()) + "}"
-    entry = (text.translate(_JSON_SCRIPT_ESCAPES), list(figures), problems)
-    with _FIGURE_LOCK:
-        _FIGURE_CACHE[key] = entry
-        while len(_FIGURE_CACHE) > _FIGURE_CACHE_SIZE:
-            _FIGURE_CACHE.popitem(last=False)
+    return text.translate(_JSON_SCRIPT_ESCAPES), list(figures), problems
+
+
+def _stored_figures(result, fr_model: str, point_index: int) -> tuple[str, list[str], list[str]]:
+    """The figures from ``audits/<pk>/results/dashboard/<stamp>-<selection>.json``, or built now
+    and written there. ``<stamp>`` changes whenever the result is stored again; files of
+    earlier results are then deleted. A file that cannot be read is built again."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    stamp = hashlib.sha256(result.created_at.isoformat().encode()).hexdigest()[:16]
+    selection = hashlib.sha256(f"{fr_model}\x00{point_index}".encode()).hexdigest()[:16]
+    folder = f"audits/{result.audit_id}/results/dashboard"
+    name = f"{folder}/{stamp}-{selection}.json"
+    try:
+        with default_storage.open(name, "rb") as f:
+            stored = json.loads(f.read())
+        return stored["charts"], list(stored["keys"]), list(stored["problems"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):  # damaged: replace it
+        default_storage.delete(name)
+    entry = _build_figures(result, fr_model, point_index)
+    if not default_storage.exists(name):
+        data = json.dumps({"charts": entry[0], "keys": entry[1], "problems": entry[2]})
+        default_storage.save(name, ContentFile(data.encode("utf-8")))
+        try:
+            _, files = default_storage.listdir(folder)
+        except (FileNotFoundError, NotImplementedError):
+            files = []
+        for old in files:
+            if not old.startswith(stamp):
+                default_storage.delete(f"{folder}/{old}")
     return entry
 
 
