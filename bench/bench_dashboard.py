@@ -10,7 +10,10 @@ SQLite database and media folder, then times what a researcher waits for:
   in), for every FR model x operating point filter: the first view of each (stored tables read,
   figures built and cached) is printed on its own, then ``--requests`` timed repeat requests;
   median and p95 in milliseconds (target: median <= 300 ms);
-* **report**: ``webapp.audits.report.build_report`` (target: <= 20 s);
+  then the first view of each again as another web process sees it (nothing in memory; the
+  figures read from the files the first views kept in the audit's folder);
+* **report**: ``GET /audits/<pk>/report.html``, the first request (built and kept; target:
+  <= 20 s) and a later one (served from the kept file);
 * **dataset zip**: the body of ``GET /audits/<pk>/download.zip`` consumed as the browser
   would, MB/s over the whole stream (target: >= 50 MB/s). The large text members were deflated
   once by the aggregation stage (``worker/export_cache.py``), as in production.
@@ -182,7 +185,9 @@ def time_dashboard(audit, n_requests: int) -> list[float]:
     summary = audit.result.summary
     filters = [{"model": m, "fmr": p["label"]}
                for m, info in summary["fr_models"].items() for p in info["operating_points"]]
-    times, first = [], []
+    from webapp.audits import result_tables, views
+
+    times, first, other = [], [], []
     for params in filters:
         t0 = time.perf_counter()
         response = client.get(url, params)  # first view: tables read, figures built
@@ -193,15 +198,31 @@ def time_dashboard(audit, n_requests: int) -> list[float]:
             response = client.get(url, params)
             times.append(time.perf_counter() - t0)
             assert response.status_code == 200
-    return times, first
+    # Another web process: nothing in its memory, the figures kept in the audit's folder.
+    for params in filters:
+        views._FIGURE_CACHE.clear()
+        result_tables._read_table.cache_clear()
+        t0 = time.perf_counter()
+        assert client.get(url, params).status_code == 200
+        other.append(time.perf_counter() - t0)
+    return times, first, other
 
 
-def time_report(audit) -> tuple[float, int]:
-    from webapp.audits.report import build_report
+def time_report(audit) -> tuple[float, float, int]:
+    """Seconds for the report view's first request (built and kept), for a later one (served
+    from the kept file), and the report's size in bytes."""
+    from django.test import Client
+    from django.urls import reverse
 
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(audit.owner)
+    url = reverse("audits:report", args=[audit.pk])
     t0 = time.perf_counter()
-    html = build_report(audit)
-    return time.perf_counter() - t0, len(html.encode())
+    size = len(client.get(url).content)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    assert len(client.get(url).content) == size
+    return first, time.perf_counter() - t0, size
 
 
 def time_zip(audit) -> tuple[float, int]:
@@ -238,19 +259,23 @@ def main() -> None:
         print(f"audit #{audit.pk}: {n_images:,} images, FR models "
               f"{', '.join(audit.result.summary['fr_models'])}")
 
-        times, first = time_dashboard(audit, args.requests)
+        times, first, other = time_dashboard(audit, args.requests)
         times = sorted(times)
         print(f"dashboard HTML, first view of each of {len(first)} filter settings (tables read, "
               f"figures built): median {statistics.median(first) * 1000:.0f} ms, "
               f"max {max(first) * 1000:.0f} ms")
+        print(f"dashboard HTML, first view of each in another web process (figures read from "
+              f"the audit's folder): median {statistics.median(other) * 1000:.0f} ms, "
+              f"max {max(other) * 1000:.0f} ms")
         median = statistics.median(times) * 1000
         p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))] * 1000
         print(f"dashboard HTML: median {median:.0f} ms, p95 {p95:.0f} ms over {len(times)} "
               f"requests (target <= 300 ms median: {'met' if median <= 300 else 'NOT met'})")
 
-        seconds, size = time_report(audit)
-        print(f"report: built in {seconds:.2f} s, {size / 1e6:.1f} MB "
-              f"(target <= 20 s: {'met' if seconds <= 20 else 'NOT met'})")
+        seconds, again, size = time_report(audit)
+        print(f"report: first request (built and kept) {seconds:.2f} s, {size / 1e6:.1f} MB "
+              f"(target <= 20 s: {'met' if seconds <= 20 else 'NOT met'}); later requests "
+              f"{again * 1000:.0f} ms")
 
         seconds, size = time_zip(audit)
         rate = size / 1e6 / seconds
