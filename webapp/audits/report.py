@@ -477,23 +477,9 @@ def stored_report(audit: Audit) -> str:
     result and kept beside the result tables (``audits/<pk>/results/report-<stamp>.html``), so
     that every web process serves it from disk after that. ``<stamp>`` changes whenever the
     result is stored again, and reports of earlier results are then deleted."""
-    import hashlib
+    from webapp.audits.storage import keep_built, result_stamp
 
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-
-    result = audit.result
-    stamp = hashlib.sha256(result.created_at.isoformat().encode()).hexdigest()[:16]
-    folder = f"audits/{audit.pk}/results"
-    name = f"{folder}/report-{stamp}.html"
-    if default_storage.exists(name):
-        return name
-    saved = default_storage.save(name, ContentFile(build_report(audit).encode("utf-8")))
-    try:
-        _, files = default_storage.listdir(folder)
-    except (FileNotFoundError, NotImplementedError):
-        files = []
-    for old in files:
-        if old.startswith("report-") and old.endswith(".html") and f"{folder}/{old}" != saved:
-            default_storage.delete(f"{folder}/{old}")
-    return saved
+    return keep_built(
+        f"audits/{audit.pk}/results", f"report-{result_stamp(audit.result)}.html",
+        lambda: build_report(audit).encode("utf-8"),
+        stale=lambda name: name.startswith("report-") and name.endswith(".html"))

@@ -8,7 +8,7 @@ storage backend that implements them, not only the local file system.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.core.files.storage import default_storage
 
@@ -51,3 +51,33 @@ def delete_audit_files(audit_id: int) -> int:
         except OSError:
             pass
     return len(names)
+
+
+def result_stamp(result) -> str:
+    """16 hex digits that change whenever an ``AuditResult`` is stored again (from its
+    ``created_at``): part of the names of files built from that result."""
+    import hashlib
+
+    return hashlib.sha256(result.created_at.isoformat().encode()).hexdigest()[:16]
+
+
+def keep_built(folder: str, filename: str, build: Callable[[], bytes],
+               stale: Callable[[str], bool]) -> str:
+    """The storage name ``folder/filename``: the file when it exists, else ``build()`` saved
+    there, after which the files of ``folder`` that ``stale(name)`` marks (built from an
+    earlier result) are deleted. Used for pages built from a stored result on first request
+    and then served to every web process from the file."""
+    from django.core.files.base import ContentFile
+
+    name = f"{folder}/{filename}"
+    if default_storage.exists(name):
+        return name
+    saved = default_storage.save(name, ContentFile(build()))
+    try:
+        _, files = default_storage.listdir(folder)
+    except (FileNotFoundError, NotImplementedError):
+        files = []
+    for other in files:
+        if f"{folder}/{other}" != saved and stale(other):
+            default_storage.delete(f"{folder}/{other}")
+    return saved

@@ -177,10 +177,11 @@ def _stored_figures(result, fr_model: str, point_index: int) -> tuple[str, list[
     earlier results are then deleted. A file that cannot be read is built again."""
     import hashlib
 
-    from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    stamp = hashlib.sha256(result.created_at.isoformat().encode()).hexdigest()[:16]
+    from webapp.audits.storage import keep_built, result_stamp
+
+    stamp = result_stamp(result)
     selection = hashlib.sha256(f"{fr_model}\x00{point_index}".encode()).hexdigest()[:16]
     folder = f"audits/{result.audit_id}/results/dashboard"
     name = f"{folder}/{stamp}-{selection}.json"
@@ -193,16 +194,10 @@ def _stored_figures(result, fr_model: str, point_index: int) -> tuple[str, list[
     except (OSError, ValueError, KeyError, TypeError):  # damaged: replace it
         default_storage.delete(name)
     entry = _build_figures(result, fr_model, point_index)
-    if not default_storage.exists(name):
-        data = json.dumps({"charts": entry[0], "keys": entry[1], "problems": entry[2]})
-        default_storage.save(name, ContentFile(data.encode("utf-8")))
-        try:
-            _, files = default_storage.listdir(folder)
-        except (FileNotFoundError, NotImplementedError):
-            files = []
-        for old in files:
-            if not old.startswith(stamp):
-                default_storage.delete(f"{folder}/{old}")
+    keep_built(folder, f"{stamp}-{selection}.json",
+               lambda: json.dumps({"charts": entry[0], "keys": entry[1],
+                                   "problems": entry[2]}).encode("utf-8"),
+               stale=lambda other: not other.startswith(stamp))
     return entry
 
 
