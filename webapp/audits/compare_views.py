@@ -67,6 +67,10 @@ def same_design(a: Audit, b: Audit) -> str | None:
 class UnreadableComparisons(Exception):
     """An audit's stored comparisons file is missing or damaged; the message names the audit."""
 
+    def __init__(self, audit_pk: int, message: str) -> None:
+        super().__init__(message)
+        self.audit_pk = audit_pk
+
 
 def _side_table(audit: Audit, model: str):
     from worker.comparison_store import read_comparisons
@@ -76,7 +80,7 @@ def _side_table(audit: Audit, model: str):
         return comp[comp["fr_model"].astype(str) == model]
     except Exception as exc:  # noqa: BLE001 - any failure to read is reported at the field
         raise UnreadableComparisons(
-            f"the stored comparisons of audit #{audit.pk} cannot be read ({type(exc).__name__}); "
+            audit.pk, f"the stored comparisons of audit #{audit.pk} cannot be read ({type(exc).__name__}); "
             "run that audit again to rebuild them") from exc
 
 
@@ -142,7 +146,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     try:
         result = compute(a, model_a, b, model_b, label)
     except UnreadableComparisons as exc:
-        field = "a" if f"audit #{a.pk} " in str(exc) else "b"
+        field = "a" if exc.audit_pk == a.pk else "b"
         errors[field] = str(exc)
         return render(request, "audits/compare.html", context, status=200)
     rows = [{"group": g, **vals} for g, vals in result["by_group"].items()]
