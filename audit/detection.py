@@ -44,7 +44,7 @@ from insightface.model_zoo import get_model
 from insightface.model_zoo.scrfd import SCRFD
 from onnx import numpy_helper, shape_inference
 
-from .recognition import _with_dynamic_batch, session_options
+from .recognition import _with_dynamic_batch, fixed_batches, session_options
 from .registry import ModelError, ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -353,9 +353,10 @@ class FaceDetector:
         np.subtract(det_images.transpose(0, 3, 1, 2), np.float32(127.5), out=blob)
         blob *= np.float32(1.0 / 128.0)  # exact: a power of two
         step = MAX_DET_BATCH if self.batched else 1
-        runs = [
-            self.session.run(self._output_names, {self._input_name: blob[i : i + step]})
-            for i in range(0, len(blob), step)
+        runs = [  # fixed-shape calls: an image's detections do not depend on its batch
+            [out if n == step else out[:n]  # single-image graphs have no batch axis
+             for out in self.session.run(self._output_names, {self._input_name: chunk})]
+            for chunk, n in fixed_batches(blob, step)
         ]
         outs = [np.concatenate([run[k] for run in runs]) for k in range(len(self._output_names))]
         n, fmc = len(blob), len(self._strides)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from os import PathLike
 
 import numpy as np
@@ -148,15 +149,34 @@ class OnnxBatchRunner:
         )
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Run ``x`` (N, ...) float32 through the model; returns (N, ...) float32."""
+        """Run ``x`` (N, ...) float32 through the model; returns (N, ...) float32.
+
+        Every call has exactly ``max_batch`` rows (:func:`fixed_batches`), so a row's output
+        does not depend on how many other rows came with it."""
         if len(x) == 0:
             raise ValueError("empty batch")
         step = self.max_batch if self.batched else 1
         outputs = [
-            self.session.run([self.output_name], {self.input_name: x[i : i + step]})[0]
-            for i in range(0, len(x), step)
+            self.session.run([self.output_name], {self.input_name: chunk})[0][:n]
+            for chunk, n in fixed_batches(x, step)
         ]
         return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def fixed_batches(x: np.ndarray, step: int) -> Iterator[tuple[np.ndarray, int]]:
+    """``(chunk, n_real)`` pairs covering ``x`` (N, ...) in order, every chunk exactly ``step``
+    rows: the last one is padded with zero rows (drop the outputs past ``n_real``).
+
+    Inference libraries choose kernels by input shape (onnxruntime's MLAS, oneDNN), and a
+    different kernel can move the last float bits of a row's output; a fixed shape keeps each
+    image's numbers the same whatever batch of images it was scored in."""
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        n = len(chunk)
+        if n < step:
+            pad = np.zeros((step - n, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        yield chunk, n
 
 
 def check_aligned(aligned: np.ndarray, size: int = ALIGNED_SIZE) -> np.ndarray:

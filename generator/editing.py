@@ -9,12 +9,18 @@ its sensor shows the requested change. Every image is then sensed and checked:
 - on target (latent edits): the intended sensor moved by the requested amount, within
   ``max(abs tolerance, rel_tol x |request|)``;
 - others held: the other sensors stayed within their tolerances of the baseline; sensors a factor legitimately moves are not held (:data:`AFFECTS`);
-- identity kept (latent edits): cosine similarity to the baseline, with an FR model that did not
-  condition the generator, above the 99th percentile of similarities between *different*
-  identities' baselines in the same batch (so the edited face is still closer to its own
-  baseline than 99% of impostor pairs; an absolute threshold would confound the check with the
-  FR model's own sensitivity to pose, which is what the audit measures). Batches of fewer than
-  10 identities use the fixed ``identity_min_similarity``.
+- identity kept (latent edits): cosine similarity to the baseline, measured by an *identity
+  judge*: an FR model that is neither under test nor the one that conditioned the generator
+  (``worker.runtime.choose_identity_judge``), against a cut-off fixed once per audit before any
+  edit is judged: the 99th percentile of the judge's similarities between *different*
+  identities' baselines over the whole audit (:func:`identity_cutoff`), so the edited face is
+  still closer to its own baseline than 99% of impostor pairs are to each other. One cut-off for
+  every batch and group: the rule cannot differ between groups or with how the work is split.
+
+An edit is *usable* for the FR comparisons (``edit_ok``) when the face is found, the edit reached
+its target and the other attributes held; the judge's verdict does not decide that (judging
+identity with the model under test would censor exactly the failures the audit measures), it
+only marks the variants a second, "judged same person" view of the results leaves out.
 
 Prompt factors of the diffusion backends (``check_image(..., prompt_level=level)``, used by
 :mod:`generator.diffusion.audit`) get the same checks: face found; others held, where the sensors
@@ -37,7 +43,7 @@ and reported as failed if none passed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -165,7 +171,12 @@ class CheckPolicy:
     hold_tol: dict[str, float] = field(default_factory=lambda: {
         "yaw": 10.0, "pitch": 10.0, "age": 20.0, "ita": 10.0, "brightness": 8.0,
         "male_probability": 0.25})
-    identity_min_similarity: float = 0.45  # MobileFaceNet impostor p99 on default faces
+    #: The identity judge's cut-off (cosine). Audits set it from their own baselines
+    #: (:func:`identity_cutoff`); None: identity is not judged (``identity_kept`` stays None).
+    #: The default is MobileFaceNet's impostor p99 on default faces, for direct library use.
+    identity_min_similarity: float | None = 0.45
+    #: Name of the FR model that judges identity (recorded in every check).
+    identity_judge: str | None = None
     max_attempts: int = 4
     max_step: float = 4.0  # latent units; the DCGAN latent is N(0, I_100), norm about 10
 
@@ -173,6 +184,7 @@ class CheckPolicy:
         return {"target_abs_tol": self.target_abs_tol, "target_rel_tol": self.target_rel_tol,
                 "hold_tol": self.hold_tol,
                 "identity_min_similarity": self.identity_min_similarity,
+                "identity_judge": self.identity_judge,
                 "max_attempts": self.max_attempts, "max_step": self.max_step}
 
 
@@ -198,7 +210,7 @@ def check_image(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarray]
                            "on_target": None, "deltas": {}, "broken": [],
                            "identity_similarity": None, "identity_kept": None}
     if not found:
-        out.update(others_held=None, passed=False)
+        out.update(others_held=None, edit_ok=False, passed=False)
         return out
     affects = AFFECTS.get(factor, frozenset())
     _hold_and_identity(out, base, bi, var, vi, affects, policy)
@@ -208,14 +220,21 @@ def check_image(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarray]
         tol = max(policy.target_abs_tol.get(spec.sensor, 0.0),
                   policy.target_rel_tol * abs(requested or 0.0))
         out["on_target"] = achieved is not None and abs(achieved - requested) <= tol
-        if out["identity_similarity"] is not None:
-            out["identity_threshold"] = round(policy.identity_min_similarity, 4)
-            out["identity_kept"] = out["identity_similarity"] >= policy.identity_min_similarity
-        out["passed"] = bool(out["on_target"] and out["others_held"]
-                             and out["identity_kept"] is not False)
+        _judge(out, policy)
+        out["edit_ok"] = bool(out["on_target"] and out["others_held"])
+        out["passed"] = bool(out["edit_ok"] and out["identity_kept"] is not False)
     else:
-        out["passed"] = True
+        out["edit_ok"] = out["passed"] = True
     return out
+
+
+def _judge(out: dict[str, Any], policy: CheckPolicy) -> None:
+    """Fill ``identity_judge``, ``identity_threshold`` and ``identity_kept`` of ``out`` from its
+    ``identity_similarity`` and the audit's cut-off."""
+    out["identity_judge"] = policy.identity_judge
+    if out["identity_similarity"] is not None and policy.identity_min_similarity is not None:
+        out["identity_threshold"] = round(float(policy.identity_min_similarity), 4)
+        out["identity_kept"] = out["identity_similarity"] >= policy.identity_min_similarity
 
 
 def _hold_and_identity(out: dict[str, Any], base: dict[str, np.ndarray], bi: int,
@@ -248,7 +267,7 @@ def _check_prompt(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarra
         "target_rule": target.rule() if target else None, "achieved": None, "on_target": None,
         "deltas": {}, "broken": [], "identity_similarity": None, "identity_kept": None}
     if not found:
-        out.update(others_held=None, passed=False)
+        out.update(others_held=None, edit_ok=False, passed=False)
         return out
     _hold_and_identity(out, base, bi, var, vi, prompt_affects(factor, level), policy)
     if target is not None:
@@ -260,27 +279,30 @@ def _check_prompt(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarra
             out["achieved"] = round(float(change), 4)
             moved = change * target.sign if target.sign else abs(change)
             out["on_target"] = bool(moved >= target.min_change)
-    if out["identity_similarity"] is not None:
-        out["identity_threshold"] = round(policy.identity_min_similarity, 4)
-        out["identity_kept"] = out["identity_similarity"] >= policy.identity_min_similarity
-    out["passed"] = bool(out["on_target"] is not False and out["others_held"]
-                         and out["identity_kept"] is not False)
+    _judge(out, policy)
+    out["edit_ok"] = bool(out["on_target"] is not False and out["others_held"])
+    out["passed"] = bool(out["edit_ok"] and out["identity_kept"] is not False)
     return out
 
 
-def impostor_threshold(base: dict[str, np.ndarray], policy: CheckPolicy,
-                       min_identities: int = 10, quantile: float = 99.0) -> float:
-    """The ``quantile`` of cosine similarities between different identities' baselines of a
-    batch (the identity-kept threshold), or the policy's fixed value for small batches."""
-    emb = base.get("embedding")
-    if emb is None:
-        return policy.identity_min_similarity
-    emb = np.asarray(emb)[np.asarray(base["face_found"], dtype=bool)]
+def identity_cutoff(embeddings: np.ndarray, quantile: float = 99.0) -> tuple[float | None, int]:
+    """The identity judge's cut-off for a whole audit: the ``quantile`` (percent) of cosine
+    similarities between different identities' baselines.
+
+    ``embeddings``: ``(N, D)`` unit rows, one per baseline where the judge found a face (rows
+    with NaN are ignored). Returns ``(cut-off, number of impostor pairs)``; the cut-off is None
+    when fewer than two baselines remain (then identity cannot be judged). Computed once per
+    audit, before any edit is judged, so the rule does not depend on batches or groups.
+    """
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 2:
+        return None, 0
     emb = emb[np.isfinite(emb).all(axis=1)]
-    if len(emb) < min_identities:
-        return policy.identity_min_similarity
-    sims = emb @ emb.T
-    return float(np.percentile(sims[np.triu_indices(len(emb), 1)], quantile))
+    n = len(emb)
+    if n < 2:
+        return None, 0
+    sims = (emb @ emb.T)[np.triu_indices(n, 1)]
+    return float(np.percentile(sims, quantile)), int(len(sims))
 
 
 def render_and_check(
@@ -294,8 +316,11 @@ def render_and_check(
 ) -> list[list[RenderedImage]]:
     """Baseline and variants for each identity, each with ``checks`` and an extended recipe.
 
-    All identities of the batch are generated and sensed together (one generator call and one
-    sensor call per attempt), which is what makes the checks affordable.
+    All identities of the batch are sensed together (one sensor call per attempt), which is
+    what makes the checks affordable. Nothing an identity gets depends on the other identities
+    of its batch: the generator renders each latent on its own (see
+    :class:`generator.backends.TorchLatentGenerator`), retries are seeded per identity, and the
+    identity judge's cut-off comes with ``policy`` (fixed once per audit, :func:`identity_cutoff`).
     """
     policy = policy or CheckPolicy()
     seeds = [int(s) for s in latent_seeds]
@@ -303,14 +328,13 @@ def render_and_check(
     z = generator.sample_latents(seeds).astype(np.float64)
     base = generator.generate(z.astype(np.float32))
     rb = sense(base)
-    policy = replace(policy, identity_min_similarity=impostor_threshold(rb, policy))
     base_recipe = latent_recipe(generator)
     rows: list[list[RenderedImage]] = [[] for _ in range(n)]
     for v in variants:
         if v.is_baseline:
             pixels, rv, extra, checks = base, rb, [{} for _ in range(n)], [
-                {"face_found": bool(rb["face_found"][i]), "passed": bool(rb["face_found"][i])}
-                for i in range(n)]
+                {"face_found": bool(rb["face_found"][i]), "edit_ok": bool(rb["face_found"][i]),
+                 "passed": bool(rb["face_found"][i])} for i in range(n)]
         elif v.factor == "control" or FACTORS[v.factor].kind == "image":
             pixels, sub = image_variant(base, seeds, v, audit_seed)
             # identity is preserved by construction (same face, degraded): no drift embedding

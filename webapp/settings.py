@@ -166,10 +166,12 @@ FACEAUDIT_SCORE_BATCH = env_int("FACEAUDIT_SCORE_BATCH", 128)  # images per cpu 
 FACEAUDIT_TORCH_DEVICE = env_str("FACEAUDIT_TORCH_DEVICE", "cpu")
 # Derived data a worker can rebuild (learned latent directions), per machine.
 FACEAUDIT_CACHE_DIR = Path(env_str("FACEAUDIT_CACHE_DIR") or VAR_DIR / "cache")
-# FR model that measures identity drift of generated variants; it must not be one that
-# conditioned the generator (the DCGAN is conditioned by none). MobileFaceNet is fast enough to
-# check every edit; dlib's ResNet (about 95 ms per face here) is the alternative.
-FACEAUDIT_DRIFT_MODEL = env_str("FACEAUDIT_DRIFT_MODEL", "mobilefacenet")
+# The identity judge: the FR model that says whether an edit kept identity. Never a model under
+# test nor the one that conditions a diffusion generator (worker.runtime.choose_identity_judge);
+# "auto" picks dlib's ResNet, else MobileFaceNet, else an insightface pack, whichever is not
+# under test. A model named here is used when it qualifies, otherwise another one is (and the
+# audit says so).
+FACEAUDIT_DRIFT_MODEL = env_str("FACEAUDIT_DRIFT_MODEL", "auto")
 FACEAUDIT_DIRECTION_SAMPLES = env_int("FACEAUDIT_DIRECTION_SAMPLES", 3000)
 # Diffusion generators this installation has weights for (none by default; no hub access is
 # assumed). JSON: generator name -> options, e.g.

@@ -199,6 +199,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
     with stage_errors(audit_id, "sampling identities"):
         config = _config(audit)
         design = plan_design(config)
+        _check_identity_judge(config)  # refuse before any work when no model can judge
         if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
             if config.generator in PROMPT_GENERATORS:
                 _diffusion_options(config)  # configuration errors before loading gigabytes
@@ -231,6 +232,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
         _set_stage(audit_id, "sampling", done=design.n_identities, total=design.n_identities)
         if _latent_factors(config):
             _learn_directions_with_progress(audit_id, config)
+        _identity_policy(audit_id, config)
         ids = list(SyntheticIdentity.objects.filter(audit=audit).order_by("id")
                    .values_list("id", flat=True))
         for chunk in _chunks(ids, settings.FACEAUDIT_GENERATE_BATCH):
@@ -250,11 +252,12 @@ def _diffusion_options(config: AuditConfig) -> tuple[str, dict[str, Any]]:
     if "size" in options:
         render["height"] = render["width"] = int(options["size"])
     identity_model = options.get("identity_model", "buffalo_l")
-    from worker.runtime import drift_model
+    from worker.runtime import NoIdentityJudge, choose_identity_judge
 
-    if drift_model() == identity_model:
-        raise StageError(f"the identity-drift model ({identity_model}) is the model that "
-                         "conditions the generator; set FACEAUDIT_DRIFT_MODEL to another one")
+    try:
+        choose_identity_judge(config.fr_models, conditioning=identity_model)
+    except NoIdentityJudge as exc:
+        raise StageError(str(exc)) from None
     return identity_model, render
 
 
@@ -297,6 +300,101 @@ def _learn_directions_with_progress(audit_id: int, config: AuditConfig) -> None:
     get_directions(get_generator(config.generator), progress=progress)
 
 
+#: The identity judge's cut-off: this percentile of its similarities between different
+#: identities' baselines over the whole audit (generator.editing.identity_cutoff).
+IDENTITY_CUTOFF_QUANTILE = 99.0
+
+
+def _needs_identity_judge(config: AuditConfig) -> bool:
+    """Latent and prompt edits change the face itself, so whether identity survived is judged;
+    image factors degrade the same face and are not."""
+    return bool(_latent_factors(config)) or config.generator in PROMPT_GENERATORS
+
+
+def _check_identity_judge(config: AuditConfig) -> None:
+    """Raise StageError naming the fix when the audit's edits need an identity judge and every
+    available FR model is under test (or conditions the generator)."""
+    from worker.runtime import NoIdentityJudge, choose_identity_judge
+
+    if not _needs_identity_judge(config) or config.generator in PROMPT_GENERATORS:
+        return  # prompt generators: checked with their conditioning model (_diffusion_options)
+    try:
+        choose_identity_judge(config.fr_models)
+    except NoIdentityJudge as exc:
+        raise StageError(str(exc)) from None
+
+
+def _identity_policy(audit_id: int, config: AuditConfig):
+    """The audit's :class:`generator.editing.CheckPolicy` with its identity judge and cut-off,
+    fixing both first if the audit has none yet (idempotent: every caller computes the same
+    values from the same baselines)."""
+    from generator.editing import CheckPolicy
+
+    judge = Audit.objects.only("identity_judge").get(pk=audit_id).identity_judge
+    if not judge:
+        judge = _fix_identity_judge(audit_id, config)
+    return CheckPolicy(identity_min_similarity=judge.get("cutoff"),
+                       identity_judge=judge.get("model"))
+
+
+def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
+    """Choose the identity judge and fix its cut-off from the whole audit's baselines, before
+    any edit is judged; stored on the audit row (and from there in summary.json, the manifest
+    and the report). Never a model under test (worker.runtime.choose_identity_judge)."""
+    from generator.editing import identity_cutoff
+    from worker.runtime import (
+        NoIdentityJudge,
+        choose_identity_judge,
+        get_analyzer,
+        get_generator,
+        get_sense,
+        score_threads,
+    )
+
+    if not _needs_identity_judge(config):
+        judge: dict[str, Any] = {
+            "model": None, "cutoff": None,
+            "chosen": "not needed: image factors degrade the same face, identity is not judged"}
+    else:
+        conditioning = _diffusion_options(config)[0] if config.generator in PROMPT_GENERATORS \
+            else None
+        try:
+            model, why = choose_identity_judge(config.fr_models, conditioning=conditioning)
+        except NoIdentityJudge as exc:
+            raise StageError(str(exc)) from None
+        identities = list(SyntheticIdentity.objects.filter(audit_id=audit_id).order_by(
+            "group_name", "index_in_group"))
+        pixels = _baseline_pixels(config, get_generator(config.generator), identities)
+        readings = get_sense(model)(pixels)
+        found = np.asarray(readings["face_found"], dtype=bool)
+        cutoff, n_pairs = identity_cutoff(np.asarray(readings["embedding"])[found],
+                                          IDENTITY_CUTOFF_QUANTILE)
+        recognizer = get_analyzer((model,), threads=score_threads()).recognizers[model]
+        judge = {"model": model, "weights_sha256": recognizer.weights_sha256, "chosen": why,
+                 "cutoff": None if cutoff is None else round(cutoff, 6),
+                 "quantile": IDENTITY_CUTOFF_QUANTILE, "n_baselines": int(found.sum()),
+                 "n_impostor_pairs": n_pairs,
+                 "rule": (f"an edit keeps identity when the {model} cosine similarity to its own "
+                          f"baseline is at least the {IDENTITY_CUTOFF_QUANTILE:g}th percentile "
+                          "of its similarities between different identities' baselines over "
+                          "the whole audit")}
+    Audit.objects.filter(pk=audit_id).update(identity_judge=judge)
+    return judge
+
+
+def _baseline_pixels(config: AuditConfig, generator, identities: list) -> np.ndarray:
+    """Every identity's baseline image, rendered as generate_images renders it."""
+    if config.generator in PROMPT_GENERATORS:
+        from generator.diffusion.audit import render_prompt_baselines
+
+        _, render = _diffusion_options(config)
+        cells = [(i.group_labels, np.asarray(i.conditioning["identity_embedding"],
+                                             dtype=np.float32), i.latent_seed)
+                 for i in identities]
+        return render_prompt_baselines(generator, cells, render_kwargs=render)
+    return generator.generate(generator.sample_latents([i.latent_seed for i in identities]))
+
+
 def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) -> None:
     """Render baseline + variants of the given identities with their checks (generator
     accountability), store them, and when the last image of the audit exists, move on to
@@ -314,6 +412,8 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
         identities = list(SyntheticIdentity.objects.filter(audit=audit, pk__in=identity_ids)
                           .order_by("id"))
         generator = get_generator(config.generator)
+        policy = _identity_policy(audit_id, config)
+        sense = get_sense(policy.identity_judge)
         if config.generator in PROMPT_GENERATORS:
             from generator.diffusion.audit import render_prompt_and_check
 
@@ -322,11 +422,11 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
                                                  dtype=np.float32), i.latent_seed)
                      for i in identities]
             rendered = render_prompt_and_check(generator, cells, design.variants, config.seed,
-                                               get_sense(), render_kwargs=render)
+                                               sense, policy, render_kwargs=render)
         else:
             directions = get_directions(generator) if _latent_factors(config) else None
             rendered = render_and_check(generator, [i.latent_seed for i in identities],
-                                        design.variants, config.seed, get_sense(), directions)
+                                        design.variants, config.seed, sense, directions, policy)
         for identity, row in zip(identities, rendered, strict=True):
             for img in row:
                 data = encode_png(img.pixels)

@@ -92,9 +92,50 @@ def available_fr_models() -> list[str]:
 DIRECTION_SENSORS = ("male_probability", "age", "ita", "brightness", "yaw", "pitch")
 
 
-def drift_model() -> str:
-    """The FR model that measures identity drift (settings.FACEAUDIT_DRIFT_MODEL)."""
-    return settings.FACEAUDIT_DRIFT_MODEL
+#: Identity judges in order of preference when FACEAUDIT_DRIFT_MODEL is "auto": an FR family
+#: other than the models under test (dlib's ResNet and MobileFaceNet are trained on different
+#: data with different architectures), then any insightface pack in the model directory.
+JUDGE_PREFERENCE = ("dlib_resnet", "mobilefacenet")
+
+
+class NoIdentityJudge(ValueError):
+    """Every FR model that could judge identity is under test (or conditions the generator)."""
+
+
+def choose_identity_judge(fr_models, conditioning: str | None = None) -> tuple[str, str]:
+    """The FR model that judges whether an edit kept identity, and a sentence saying why.
+
+    Never a model under test (``fr_models``): its own similarity would decide which variants it
+    is then scored on, censoring its false non-matches. Never the model that conditions a
+    diffusion generator (``conditioning``), which the generator was optimised to please.
+    FACEAUDIT_DRIFT_MODEL names a preferred judge; "auto" (the default) picks the first
+    available of :data:`JUDGE_PREFERENCE`, then insightface packs. Raises
+    :class:`NoIdentityJudge` naming the fix when no model qualifies.
+    """
+    excluded = set(fr_models) | ({conditioning} if conditioning else set())
+    available = available_fr_models()
+    wanted = settings.FACEAUDIT_DRIFT_MODEL
+    if wanted and wanted != "auto":
+        if wanted not in excluded and wanted in available:
+            return wanted, f"{wanted}, set by FACEAUDIT_DRIFT_MODEL"
+        role = ("is a model under test in this audit" if wanted in fr_models else
+                "conditions the generator" if wanted == conditioning else
+                "is not available in the model directory")
+        prefix = f"FACEAUDIT_DRIFT_MODEL={wanted} {role}; "
+    else:
+        prefix = ""
+    for name in [*JUDGE_PREFERENCE, *sorted(available)]:
+        if name in available and name not in excluded:
+            return name, (f"{prefix}{name}, the first available FR model that is not under test"
+                          + (" and does not condition the generator" if conditioning else ""))
+    under_test = ", ".join(sorted(fr_models))
+    raise NoIdentityJudge(
+        f"no FR model is left to judge whether edits keep identity: {under_test} "
+        f"{'are' if len(fr_models) > 1 else 'is'} under test"
+        + (f" and {conditioning} conditions the generator" if conditioning else "")
+        + f" (available: {', '.join(sorted(available)) or 'none'}). Take one model out of the "
+        "FR models under test, or add another FR model to the model directory (e.g. an "
+        "insightface pack such as buffalo_l) so that it can judge identity")
 
 
 def cores_per_process() -> int:
@@ -128,17 +169,17 @@ def sense_threads() -> int:
     return max(1, settings.FACEAUDIT_SENSE_THREADS or cores_per_process())
 
 
-def get_sense(with_drift: bool = True):
+def get_sense(judge: str | None = None):
     """The sensing callable for generation checks: one single-threaded analyzer per core, run
-    side by side (see worker.sensing)."""
+    side by side (see worker.sensing); with ``judge``, ``sense(images)`` also returns that FR
+    model's embeddings for the identity check."""
     from worker.sensing import make_sense
 
-    model = drift_model() if with_drift else None
     n = sense_threads()
     threads = 1 if n > 1 else score_threads()
     plain = [get_analyzer((), threads=threads, copy=k) for k in range(n)]
-    full = [get_analyzer((model,), threads=threads, copy=k) for k in range(n)] if model else plain
-    return make_sense(full, model, plain)
+    full = [get_analyzer((judge,), threads=threads, copy=k) for k in range(n)] if judge else plain
+    return make_sense(full, judge, plain)
 
 
 def get_directions(generator, progress=None):
@@ -150,7 +191,7 @@ def get_directions(generator, progress=None):
     path = cache_path(settings.FACEAUDIT_CACHE_DIR, generator, SENSOR_VERSION)
     if path.exists():
         return DirectionSet.load(path)
-    sense = get_sense(with_drift=False)
+    sense = get_sense()
     probe = sense(generator.generate(generator.sample_latents([0])))
     sensors = [s for s in DIRECTION_SENSORS if s in probe]
     directions = learn_directions(generator, sense, sensors, sensor_version=SENSOR_VERSION,

@@ -42,9 +42,11 @@ identity are those of the baseline; an image factor (blur, jpeg, ...) is
 :func:`generator.render.image_variant` on the baseline's pixels. Every image is sensed and
 checked with :func:`generator.editing.check_image` (prompt factors: ``prompt_level=``; the
 definitions are :data:`generator.editing.PROMPT_AFFECTS`, :func:`~generator.editing.prompt_affects`
-and :data:`generator.editing.PROMPT_TARGETS`). Identity kept uses the impostor p99 of the batch's
-baselines (:func:`generator.editing.impostor_threshold`) on the ``embedding`` that
-``sense(..., embed=True)`` returns, which must come from an FR model *other* than the encoder's:
+and :data:`generator.editing.PROMPT_TARGETS`). Identity kept compares the ``embedding`` that
+``sense(..., embed=True)`` returns with the audit's cut-off in ``policy`` (the impostor p99 of the
+whole audit's baselines, :func:`generator.editing.identity_cutoff`, fixed before any edit is
+judged); the embedding must come from an FR model *other* than the encoder's and the models under
+test:
 the generator was optimised to please the conditioning model, so that model would overrate how
 well identity survives (design brief: "do not judge identity retention with the same FR model
 that conditioned the generator"). Nothing here can verify which models the callables wrap; the
@@ -69,7 +71,6 @@ import hashlib
 import inspect
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,7 @@ from generator.diffusion.prompts import (
     arc2face_prompt,
     variant_prompt,
 )
-from generator.editing import CheckPolicy, Sense, check_image, impostor_threshold
+from generator.editing import CheckPolicy, Sense, check_image
 from generator.identities import GroupFillError, IdentityDraw, Labeller, Progress
 from generator.render import RenderedImage, image_variant
 
@@ -361,7 +362,6 @@ def render_prompt_and_check(
     readings = sense(pixels, embed=True)
     base_idx = [cell_of[(-1, i)] for i in range(n)]
     rb = _take(readings, base_idx)
-    policy = replace(policy, identity_min_similarity=impostor_threshold(rb, policy))
     base_pixels = pixels[base_idx]
     seeds = [s for _, _, s in specs]
 
@@ -394,6 +394,7 @@ def render_prompt_and_check(
             if kind == "baseline":
                 img, rv, j = base_pixels[i], rb, i
                 checks = {"face_found": bool(rb["face_found"][i]),
+                          "edit_ok": bool(rb["face_found"][i]),
                           "passed": bool(rb["face_found"][i])}
             elif kind == "prompt":
                 c = cell_of[(vi, i)]
@@ -416,3 +417,23 @@ def render_prompt_and_check(
                       "level": v.level, **extra, "sensors": _sensed(rv, j)}
             rows_out[i].append(RenderedImage(seed, v, np.ascontiguousarray(img), recipe, checks))
     return rows_out
+
+
+def render_prompt_baselines(
+    backend: IdentityRenderer,
+    identities: Sequence[IdentitySpec],
+    *,
+    render_kwargs: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """The baseline image of each identity ``(group labels, embedding (id_dim,), seed)``, as
+    :func:`render_prompt_and_check` renders it: ``(N, H, W, 3) uint8``, one render call per
+    identity. Used to fix the identity judge's cut-off over the whole audit before any edit is
+    judged (``worker.pipeline``)."""
+    settings = render_settings(backend, render_kwargs)
+    arc2face = is_arc2face(backend)
+    out = []
+    for labels, emb, seed in identities:
+        prompt = arc2face_prompt(None) if arc2face else variant_prompt(dict(labels), None)
+        out.append(backend.render(np.asarray(emb, dtype=np.float32)[None], [prompt], [int(seed)],
+                                  **settings)[0])
+    return np.stack(out) if out else np.zeros((0, 0, 0, 3), dtype=np.uint8)

@@ -122,14 +122,55 @@ def test_latent_edits_need_directions():
         render_and_check(ToyGenerator(), [1], [Variant("age", 10.0)], 9, sense, None)
 
 
-def test_identity_threshold_is_the_impostor_p99_of_the_batch():
+def test_identity_cutoff_is_the_impostor_p99_over_all_baselines():
     rng = np.random.default_rng(3)
     emb = rng.standard_normal((30, 16))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    base = {"face_found": np.ones(30, dtype=bool), "embedding": emb}
     pairs = [emb[i] @ emb[j] for i in range(30) for j in range(i + 1, 30)]  # naive
-    from generator.editing import impostor_threshold
+    from generator.editing import identity_cutoff
 
-    assert impostor_threshold(base, CheckPolicy()) == pytest.approx(np.percentile(pairs, 99))
-    small = {"face_found": np.ones(5, dtype=bool), "embedding": emb[:5]}
-    assert impostor_threshold(small, CheckPolicy()) == CheckPolicy().identity_min_similarity
+    cutoff, n_pairs = identity_cutoff(emb)
+    assert cutoff == pytest.approx(np.percentile(pairs, 99))
+    assert n_pairs == 435
+    with_missing = np.vstack([emb, np.full((1, 16), np.nan)])  # a baseline without a face
+    assert identity_cutoff(with_missing)[0] == pytest.approx(cutoff)
+    assert identity_cutoff(emb[:1]) == (None, 0)
+
+
+def test_the_identity_check_uses_the_policy_cut_off_whatever_the_batch(directions):
+    """The cut-off comes with the policy (fixed once per audit), so an identity's checks are the
+    same whether it is rendered alone or with eleven others (a per-batch impostor percentile
+    would differ between the two)."""
+
+    def sense_with_identity(images, embed=True):
+        out = sense(images, embed)
+        v = np.stack([images[:, 0, 0, 0], images[:, 0, 1, 0] - 100.0], axis=1)
+        out["embedding"] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return out
+
+    policy = CheckPolicy(identity_min_similarity=0.9, identity_judge="judge")
+    variants = [Variant("baseline", None), Variant("age", 20.0)]
+    alone = render_and_check(ToyGenerator(), [4], variants, 9, sense_with_identity, directions,
+                             policy)
+    together = render_and_check(ToyGenerator(), list(range(1, 13)), variants, 9,
+                                sense_with_identity, directions, policy)
+    assert alone[0][1].checks == together[3][1].checks
+    assert alone[0][1].checks["identity_threshold"] == 0.9
+    assert (alone[0][1].pixels == together[3][1].pixels).all()
+
+
+def test_identity_kept_is_judged_against_the_cut_off_and_does_not_decide_edit_ok():
+    base = {"face_found": np.array([True]), "yaw": np.array([0.0]), "embedding": np.array([[1.0, 0.0]])}
+    var = {"face_found": np.array([True]), "yaw": np.array([15.0]),
+           "embedding": np.array([[0.6, 0.8]])}  # cosine 0.6
+    strict = CheckPolicy(identity_min_similarity=0.7, identity_judge="dlib_resnet")
+    c = check_image(base, 0, var, 0, "yaw", 15.0, strict)
+    assert c["identity_similarity"] == pytest.approx(0.6)
+    assert c["identity_kept"] is False and c["identity_judge"] == "dlib_resnet"
+    assert c["edit_ok"] is True and c["passed"] is False  # usable for FR, not judged the same
+    lenient = CheckPolicy(identity_min_similarity=0.5, identity_judge="dlib_resnet")
+    c = check_image(base, 0, var, 0, "yaw", 15.0, lenient)
+    assert c["identity_kept"] is True and c["passed"] is True
+    none = CheckPolicy(identity_min_similarity=None)
+    c = check_image(base, 0, var, 0, "yaw", 15.0, none)
+    assert c["identity_kept"] is None and c["passed"] is True

@@ -60,12 +60,15 @@ def test_a_configured_diffusion_generator_runs_the_sampling_stage(
 
 def test_the_identity_model_may_not_judge_its_own_drift(alice, media_root, settings,
                                                         clean_caches):
+    """The conditioning model (mobilefacenet) may not judge identity and dlib's ResNet is under
+    test: no judge is left, so the audit is refused before any weights are loaded."""
     settings.FACEAUDIT_DIFFUSION = {"sd15-faceid": {"base_model": "/nowhere", "adapter": "/x",
                                                     "identity_model": "mobilefacenet"}}
     cfg = parse_config({"name": "d", "seed": 1, "groups": {"perceived_gender": ["female", "male"]},
                         "identities_per_group": 2, "generator": "sd15-faceid",
-                        "factors": {"blur": [1.0]}},
-                       generators_available=runtime.available_generators())
+                        "factors": {"blur": [1.0]}, "fr_models": ["dlib_resnet"]},
+                       generators_available=runtime.available_generators(),
+                       fr_models_available=["mobilefacenet", "dlib_resnet"])
     audit = Audit.objects.create(owner=alice, name=cfg.name, config=cfg.to_dict(),
                                  seed=cfg.seed, n_images_planned=cfg.n_images)
     audit = InlineRunner().run(audit.pk)

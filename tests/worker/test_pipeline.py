@@ -132,34 +132,70 @@ def test_embeddings_are_unit_length(finished):
         assert np.isclose(np.linalg.norm(e.as_array()), 1.0, atol=1e-4)
 
 
-def test_latent_edits_are_checked_and_failures_left_out_of_comparisons(
+def test_latent_edits_are_judged_by_a_model_not_under_test_and_only_misses_are_left_out(
         alice, media_root, models_available, settings, tmp_path):
     settings.FACEAUDIT_CACHE_DIR = tmp_path / "cache"
     settings.FACEAUDIT_DIRECTION_SAMPLES = 600  # enough for the strong directions, and quick
+    settings.FACEAUDIT_DRIFT_MODEL = "mobilefacenet"  # asks for the model under test...
     config = {**CONFIG, "factors": {"lighting": [35], "yaw": [15], "blur": [1.0]},
-              "fr_models": ["mobilefacenet", "dlib_resnet"]}
+              "fr_models": ["mobilefacenet"]}
     audit = InlineRunner().run(create(alice, config).pk)
     assert audit.state == Audit.State.DONE, audit.error
+    judge = audit.identity_judge
+    assert judge["model"] == "dlib_resnet"  # ...and gets another family, saying so
+    assert "FACEAUDIT_DRIFT_MODEL=mobilefacenet is a model under test" in judge["chosen"]
+    # the cut-off is the judge's impostor p99 over every baseline of the audit, recomputed here
+    # from dlib's own embeddings of the stored baseline images
+    from worker.pipeline import read_image
+    from worker.runtime import get_analyzer
+
+    baselines = GeneratedImage.objects.filter(audit=audit, factor="baseline")
+    emb = get_analyzer(("dlib_resnet",)).analyze(
+        [read_image(b.file) for b in baselines]).embeddings["dlib_resnet"]
+    emb = emb[np.isfinite(emb).all(axis=1)]
+    sims = [emb[i] @ emb[j] for i in range(len(emb)) for j in range(i + 1, len(emb))]
+    assert judge["cutoff"] == pytest.approx(np.percentile(sims, 99), abs=1e-5)
     edits = GeneratedImage.objects.filter(audit=audit, factor__in=["lighting", "yaw"])
     assert edits.count() == 2 * 8
     for img in edits:
         c = img.checks
         assert c["target_sensor"] in ("brightness", "yaw") and 1 <= c["attempts"] <= 4
-        if c["passed"]:  # a passing edit is within the documented tolerance of its request
+        assert c["identity_judge"] == "dlib_resnet"
+        assert c["identity_threshold"] == pytest.approx(judge["cutoff"], abs=1e-4)
+        if c["edit_ok"]:  # an edit on target is within the documented tolerance of its request
             tol = max({"brightness": 4.0, "yaw": 5.0}[c["target_sensor"]],
                       0.3 * abs(c["requested"]))
             assert abs(c["achieved"] - c["requested"]) <= tol
-            assert c["identity_similarity"] >= 0.5
-        assert img.recipe["edit"]["latent_step"] != 0
     summary = audit.result.summary
+    assert summary["identity_judge"]["cutoff"] == judge["cutoff"]
+    assert summary["models"]["dlib_resnet"]["licence"].startswith("CC0")
     checks = summary["generator_checks"]
     assert set(checks["by_group"]) == {"female", "male"}
     assert checks["overall"]["latent_edits"] == 16
-    # failed or faceless images take part in no comparison
+    # faceless images and edits that missed take part in no comparison; the judge's verdict
+    # does not remove an image from the headline comparisons
     usable = {i.pk for i in GeneratedImage.objects.filter(audit=audit)
-              if i.checks.get("passed", True) and i.analysis.face_found}
-
+              if i.checks.get("edit_ok", True) and i.analysis.face_found}
     comp = read_comparisons(audit.result.comparisons_file)
-    assert set(comp["image_a"]) | set(comp["image_b"]) <= usable
-    assert set(comp["fr_model"]) == {"mobilefacenet", "dlib_resnet"}
-    assert summary["models"]["dlib_resnet"]["licence"].startswith("CC0")
+    assert set(comp["image_a"]) | set(comp["image_b"]) == usable
+    # the judged-same view, recounted from the comparisons
+    different = {i.pk for i in edits if i.checks.get("identity_kept") is False}
+    point = summary["fr_models"]["mobilefacenet"]["operating_points"][0]
+    view = point["identity_judge_view"]
+    mated = comp[(comp["fr_model"] == "mobilefacenet") & comp["mated"]]
+    for group, row in view["by_group"].items():
+        kept = mated[(mated["group_a"] == group) & ~mated["image_b"].isin(different)]
+        assert row["n_mated_judged_same"] == len(kept)
+        assert row["fnmr_judged_same"] == pytest.approx(
+            (kept["score"] < point["threshold"]).mean())
+        assert row["fnmr"] == point["by_group"][group]["fnmr"]
+
+
+def test_an_audit_whose_every_fr_model_is_under_test_is_refused_naming_the_fix(
+        alice, media_root, models_available):
+    config = {**CONFIG, "factors": {"yaw": [15]}, "fr_models": ["mobilefacenet", "dlib_resnet"]}
+    audit = InlineRunner().run(create(alice, config).pk)
+    assert audit.state == Audit.State.FAILED
+    assert "no FR model is left to judge" in audit.error
+    assert "Take one model out of the FR models under test" in audit.error
+    assert not SyntheticIdentity.objects.filter(audit=audit).exists()  # refused before work

@@ -35,6 +35,9 @@ class Audit(models.Model):
     # from their output rows, which is exact under concurrency.
     stage_progress = models.JSONField(default=dict, blank=True)
     n_images_planned = models.PositiveIntegerField(default=0)
+    # The identity judge, fixed once before any edit is judged (worker.pipeline): model, weights
+    # hash, why it was chosen, and its cut-off from the whole audit's baselines.
+    identity_judge = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
