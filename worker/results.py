@@ -16,9 +16,13 @@ COMPARISON_COLUMNS = ["fr_model", "image_a", "image_b", "identity_a", "identity_
 
 
 def image_table(audit: Audit) -> pd.DataFrame:
-    """One row per image: image_id, identity_id, group, factor, level, is_baseline, face_found
-    (by the scoring detector), check_passed (generator accountability), usable (both)."""
+    """One row per image, in design order (group, identity, image): image_id, identity_id,
+    group, factor, level, is_baseline, face_found (by the scoring detector), check_passed (every
+    generator check, the identity judge's included), edit_ok (face found at generation, edit on
+    target, other attributes held), judged_same (the identity judge did not call it another
+    person), usable (face_found and edit_ok: the images the FR comparisons use)."""
     rows = (GeneratedImage.objects.filter(audit=audit)
+            .order_by("identity__group_name", "identity__index_in_group", "id")
             .values_list("id", "identity_id", "identity__group_name", "factor", "level",
                          "checks"))
     df = pd.DataFrame(list(rows), columns=["image_id", "identity_id", "group", "factor", "level",
@@ -28,7 +32,11 @@ def image_table(audit: Audit) -> pd.DataFrame:
     df["is_baseline"] = df["factor"] == "baseline"
     df["face_found"] = df["image_id"].map(found).fillna(False).astype(bool)
     df["check_passed"] = [bool(c.get("passed", True)) if c else True for c in df["checks"]]
-    df["usable"] = df["face_found"] & df["check_passed"]
+    # Checks stored before edit_ok existed: their "passed" is the closest rule.
+    df["edit_ok"] = [bool(c.get("edit_ok", c.get("passed", True))) if c else True
+                     for c in df["checks"]]
+    df["judged_same"] = [(c or {}).get("identity_kept") is not False for c in df["checks"]]
+    df["usable"] = df["face_found"] & df["edit_ok"]
     return df
 
 
@@ -51,6 +59,7 @@ def generator_checks(images: pd.DataFrame) -> dict[str, Any]:
                 "latent_edits": len(edits), "on_target": share(edits, "on_target"),
                 "others_held": share(edits, "others_held"),
                 "identity_kept": share(edits, "identity_kept"),
+                "edit_ok": share(edits, "edit_ok"),
                 "identity_similarity_mean": float(np.mean(sims)) if sims else None,
                 "passed": share(checks, "passed"),
                 "mean_attempts": float(np.mean([c.get("attempts", 1) for c in edits]))
@@ -61,7 +70,10 @@ def generator_checks(images: pd.DataFrame) -> dict[str, Any]:
         "by_group": {g: block(d) for g, d in images.groupby("group", sort=True)},
         "by_group_factor": {f"{g} | {f}": block(d) for (g, f), d in
                             images[~images["is_baseline"]].groupby(["group", "factor"], sort=True)},
-        "note": "images that failed a check are left out of the FR comparisons",
+        "note": ("images whose face was not found, whose edit missed its target or moved another "
+                 "attribute are left out of the FR comparisons; the identity judge's verdict "
+                 "does not remove an image from them, it defines the judged-same view reported "
+                 "beside them (identity_judge_view)"),
     }
 
 
@@ -220,6 +232,64 @@ def factor_effect_tables(mated: pd.DataFrame, thresholds: dict[float, dict[str, 
     return effects_df, inter_df, summary
 
 
+EDIT_KINDS = ("latent", "prompt")
+
+
+def judged_view(comp: pd.DataFrame, images: pd.DataFrame, threshold: float,
+                headline: dict[str, Any]) -> dict[str, Any]:
+    """FNMR per group (and per edit factor) over the headline comparisons and over those whose
+    images the identity judge calls the same person, at the same threshold.
+
+    ``comp``: one FR model's comparisons (COMPARISON_COLUMNS less fr_model); ``images``: the
+    :func:`image_table`; ``headline``: the operating point's ``by_group`` block. The headline
+    results use every variant whose edit reached its target with the other attributes held; the
+    judged-same view also drops the variants the judge calls another person (from mated and
+    non-mated comparisons alike). ``difference`` = judged-same FNMR - headline FNMR.
+    """
+    from audit.rates import error_rates
+    from generator.config import FACTORS, prompt_factors
+
+    different = set(images.loc[~images["judged_same"], "image_id"].astype(int))
+    keep = ~(comp["image_a"].isin(different) | comp["image_b"].isin(different))
+    judged = comp[keep]
+    groups = sorted(set(headline))
+    by_group: dict[str, Any] = {}
+    if judged["mated"].any() and (~judged["mated"]).any():
+        rates = error_rates(judged, threshold, groups=groups).to_dict()["by_group"]
+    else:
+        rates = {}
+    for g in groups:
+        h, j = headline.get(g, {}), rates.get(g, {})
+        fnmr_h, fnmr_j = h.get("fnmr"), j.get("fnmr")
+        by_group[g] = {"n_mated": h.get("n_mated"), "fnmr": fnmr_h,
+                       "n_mated_judged_same": j.get("n_mated", 0),
+                       "false_non_matches_judged_same": j.get("false_non_matches", 0),
+                       "fnmr_judged_same": fnmr_j,
+                       "difference": (None if fnmr_h is None or fnmr_j is None
+                                      else float(fnmr_j) - float(fnmr_h))}
+    diffs = [abs(r["difference"]) for r in by_group.values() if r["difference"] is not None]
+    factor_of = images.set_index("image_id")["factor"]
+    mated = comp[comp["mated"]].assign(factor=lambda d: d["image_b"].map(factor_of))
+    by_factor = {}
+    for factor, rows in mated.groupby("factor", sort=True):
+        spec = FACTORS.get(str(factor))
+        if not (spec is not None and spec.kind in EDIT_KINDS) \
+                and str(factor) not in prompt_factors():
+            continue
+        kept = rows[~rows["image_b"].isin(different)]
+        by_factor[str(factor)] = {
+            "n_mated": int(len(rows)), "fnmr": float((rows["score"] < threshold).mean()),
+            "n_mated_judged_same": int(len(kept)),
+            "fnmr_judged_same": (float((kept["score"] < threshold).mean()) if len(kept)
+                                 else None)}
+    return {"shown": "every variant whose edit reached its target with the other attributes "
+                     "held (the identity judge's verdict not applied)",
+            "images_judged_different": len(different & (set(comp["image_a"])
+                                                        | set(comp["image_b"]))),
+            "by_group": by_group,
+            "max_abs_difference": max(diffs) if diffs else None, "by_factor": by_factor}
+
+
 def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[str, pd.DataFrame]]:
     """Return ``(summary, comparisons, tables)``; ``tables`` maps export file names
     (``factor_effects.csv``, ``interaction.csv``) to DataFrames.
@@ -252,6 +322,11 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                    "variants": [v.key for v in design.variants], "n_images": design.n_images},
         "acquisition": _acquisition(images),
         "generator_checks": generator_checks(images),
+        "identity_judge": {**(audit.identity_judge or {}),
+                           "comparisons_shown": "every variant whose face was found and whose "
+                                                "edit reached its target with the other "
+                                                "attributes held; the judged-same view is in "
+                                                "each operating point's identity_judge_view"},
         "models": {
             "generator": {"name": config.generator, "weights_sha256": DCGAN_WEIGHTS_SHA256,
                           "licence": DCGAN_LICENCE},
@@ -259,7 +334,9 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                       "file": getattr(spec, "filename", None) or getattr(spec, "package", ""),
                       "weights_sha256": spec.sha256, "licence": spec.licence,
                       "source": spec.source}
-               for name in ("scrfd_500m", "genderage", *config.fr_models)
+               for name in ("scrfd_500m", "genderage", *config.fr_models,
+                            *[m for m in [(audit.identity_judge or {}).get("model")]
+                              if m and m not in config.fr_models])
                for spec in [_spec(registry, name)]},
         },
         "comparisons": {"mated": int(pairs["mated"].sum()),
@@ -291,6 +368,8 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                      "achieved_fmr": choice.achieved_fmr,
                      "nonmated_used": choice.n_nonmated, **rates.to_dict()}
             point.update(_uncertainty(comp, rates, choice.threshold, config.seed))
+            point["identity_judge_view"] = judged_view(comp, images, choice.threshold,
+                                                       point["by_group"])
             point["label"] = f"FMR {target:g}"
             points.append(point)
         for t in config.thresholds:  # user-given thresholds: rates read as they fall
@@ -300,6 +379,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                      "nonmated_used": int(len(nonmated)), **rates.to_dict(),
                      "label": f"threshold {t:g}"}
             point.update(_uncertainty(comp, rates, t, config.seed))
+            point["identity_judge_view"] = judged_view(comp, images, t, point["by_group"])
             points.append(point)
         curves = det_curves(comp, max_points=300)
         det_tables.append(curves.assign(fr_model=fr_model))
