@@ -63,6 +63,9 @@ def test_run_audit_writes_images_manifest_comparisons_and_summary(tmp_path, mode
     t = point["threshold"]
     assert point["overall"]["false_non_matches"] == sum(float(c["score"]) < t for c in mated)
     assert "threshold" in proc.stdout and "done in" in proc.stdout
+    # the planner's verdict comes first: 3 identities per group cannot be ranked
+    assert proc.stdout.index("Plan: With 3 identities per group no group can be ranked") \
+        < proc.stdout.index("threshold")
     # the user-given threshold: rates read at 0.3, recounted from the CSV
     fixed = summary["fr_models"]["mobilefacenet"]["operating_points"][1]
     assert fixed["target_fmr"] is None and fixed["threshold"] == 0.3

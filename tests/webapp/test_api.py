@@ -154,7 +154,10 @@ def test_create_stores_the_config_enqueues_once_and_answers_201(
     assert audit.owner == alice and audit.state == Audit.State.QUEUED
     assert audit.config == parse_config(VALID).to_dict()
     assert audit.n_images_planned == 2 * 3 * 5
-    assert response.json() == client.get(reverse("audits:api-detail", args=[audit.pk])).json()
+    body = response.json()
+    plan = body.pop("plan")  # what the design can show (audit.planner); only on create
+    assert plan["rankable"]["rankable"] is False and plan["per_group"]["mated"] == 3 * 4
+    assert body == client.get(reverse("audits:api-detail", args=[audit.pk])).json()
 
 
 @pytest.mark.parametrize("change,field,fragment", [

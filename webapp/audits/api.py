@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.paginator import EmptyPage, Paginator
 from django.db import transaction
@@ -24,7 +25,8 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from generator.config import ConfigError, parse_config
+from audit.planner import Assumptions, PlanningError, parse_assumptions, plan_for_config
+from generator.config import AuditConfig, ConfigError, parse_config
 from webapp.audits.forms import available_fr_models, available_generators
 from webapp.audits.models import Audit
 from webapp.audits.progress import progress
@@ -186,24 +188,61 @@ def list_audits(request: HttpRequest) -> JsonResponse:
 
 
 def create_audit(request: HttpRequest) -> HttpResponse:
-    """Validate a JSON config (the config-file schema) and enqueue the audit: 201 + Location."""
+    """Validate a JSON config (the config-file schema) and enqueue the audit: 201 + Location,
+    with the design's ``plan``. ``?check=1`` only validates and plans (200, nothing created);
+    ``?planning_fnmr=`` and ``?planning_icc=`` set the plan's assumptions."""
     from worker.dispatch import enqueue_audit
 
+    options = plan_options(request)
+    if isinstance(options, HttpResponse):
+        return options
+    check_only, assumptions = options
     data = read_json(request)
     if isinstance(data, HttpResponse):
         return data
     config = validate_config(data)
     if isinstance(config, HttpResponse):
         return config
+    plan = design_plan(config, assumptions)
+    if check_only:
+        return JsonResponse({"valid": True, "config": config.to_dict(),
+                             "n_images_planned": config.n_images, "plan": plan})
     with transaction.atomic():
         audit = Audit.objects.create(owner=request.user, name=config.name,
                                      config=config.to_dict(), seed=config.seed,
                                      n_images_planned=config.n_images)
         enqueue_audit(audit.pk)
-    response = JsonResponse(audit_full(audit), status=201)
+    response = JsonResponse({**audit_full(audit), "plan": plan}, status=201)
     response["Location"] = request.build_absolute_uri(reverse("audits:api-detail",
                                                               args=[audit.pk]))
     return response
+
+
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"", "0", "false", "no"})
+
+
+def plan_options(request: HttpRequest) -> tuple[bool, Assumptions] | JsonResponse:
+    """``(check only, planning assumptions)`` from the query string, or a 400 naming the
+    parameter at fault."""
+    raw = request.GET.get("check", "").strip().lower()
+    if raw not in _TRUE | _FALSE:
+        return field_error("check", "1 or true to validate and plan without creating the audit; "
+                                    "0, false or absent to create it")
+    try:
+        assumptions = parse_assumptions(request.GET.get("planning_fnmr"),
+                                        request.GET.get("planning_icc"))
+    except PlanningError as exc:
+        errors = {field: [message] for field, message in exc.errors.items()}
+        return error(400, "Invalid planning values; fix the parameters named in errors: "
+                     + ", ".join(errors), errors)
+    return raw in _TRUE, assumptions
+
+
+def design_plan(config: AuditConfig, assumptions: Assumptions) -> dict[str, Any]:
+    """What the design can show (:func:`audit.planner.plan_for_config`), as JSON."""
+    return plan_for_config(config, assumptions,
+                           seconds_per_image=settings.FACEAUDIT_SECONDS_PER_IMAGE).to_dict()
 
 
 def _reject_constant(name: str) -> None:

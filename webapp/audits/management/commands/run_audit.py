@@ -1,9 +1,11 @@
 """``python manage.py run_audit CONFIG_FILE --out DIR``: a whole audit without the web UI.
 
-Runs every stage in this process (the same code the Celery workers run), then writes the
-export layout of :mod:`worker.exports` into DIR: images, manifest (CSV and Parquet), pair
-lists, comparisons (CSV and Parquet), result tables (CSV and JSON), summary.json, README.txt
-and DATASET_CARD.md, the same files as the web download.
+First prints what the design can show (:mod:`audit.planner`: comparisons per group, FNMR
+interval width, detectable ratio, factor cells, whether groups can be ranked; ``--plan-only``
+stops there). Then runs every stage in this process (the same code the Celery workers run) and
+writes the export layout of :mod:`worker.exports` into DIR: images, manifest (CSV and Parquet),
+pair lists, comparisons (CSV and Parquet), result tables (CSV and JSON), summary.json,
+README.txt and DATASET_CARD.md, the same files as the web download.
 """
 
 from __future__ import annotations
@@ -11,10 +13,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.planner import (
+    DEFAULT_FNMR,
+    DEFAULT_ICC,
+    PlanningError,
+    parse_assumptions,
+    plan_for_config,
+)
 from generator.config import ConfigError, load_config_file, parse_config
 
 
@@ -23,7 +33,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("config", help="audit config file (.yaml, .yml or .json)")
-        parser.add_argument("--out", required=True, help="folder to write the results into")
+        parser.add_argument("--out", help="folder to write the results into (required unless "
+                                          "--plan-only)")
+        parser.add_argument("--plan-only", action="store_true",
+                            help="print what the design can show, then stop")
+        parser.add_argument("--planning-fnmr", default=None,
+                            help=f"FNMR the plan assumes (default {DEFAULT_FNMR})")
+        parser.add_argument("--planning-icc", default=None,
+                            help=f"intra-identity correlation the plan assumes (default "
+                                 f"{DEFAULT_ICC})")
         parser.add_argument("--user", default="run_audit",
                             help="owner of the audit row (created without a password if missing)")
 
@@ -34,10 +52,17 @@ class Command(BaseCommand):
         from worker.pipeline import InlineRunner
         from worker.runtime import available_fr_models, available_generators
 
-        call_command("migrate", interactive=False, verbosity=0)  # a fresh machine just works
-        out = Path(opts["out"])
+        if not opts["plan_only"] and not opts["out"]:
+            raise CommandError("--out is required (the folder to write the results into), "
+                               "unless --plan-only")
+        out = Path(opts["out"] or ".")
         if out.exists() and not out.is_dir():
             raise CommandError(f"--out {out} exists and is not a folder")
+        try:
+            assumptions = parse_assumptions(opts["planning_fnmr"], opts["planning_icc"])
+        except PlanningError as exc:
+            lines = "\n".join(f"  --{k.replace('_', '-')}: {v}" for k, v in exc.errors.items())
+            raise CommandError(f"invalid planning value:\n{lines}") from None
         try:
             config = parse_config(load_config_file(opts["config"]),
                                   fr_models_available=available_fr_models(),
@@ -45,6 +70,12 @@ class Command(BaseCommand):
         except ConfigError as exc:
             lines = "\n".join(f"  {k}: {v}" for k, v in exc.errors.items())
             raise CommandError(f"invalid config {opts['config']}:\n{lines}") from None
+        plan = plan_for_config(config, assumptions,
+                               seconds_per_image=settings.FACEAUDIT_SECONDS_PER_IMAGE)
+        self.stdout.write("\n".join(plan.lines()))
+        if opts["plan_only"]:
+            return
+        call_command("migrate", interactive=False, verbosity=0)  # a fresh machine just works
 
         user, _ = get_user_model().objects.get_or_create(username=opts["user"])
         audit = Audit.objects.create(owner=user, name=config.name, config=config.to_dict(),
