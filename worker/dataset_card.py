@@ -91,7 +91,7 @@ def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
 
         plan = _plan(audit)
     groups = comp["groups"]
-    lines = [f"# Dataset card: {_md(audit.name)} (FaceAudit audit #{audit.pk})", ""]
+    lines = [f"# Dataset card: {_md(audit.name)} (FaceAudit)", ""]
     if config.get("description"):
         lines += [_md(config["description"]), ""]
     n_images = sum(comp["images"].values())

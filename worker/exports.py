@@ -10,7 +10,7 @@ Both hold the same files in the same layout::
     pairs_mated.csv               the mated comparison pairs, with image paths
     pairs_nonmated.csv            the non-mated comparison pairs, with image paths
     comparisons.csv               one row per comparison per FR model (with the score)
-    comparisons.parquet           the same, as stored
+    comparisons.parquet           the same, typed
     tables/<name>.csv             every result table (factor_effects, interaction, quality, ...)
     tables/<name>.json            the same table as a JSON list of records
     images/<group>/id<NNN>/<variant>.png
@@ -52,7 +52,8 @@ from worker.zip_stream import SAFE_PART, ExportFile, check_relpath, file_chunks,
 MANIFEST_COLUMNS = ["image_path", "image_id", "identity_id", "group", "group_labels", "factor",
                     "level", "variant", "latent_seed", "factor_seed", "sha256", "face_found",
                     "check_passed", "edit_sensor", "edit_requested", "edit_achieved",
-                    "latent_step", "identity_similarity"]
+                    "latent_step", "identity_similarity", "edit_ok", "identity_judge",
+                    "identity_cutoff", "identity_kept"]
 
 #: Column types of ``manifest.parquet`` (missing values are nulls; in the CSV they are empty).
 MANIFEST_SCHEMA = pa.schema([
@@ -62,7 +63,9 @@ MANIFEST_SCHEMA = pa.schema([
     ("factor_seed", pa.int64()), ("sha256", pa.string()), ("face_found", pa.bool_()),
     ("check_passed", pa.bool_()), ("edit_sensor", pa.string()), ("edit_requested", pa.float64()),
     ("edit_achieved", pa.float64()), ("latent_step", pa.float64()),
-    ("identity_similarity", pa.float64()),
+    ("identity_similarity", pa.float64()), ("edit_ok", pa.bool_()),
+    ("identity_judge", pa.string()), ("identity_cutoff", pa.float64()),
+    ("identity_kept", pa.bool_()),
 ])
 
 PAIR_COLUMNS = ["image_a", "image_b", "path_a", "path_b", "identity_a", "identity_b", "group_a",
@@ -74,7 +77,7 @@ COMPARISON_BATCH_ROWS = 200_000
 TABLE_BATCH_ROWS = 20_000
 
 README = """\
-FaceAudit export: {name} (audit #{id})
+FaceAudit export: {name}
 
 A balanced synthetic-face dataset and the results of a demographic bias audit of face
 recognition (FR) models on it. DATASET_CARD.md describes its composition, how it was made, the
@@ -90,8 +93,12 @@ images/<group>/id<NNN>/<variant>.png
 
 manifest.csv (one row per image; manifest.parquet holds the same rows with typed columns)
     image_path    path of the image inside this export
-    image_id      image id (used in comparisons.csv and the pair lists)
-    identity_id   synthetic identity id; all images of one identity share it
+    image_id      image number in this export, 1, 2, ... in the order of this file (group,
+                  identity, variant; used in comparisons.csv and the pair lists). Numbers, not
+                  database ids, so the same audit exports the same files however its work was
+                  split or resumed
+    identity_id   synthetic identity number (1, 2, ... in the same order); all images of one
+                  identity share it
     group         demographic group, e.g. "female / darker" (levels in axis order)
     group_labels  the same as JSON: axis -> level, as confirmed by the attribute sensors
     factor        "baseline", "control" (a null re-capture of the baseline: 1-pixel shift and
@@ -104,15 +111,23 @@ manifest.csv (one row per image; manifest.parquet holds the same rows with typed
     sha256        SHA-256 of the PNG file
     face_found    whether the face detector found a face (images without a face take part in
                   no comparison; see acquisition in summary.json)
-    check_passed  whether the image passed the generator's checks (face found; for latent
-                  edits also on target, other sensors held, identity kept); failed images take
-                  part in no comparison (see generator_checks in summary.json)
+    check_passed  whether the image passed every generator check (face found; for edits also
+                  on target, other sensors held, and the identity judge's verdict)
+    edit_ok       whether the image takes part in the comparisons: face found and, for edits,
+                  on target with the other sensors held (the identity judge's verdict is not
+                  applied; see identity_judge in summary.json)
     edit_sensor, edit_requested, edit_achieved
                   latent edits: the sensor the edit targets, the change asked for and the change
                   measured, in the sensor's unit (degrees, years, grey levels)
     latent_step   latent edits: the step taken along the conditional direction (latent units)
     identity_similarity
-                  cosine similarity to the identity's baseline with the identity-drift FR model
+                  edits: cosine similarity to the identity's baseline by the identity judge, an
+                  FR model that is not under test
+    identity_judge, identity_cutoff, identity_kept
+                  the judge, its cut-off (the 99th percentile of its similarities between
+                  different identities' baselines over the whole audit, fixed before any edit
+                  was judged) and whether the edit reached it; images judged another person stay
+                  in the comparisons and are left out of the judged-same view only
 
 pairs_mated.csv, pairs_nonmated.csv (one row per compared pair; the same pairs for every FR
 model)
@@ -191,42 +206,77 @@ def _variant_part(variant: str) -> str:
 
 @dataclass
 class _Plan:
-    """What every file of one export needs: the group folders and every image's path."""
+    """What every file of one export needs: the group folders, every image's path, and the
+    export's own image and identity numbers.
+
+    Images are numbered 1, 2, ... in design order (group, identity index, the design's variant
+    order) and identities likewise, so an export names its images the same however the work was
+    split, retried or resumed (database ids are not: a regenerated image gets a new one)."""
 
     audit: Audit
     slugs: dict[str, str]
     paths: dict[int, str] = field(default_factory=dict)  # in export order
     variants: dict[int, str] = field(default_factory=dict)
     files: dict[int, str] = field(default_factory=dict)  # storage names
+    numbers: dict[int, int] = field(default_factory=dict)  # image pk -> export number
+    identity_numbers: dict[int, int] = field(default_factory=dict)  # identity pk -> number
 
     def image_path(self, img: GeneratedImage) -> str:
         return check_relpath(f"images/{self.slugs[img.identity.group_name]}/"
                              f"id{img.identity.index_in_group:03d}/"
                              f"{_variant_part(img.variant)}.png")
 
+    def renumber(self, ids: Any, identities: bool = False) -> Any:
+        """Database ids (array-like) -> export numbers, vectorised."""
+        import numpy as np
+
+        mapping = self.identity_numbers if identities else self.numbers
+        keys = np.array(sorted(mapping), dtype=np.int64)
+        values = np.array([mapping[k] for k in keys.tolist()], dtype=np.int64)
+        return values[np.searchsorted(keys, np.asarray(ids, dtype=np.int64))]
+
+
+def _variant_order(audit: Audit) -> dict[str, int]:
+    """The design's variant order (baseline, control, factors as configured)."""
+    from generator.config import AuditConfig
+    from generator.design import plan_design
+
+    try:
+        return {v.key: i for i, v in enumerate(plan_design(AuditConfig(**audit.config)).variants)}
+    except (TypeError, ValueError, KeyError):
+        return {}
+
 
 def _plan(audit: Audit) -> _Plan:
     names = (SyntheticIdentity.objects.filter(audit=audit)
              .values_list("group_name", flat=True).distinct())
     plan = _Plan(audit=audit, slugs=group_slugs(names))
+    order = _variant_order(audit)
     # Plain values, not model instances: no JSON fields decoded (20,000 images in ~0.2 s).
-    cells = (GeneratedImage.objects.filter(audit=audit)
-             .order_by("identity__group_name", "identity__index_in_group", "id")
-             .values_list("id", "variant", "file", "identity__group_name",
-                          "identity__index_in_group"))
-    for pk, variant, file, group, index in cells.iterator(chunk_size=5000):
+    cells = list(GeneratedImage.objects.filter(audit=audit)
+                 .values_list("id", "variant", "file", "identity__group_name",
+                              "identity__index_in_group", "identity_id"))
+    cells.sort(key=lambda c: (c[3], c[4], order.get(c[1], len(order)), c[1]))
+    for pk, variant, file, group, index, identity in cells:
         plan.paths[pk] = check_relpath(f"images/{plan.slugs[group]}/id{index:03d}/"
                                        f"{_variant_part(variant)}.png")
         plan.variants[pk] = variant
         plan.files[pk] = file
+        plan.numbers[pk] = len(plan.numbers) + 1
+        plan.identity_numbers.setdefault(identity, len(plan.identity_numbers) + 1)
     return plan
 
 
-def _ordered_images(audit: Audit) -> Iterator[GeneratedImage]:
-    """The audit's images in export order (group, identity, variant), streamed from the DB."""
-    qs = (GeneratedImage.objects.filter(audit=audit).select_related("identity")
-          .order_by("identity__group_name", "identity__index_in_group", "id"))
-    return qs.iterator(chunk_size=2000)
+def _ordered_images(audit: Audit, plan: _Plan) -> Iterator[GeneratedImage]:
+    """The audit's images in export order (group, identity, design's variant order), read from
+    the DB in chunks."""
+    pks = list(plan.paths)
+    for start in range(0, len(pks), 2000):
+        chunk = pks[start:start + 2000]
+        rows = GeneratedImage.objects.filter(pk__in=chunk).select_related("identity").in_bulk()
+        for pk in chunk:
+            if pk in rows:
+                yield rows[pk]
 
 
 # --- manifest ----------------------------------------------------------------------------------------
@@ -255,12 +305,14 @@ def manifest_records(audit: Audit, plan: _Plan | None = None) -> Iterator[dict[s
     plan = plan or _plan(audit)
     found = dict(FaceAnalysis.objects.filter(image__audit=audit)
                  .values_list("image_id", "face_found"))
-    for img in _ordered_images(audit):
+    judge = audit.identity_judge or {}
+    for img in _ordered_images(audit, plan):
         checks = img.checks or {}
         recipe = img.recipe or {}
         yield {
             "image_path": plan.paths.get(img.pk) or plan.image_path(img),
-            "image_id": img.pk, "identity_id": img.identity_id,
+            "image_id": plan.numbers[img.pk],
+            "identity_id": plan.identity_numbers[img.identity_id],
             "group": img.identity.group_name,
             "group_labels": json.dumps(img.identity.group_labels, sort_keys=True),
             "factor": img.factor, "level": img.level, "variant": img.variant,
@@ -274,6 +326,11 @@ def manifest_records(audit: Audit, plan: _Plan | None = None) -> Iterator[dict[s
             "edit_achieved": _number(checks.get("achieved")),
             "latent_step": _number((recipe.get("edit") or {}).get("latent_step")),
             "identity_similarity": _number(checks.get("identity_similarity")),
+            "edit_ok": _flag(checks.get("edit_ok", checks.get("passed"))),
+            "identity_judge": checks.get("identity_judge") or judge.get("model") or None,
+            "identity_cutoff": _number(checks.get("identity_threshold",
+                                                  judge.get("cutoff"))),
+            "identity_kept": _flag(checks.get("identity_kept")),
         }
 
 
@@ -348,29 +405,54 @@ def _comparisons_name(audit: Audit) -> str | None:
     return result.comparisons_file if result is not None and result.comparisons_file else None
 
 
-def comparisons_csv_chunks(audit: Audit) -> Iterator[bytes]:
-    """The stored comparisons table as CSV, in chunks (it can be large)."""
-    from worker.comparison_store import comparisons_csv_chunks as chunks
-
-    name = _comparisons_name(audit)
-    if name is not None:
-        yield from chunks(name)
-
-
-def comparisons_parquet_chunks(audit: Audit) -> Iterator[bytes]:
-    """The stored comparisons table as Parquet: the stored file's bytes as they are; older
-    audits (gzip CSV) are converted batch by batch through a temporary file."""
-    from worker.comparison_store import CATEGORICAL, parquet_chunks
-
+def _renumbered_batches(audit: Audit, plan: _Plan) -> Iterator[pd.DataFrame]:
+    """The stored comparisons in batches, with the export's image and identity numbers in place
+    of database ids (:class:`_Plan`)."""
     name = _comparisons_name(audit)
     if name is None:
         return
-    if not name.endswith(".csv.gz"):
-        yield from parquet_chunks(name)
-        return
+    for batch in _comparison_batches(name):
+        batch = batch.copy()
+        for col in ("image_a", "image_b"):
+            batch[col] = plan.renumber(batch[col])
+        for col in ("identity_a", "identity_b"):
+            batch[col] = plan.renumber(batch[col], identities=True)
+        yield batch
+
+
+def _arrow(batch: pd.DataFrame) -> pa.Table:
+    table = pa.Table.from_pandas(batch, preserve_index=False)
+    return pa.table([col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
+                     for col in (c.combine_chunks() for c in table.columns)],
+                    names=table.column_names)
+
+
+def comparisons_csv_chunks(audit: Audit, plan: _Plan | None = None) -> Iterator[bytes]:
+    """The comparisons table as CSV (export numbers for images and identities), in chunks (it
+    can be large)."""
+    import pyarrow.csv as pa_csv
+
+    from worker.comparison_store import _plain_booleans
+
+    plan = plan or _plan(audit)
+    first = True
+    for batch in _renumbered_batches(audit, plan):
+        out = io.BytesIO()
+        pa_csv.write_csv(_arrow(batch), out, pa_csv.WriteOptions(include_header=first,
+                                                                  quoting_style="needed"))
+        first = False
+        yield _plain_booleans(out.getvalue())
+
+
+def comparisons_parquet_chunks(audit: Audit, plan: _Plan | None = None) -> Iterator[bytes]:
+    """The comparisons table as Parquet (export numbers for images and identities), written
+    batch by batch through a temporary file."""
+    from worker.comparison_store import CATEGORICAL
+
+    plan = plan or _plan(audit)
     with tempfile.TemporaryFile() as tmp:
         writer = None
-        for batch in _comparison_batches(name):
+        for batch in _renumbered_batches(audit, plan):
             table = pa.Table.from_pandas(batch, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd",
@@ -424,10 +506,10 @@ def pairs_csv_chunks(audit: Audit, plan: _Plan, mated: bool) -> Iterator[bytes]:
             continue
         at_a, at_b = lookup(rows["image_a"]), lookup(rows["image_b"])
         table = pa.table({
-            "image_a": rows["image_a"].to_numpy(), "image_b": rows["image_b"].to_numpy(),
+            "image_a": plan.renumber(rows["image_a"]), "image_b": plan.renumber(rows["image_b"]),
             "path_a": paths.take(at_a), "path_b": paths.take(at_b),
-            "identity_a": rows["identity_a"].to_numpy(),
-            "identity_b": rows["identity_b"].to_numpy(),
+            "identity_a": plan.renumber(rows["identity_a"], identities=True),
+            "identity_b": plan.renumber(rows["identity_b"], identities=True),
             "group_a": pa.array(rows["group_a"].astype(str)),
             "group_b": pa.array(rows["group_b"].astype(str)),
             "variant_a": variants.take(at_a), "variant_b": variants.take(at_b)})
@@ -439,8 +521,15 @@ def pairs_csv_chunks(audit: Audit, plan: _Plan, mated: bool) -> Iterator[bytes]:
 # --- summary and tables ------------------------------------------------------------------------------
 
 def summary_json(audit: Audit) -> bytes:
+    """``summary.json``: the stored summary, with every count written as an integer (``12``,
+    never ``12.0``; :func:`audit.counts.integral_counts`)."""
+    from audit.counts import integral_counts
+
     result = getattr(audit, "result", None)
-    return json.dumps(result.summary if result else {}, indent=2, allow_nan=False).encode()
+    summary = integral_counts(result.summary) if result else {}
+    if isinstance(summary.get("audit"), dict):  # the database id is not part of the result
+        summary["audit"] = {k: v for k, v in summary["audit"].items() if k != "id"}
+    return json.dumps(summary, indent=2, allow_nan=False).encode()
 
 
 def result_tables(audit: Audit) -> list[tuple[str, str]]:
@@ -464,7 +553,10 @@ def table_csv_chunks(stored: str) -> Iterator[bytes]:
 
 def table_json_chunks(stored: str) -> Iterator[bytes]:
     """A stored CSV result table as a JSON list of records (empty cells become null), converted
-    in batches of :data:`TABLE_BATCH_ROWS` rows."""
+    in batches of :data:`TABLE_BATCH_ROWS` rows. Count columns stay integers even where some
+    cells are empty (pandas would read such a column as floats and write ``10.0``)."""
+    from audit.counts import count_columns
+
     yield b"["
     first = True
     with default_storage.open(stored, "rb") as f:
@@ -472,7 +564,7 @@ def table_json_chunks(stored: str) -> Iterator[bytes]:
             reader = pd.read_csv(f, chunksize=TABLE_BATCH_ROWS, keep_default_na=False,
                                  na_values=[""])
             for chunk in reader:
-                text = chunk.to_json(orient="records", double_precision=15)
+                text = count_columns(chunk).to_json(orient="records", double_precision=15)
                 if text in ("[]", ""):
                     continue
                 yield (("" if first else ",") + text[1:-1]).encode("utf-8")
@@ -482,6 +574,32 @@ def table_json_chunks(stored: str) -> Iterator[bytes]:
     yield b"]"
 
 
+#: Result tables with image or identity ids, written with the export's numbers (:class:`_Plan`).
+NUMBERED_TABLES = ("quality",)
+
+
+def numbered_table_chunks(stored: str, plan: _Plan, fmt: str) -> Iterator[bytes]:
+    """A stored table whose ``image_id`` / ``identity_id`` columns are database ids, with the
+    export's numbers in their place, as CSV (``fmt="csv"``) or a JSON list of records (pandas
+    reads floats back exactly, so every other cell is written as stored)."""
+    from audit.counts import count_columns
+
+    with default_storage.open(stored, "rb") as f:
+        try:
+            table = pd.read_csv(f, keep_default_na=False, na_values=[""])
+        except pd.errors.EmptyDataError:
+            yield b"[]" if fmt == "json" else b""
+            return
+    if "image_id" in table.columns:
+        table["image_id"] = plan.renumber(table["image_id"])
+    if "identity_id" in table.columns:
+        table["identity_id"] = plan.renumber(table["identity_id"], identities=True)
+    if fmt == "json":
+        yield count_columns(table).to_json(orient="records", double_precision=15).encode()
+    else:
+        yield table.to_csv(index=False).encode("utf-8")
+
+
 # --- the export as a list of files ---------------------------------------------------------------
 
 def export_files(audit: Audit) -> Iterator[ExportFile]:
@@ -489,13 +607,20 @@ def export_files(audit: Audit) -> Iterator[ExportFile]:
     ``chunks()`` is called."""
     plan = _plan(audit)
     cache = load_export_cache(audit)
-    yield ExportFile("README.txt", lambda: [README.format(name=audit.name, id=audit.pk).encode()])
+    yield ExportFile("README.txt", lambda: [README.format(name=audit.name).encode()])
     yield ExportFile("DATASET_CARD.md", lambda: [dataset_card(audit, plan).encode("utf-8")])
     yield ExportFile("summary.json", lambda: [summary_json(audit)])
     for path, chunks in cacheable_members(audit, plan).items():
         yield ExportFile(path, chunks, precompressed=cache.get(path))
-    yield ExportFile("comparisons.parquet", lambda: comparisons_parquet_chunks(audit), False)
+    yield ExportFile("comparisons.parquet", lambda: comparisons_parquet_chunks(audit, plan),
+                     False)
     for stem, stored in result_tables(audit):
+        if stem in NUMBERED_TABLES:
+            yield ExportFile(f"tables/{stem}.csv",
+                             lambda s=stored: numbered_table_chunks(s, plan, "csv"))
+            yield ExportFile(f"tables/{stem}.json",
+                             lambda s=stored: numbered_table_chunks(s, plan, "json"))
+            continue
         yield ExportFile(f"tables/{stem}.csv", lambda s=stored: table_csv_chunks(s))
         yield ExportFile(f"tables/{stem}.json", lambda s=stored: table_json_chunks(s))
     for pk, path in plan.paths.items():
@@ -511,7 +636,7 @@ def cacheable_members(audit: Audit, plan: _Plan | None = None
             "manifest.parquet": lambda: manifest_parquet_chunks(audit, plan),
             "pairs_mated.csv": lambda: pairs_csv_chunks(audit, plan, True),
             "pairs_nonmated.csv": lambda: pairs_csv_chunks(audit, plan, False),
-            "comparisons.csv": lambda: comparisons_csv_chunks(audit)}
+            "comparisons.csv": lambda: comparisons_csv_chunks(audit, plan)}
 
 
 def _storage_chunks(name: str) -> Iterator[bytes]:
