@@ -25,6 +25,14 @@ Rules the sentences follow, for FNMR and for FMR separately:
 - Zero rates are written as "no errors observed" with the rule-of-three bound, never as a bare 0;
   undefined rates (``None``) are named; with fewer than two groups nothing is compared.
 
+Failure to acquire (:func:`acquisition_sentences`, from ``summary["acquisition"]``): when the
+share of images with no face found differs between groups (an identity-level permutation test,
+:mod:`audit.acquisition`), the sentence gives the highest and the lowest group's rates with their
+counts and says that FNMR, measured only on images with a face, understates the first group's
+total failure to verify. When images were lost but the test does not show a difference, the
+rates are given with the p-value and no difference is claimed; without per-identity counts no
+test is made and the sentence says so. Nothing is said when every image had a face.
+
 Everything here is a pure function of the input; the output is a list of plain strings (no HTML,
 no markup).
 """
@@ -36,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["operating_point_sentences", "summary_sentences"]
+__all__ = ["acquisition_sentences", "operating_point_sentences", "summary_sentences"]
 
 _RATES = {
     # rate: (label, errors key, trials key, error noun, trial noun)
@@ -378,6 +386,77 @@ def operating_point_sentences(
 def _int(value: Any) -> int | None:
     x = _number(value)
     return None if x is None else int(x)
+
+
+def _share(rate: float) -> str:
+    """A failure-to-acquire share: one decimal from 1% up ('12.0%'), 2 significant figures
+    below ('0.42%'), '0%' for none."""
+    p = 100.0 * rate
+    if p == 0.0:
+        return "0%"
+    return f"{p:.1f}%" if p >= 1 else f"{p:.2g}%"
+
+
+def _p(value: float) -> str:
+    return f"p = {value:.2g}" if value >= 0.001 else "p < 0.001"
+
+
+def acquisition_sentences(acquisition: Mapping[str, Any] | None, identities: Any = None, *,
+                          alpha: float = 0.05) -> list[str]:
+    """Sentences on failure to acquire (no face found) across groups.
+
+    Parameters
+    ----------
+    acquisition:
+        ``summary["acquisition"]``: ``by_group`` maps a group to ``{"images", "faces_found",
+        "failure_to_acquire_rate"}``.
+    identities:
+        Optional per-identity counts (a DataFrame with ``group``, ``images``, ``failures``; see
+        :func:`audit.acquisition.identity_counts`). Without them no test is made.
+    alpha:
+        Level of the identity-level permutation test (:func:`audit.acquisition.
+        compare_acquisition`); "differs" means ``p < alpha``.
+
+    Returns an empty list when there is nothing to say (no data, fewer than two groups, or a
+    face was found in every image).
+    """
+    from audit.acquisition import compare_acquisition
+
+    by_group = (acquisition or {}).get("by_group") or {}
+    result = compare_acquisition(by_group, identities, alpha=alpha)
+    high, low = result.highest, result.lowest
+    if len(result.groups) < 2 or not result.failures or high is None or low is None:
+        return []
+
+    test = ""
+    if result.p_value is not None:
+        n_ids = sum(g.identities or 0 for g in result.groups)
+        test = f"{result.method} over {n_ids:,} identities, {_p(result.p_value)}"
+
+    def rate(g) -> str:
+        return (f"{_share(g.rate or 0.0)} of the images of {g.group} "
+                f"({g.failures:,} of {g.images:,})")
+
+    if result.differs:
+        assert result.p_value is not None
+        return [
+            f"Failure to acquire differs between groups: no face was found in {rate(high)} "
+            f"against {rate(low)} ({test}). FNMR is measured only on images where a face was "
+            f"found, so it understates {high.group}'s total failure to verify."
+        ]
+    overall = (
+        f"No face was found in {_share(result.failures / result.images)} of all images "
+        f"({result.failures:,} of {result.images:,}), from {rate(low)} to {rate(high)}"
+    )
+    if result.p_value is None:
+        if high.failures * low.images == low.failures * high.images:
+            return [f"{overall}: the same share in every group; FNMR is measured only on "
+                    "images where a face was found."]
+        return [f"{overall}; without per-identity counts this audit does not test whether "
+                "failure to acquire differs between groups. FNMR is measured only on images "
+                "where a face was found."]
+    return [f"{overall}; the audit does not show that failure to acquire differs between "
+            f"groups ({test}). FNMR is measured only on images where a face was found."]
 
 
 def summary_sentences(summary: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:

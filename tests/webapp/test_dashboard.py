@@ -172,8 +172,10 @@ def test_factor_heat_map_cells_are_the_stored_rows_for_the_model_and_target():
         row = rows[rows["group"] == g].iloc[0]
         assert similarity.z[i][0] == pytest.approx(row["mean_change"])
         assert fnmr.z[i][0] == pytest.approx(row["fnmr_change"])
-        assert similarity.text[i][0].endswith(SIGNIFICANT_MARK) == bool(row["wilcoxon_significant"])
-        assert not fnmr.text[i][0].endswith(SIGNIFICANT_MARK)
+        value_line, count_line = similarity.text[i][0].split("<br>")
+        assert value_line.endswith(SIGNIFICANT_MARK) == bool(row["wilcoxon_significant"])
+        assert count_line == "n=2"  # the number of pairs the cell rests on, a whole number
+        assert not fnmr.text[i][0].split("<br>")[0].endswith(SIGNIFICANT_MARK)
         assert list(similarity.customdata[i][0][:4]) == [g, "blur", "2", "blur_2"]
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from audit.counts import as_count
+
 logger = logging.getLogger(__name__)
 
 FNMR_COLOUR = "#c0392b"
@@ -140,7 +142,7 @@ def group_rates_figure(point: dict[str, Any], fr_model: str) -> go.Figure:
             values.append(v)
             plus.append(max(upper - v, 0.0) if upper is not None else 0.0)
             minus.append(max(v - lower, 0.0) if lower is not None else 0.0)
-            custom.append([row.get(errors), row.get(n),
+            custom.append([as_count(row.get(errors)), as_count(row.get(n)),
                            "n/a" if lower is None else f"{lower:.4g}",
                            "n/a" if upper is None else f"{upper:.4g}"])
         fig.add_bar(
@@ -184,8 +186,8 @@ def cross_group_figure(point: dict[str, Any], fr_model: str) -> go.Figure | None
                 lo, hi = _none_if_nan(lower[i][j]), _none_if_nan(upper[i][j])
                 if lo is not None and hi is not None:
                     interval = f"<br>95% interval [{lo:.4g}, {hi:.4g}]"
-            row_custom.append([errors[i][j] if errors else "?", counts[i][j] if counts else "?",
-                               interval])
+            row_custom.append([as_count(errors[i][j]) if errors else "?",
+                               as_count(counts[i][j]) if counts else "?", interval])
             row_text.append("n/a" if value is None else f"{value:.2g}")
         custom.append(row_custom)
         text.append(row_text)
@@ -285,7 +287,8 @@ def histograms_figure(hist: pd.DataFrame, point: dict[str, Any],
                         y=(sel["count"] / total).to_numpy(),
                         width=(sel["bin_right"] - sel["bin_left"]).to_numpy(), name=kind,
                         legendgroup=kind, showlegend=(i == 0), marker_color=colour, opacity=0.6,
-                        customdata=sel[["count", "bin_left", "bin_right"]].to_numpy(),
+                        customdata=[[as_count(c), left, right] for c, left, right in zip(
+                            sel["count"], sel["bin_left"], sel["bin_right"], strict=True)],
                         hovertemplate=(f"{g}, {kind}<br>score [%{{customdata[1]:.2f}}, "
                                        "%{customdata[2]:.2f})<br>%{customdata[0]} pairs "
                                        "(%{y:.1%})<extra></extra>"),
@@ -330,10 +333,13 @@ def factor_heatmap(rows: pd.DataFrame, groups: list[str], value: str, significan
                    p_adjusted: str, title: str, colour_title: str, value_format: str,
                    higher_is_worse: bool = False) -> go.Figure | None:
     """Group (rows) x factor level (columns) heat map of ``value``; cells whose ``significant``
-    column is true carry :data:`SIGNIFICANT_MARK`. Red always means worse recognition (a lower
-    similarity, or with ``higher_is_worse`` a higher error rate), blue better. Each cell's
-    customdata is ``[group, factor, level label, variant, n_pairs, adjusted p, value text]``
-    (pages use it to link the cell to its image pairs)."""
+    column is true carry :data:`SIGNIFICANT_MARK`. Every cell's text is the value (``–`` when
+    undefined) and, on a second line, its number of pairs (``n=25``: identities with both the
+    control and the level), so that no number is shown without what it rests on. Red always
+    means worse recognition (a lower similarity, or with ``higher_is_worse`` a higher error
+    rate), blue better. Each cell's customdata is ``[group, factor, level label, variant,
+    n_pairs, adjusted p, value text]`` (pages use it to link the cell to its image pairs);
+    ``n_pairs`` is an int, or ``""`` where the table has no such cell."""
     if rows.empty or value not in rows.columns:
         return None
     columns: list[tuple[str, Any]] = []
@@ -353,11 +359,13 @@ def factor_heatmap(rows: pd.DataFrame, groups: list[str], value: str, significan
             v = None if r is None else _none_if_nan(r[value])
             mark = SIGNIFICANT_MARK if (r is not None and bool(r.get(significant))) else ""
             shown = "" if v is None else format(float(v), value_format)
+            n = None if r is None else as_count(r.get("n_pairs"))
             z_row.append(None if v is None else float(v))
-            text_row.append(f"{shown}{mark}")
+            text_row.append("" if r is None else
+                            f"{shown or '–'}{mark}<br>n={'?' if n is None else n}")
             p = None if r is None else _none_if_nan(r.get(p_adjusted))
             custom_row.append([g, factor, label, variant_key(factor, label),
-                               "" if r is None else int(r["n_pairs"]),
+                               "" if n is None else n,
                                "n/a" if p is None else f"{float(p):.3g}", shown + mark])
         z.append(z_row)
         text.append(text_row)
@@ -370,7 +378,8 @@ def factor_heatmap(rows: pd.DataFrame, groups: list[str], value: str, significan
         colorscale="RdBu_r" if higher_is_worse else "RdBu", zmid=0,
         zmin=-span, zmax=span, colorbar={"title": {"text": colour_title}},
         hovertemplate=("%{y}, %{x}<br>" + colour_title + " %{customdata[6]}<br>"
-                       "%{customdata[4]} pairs, adjusted p %{customdata[5]}"
+                       "n = %{customdata[4]} pairs (identities with both the control and the "
+                       "level), adjusted p %{customdata[5]}"
                        "<br>click for the image pairs<extra></extra>")))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="factor and level")
@@ -466,7 +475,8 @@ def edc_figure(edc: pd.DataFrame, point: dict[str, Any], fr_model: str,
     fig = go.Figure()
     for g in [g for g in groups if g in parts] + sorted(set(parts) - set(groups)):
         curve = parts[g].sort_values("fraction")
-        custom = curve[["n_mated", "false_non_matches"]].to_numpy()
+        custom = [[as_count(n), as_count(e)] for n, e in zip(
+            curve["n_mated"], curve["false_non_matches"], strict=True)]
         fig.add_scatter(x=curve["fraction"].to_numpy(), y=curve["fnmr"].to_numpy(), name=g,
                         mode="lines+markers", line={"color": group_colour(groups, g)},
                         customdata=custom,

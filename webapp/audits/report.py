@@ -23,6 +23,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from audit.counts import as_count, integral_counts
 from webapp.audits.models import Audit
 
 #: Result tables the figures and tables of the report read.
@@ -183,26 +184,52 @@ def fmt_share(value: Any) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def fmt_count(value: Any, missing: str = "") -> str:
+    """A count as a whole number (``10``, never ``10.0``; ``12,345`` from 10,000 up, as
+    :func:`fmt` writes large numbers), ``missing`` when absent or not whole."""
+    n = as_count(value)
+    if n is None:
+        return missing
+    return f"{n:,}" if abs(n) >= 10_000 else str(n)
+
+
 def fmt_rate(rate: Any, errors: Any, n: Any, upper95: Any) -> str:
     """A rate with its count: ``0.25 (10/40)``; a zero rate with its rule-of-three bound."""
     x = _num(rate)
+    e, t = fmt_count(errors, "?"), fmt_count(n, "?")
     if x is None:
-        return f"n/a ({errors or 0}/{n or 0})"
+        return f"n/a ({fmt_count(errors, '0')}/{fmt_count(n, '0')})"
     if x == 0 and _num(upper95) is not None:
-        return f"0 (0/{n}; 95% upper bound {fmt(upper95)})"
-    return f"{fmt(x)} ({errors}/{n})"
+        return f"0 (0/{t}; 95% upper bound {fmt(upper95)})"
+    return f"{fmt(x)} ({e}/{t})"
 
 
 # --- sections ----------------------------------------------------------------------------------------
 
-def _narrative(point: dict[str, Any], fr_model: str) -> list[str]:
-    """Plain-language sentences for one operating point (empty when unavailable)."""
+def _narrative(point: dict[str, Any], fr_model: str,
+               acquisition: list[str] | None = None) -> list[str]:
+    """Plain-language sentences for one operating point (empty when unavailable), followed by
+    the failure-to-acquire sentences (``acquisition``, from :func:`_acquisition_sentences`)."""
     try:
         from audit.narrative import operating_point_sentences
     except ImportError:  # pragma: no cover - the narrative module is optional
-        return []
+        return list(acquisition or [])
     try:
-        return [str(s) for s in operating_point_sentences(point, model=fr_model)]
+        sentences = [str(s) for s in operating_point_sentences(point, model=fr_model)]
+    except Exception:  # a narrative must never stop the report; the tables say it all
+        sentences = []
+    return sentences + list(acquisition or [])
+
+
+def _acquisition_sentences(summary: dict[str, Any], quality: pd.DataFrame | None) -> list[str]:
+    """Whether failure to acquire differs between groups, tested per identity on the stored
+    ``quality.csv`` (:func:`audit.narrative.acquisition_sentences`); empty when unavailable."""
+    try:
+        from audit.acquisition import identity_counts
+        from audit.narrative import acquisition_sentences
+
+        identities = identity_counts(quality) if quality is not None else None
+        return [str(s) for s in acquisition_sentences(summary.get("acquisition"), identities)]
     except Exception:  # a narrative must never stop the report; the tables say it all
         return []
 
@@ -215,7 +242,8 @@ def _group_rows(point: dict[str, Any]) -> list[dict[str, Any]]:
         b = boot.get(group) or {}
         rank = rankable.get(group) or {"rankable": True, "reason": ""}
         rows.append({
-            "group": group, "n_identities": r.get("n_identities", b.get("n_identities", "")),
+            "group": group,
+            "n_identities": fmt_count(r.get("n_identities", b.get("n_identities"))),
             "fnmr": fmt_rate(r.get("fnmr"), r.get("false_non_matches"), r.get("n_mated"),
                              r.get("fnmr_upper95")),
             "fnmr_ci": fmt_interval(b.get("fnmr_lower"), b.get("fnmr_upper")),
@@ -258,7 +286,8 @@ def _cross_group(point: dict[str, Any]) -> dict[str, Any] | None:
         cells = []
         for j in range(len(groups)):
             try:
-                cells.append(f"{fmt(fmr[i][j])} ({fm[i][j]}/{n[i][j]})")
+                cells.append(f"{fmt(fmr[i][j])} ({fmt_count(fm[i][j], '?')}/"
+                             f"{fmt_count(n[i][j], '?')})")
             except (IndexError, TypeError):
                 cells.append("n/a")
         rows.append({"group": g, "cells": cells})
@@ -286,13 +315,14 @@ def _factor_rows(effects: pd.DataFrame, fr_model: str, point: dict[str, Any]) ->
             "group": r.get("group", ""), "factor": r.get("factor", ""),
             "level": fmt(r.get("level")) if _num(r.get("level")) is not None
             else str(r.get("level", "")),
-            "n_pairs": r.get("n_pairs", ""),
+            "n_pairs": fmt_count(r.get("n_pairs")),
             "mean_change": fmt(r.get("mean_change"), 3),
             "mean_change_ci": fmt_interval(r.get("mean_change_ci_low"),
                                            r.get("mean_change_ci_high"), 3),
             "wilcoxon_p": fmt(r.get("wilcoxon_p_adjusted"), 3),
             "fnmr": f"{fmt(r.get('fnmr_control'), 3)} → {fmt(r.get('fnmr_level'), 3)}",
-            "mcnemar": f"{r.get('mcnemar_lost', '')} / {r.get('mcnemar_gained', '')}",
+            "mcnemar": f"{fmt_count(r.get('mcnemar_lost'))} / "
+                       f"{fmt_count(r.get('mcnemar_gained'))}",
             "mcnemar_p": fmt(r.get("mcnemar_p_adjusted"), 3),
             "significant": str(r.get("significant")).lower() == "true",
         })
@@ -305,7 +335,7 @@ def _interaction_rows(interaction: pd.DataFrame, fr_model: str) -> list[dict[str
     rows = interaction[interaction["fr_model"].astype(str) == fr_model]
     return [{"term": r.get("term", ""), "group": r.get("group", ""),
              "factor": r.get("factor", ""), "level": fmt(r.get("level")),
-             "n": r.get("n_obs_cell", ""), "estimate": fmt(r.get("estimate"), 3),
+             "n": fmt_count(r.get("n_obs_cell")), "estimate": fmt(r.get("estimate"), 3),
              "interval": fmt_interval(r.get("ci_low"), r.get("ci_high"), 3),
              "p": fmt(r.get("p_value"), 3), "reference": r.get("reference_group", "")}
             for r in rows.to_dict("records")]
@@ -318,11 +348,11 @@ def _accountability(summary: dict[str, Any]) -> dict[str, Any]:
     for group in sorted(set(acquisition) | set(checks.get("by_group") or {})):
         a = acquisition.get(group) or {}
         c = (checks.get("by_group") or {}).get(group) or {}
-        rows.append({"group": group, "images": a.get("images", c.get("images", "")),
-                     "faces_found": a.get("faces_found", ""),
+        rows.append({"group": group, "images": fmt_count(a.get("images", c.get("images"))),
+                     "faces_found": fmt_count(a.get("faces_found")),
                      "fta": fmt_share(a.get("failure_to_acquire_rate")),
                      "face_found": fmt_share(c.get("face_found")),
-                     "latent_edits": c.get("latent_edits", ""),
+                     "latent_edits": fmt_count(c.get("latent_edits")),
                      "on_target": fmt_share(c.get("on_target")),
                      "others_held": fmt_share(c.get("others_held")),
                      "identity_kept": fmt_share(c.get("identity_kept")),
@@ -332,10 +362,11 @@ def _accountability(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _quality_rows(summary: dict[str, Any], key: str) -> list[dict[str, Any]]:
     quality = (summary.get("quality") or {}).get(key) or {}
-    return [{"group": g, "n": fmt(q.get("n")), "missing": fmt(q.get("n_missing")),
+    return [{"group": g, "n": fmt_count(q.get("n"), "n/a"),
+             "missing": fmt_count(q.get("n_missing"), "n/a"),
              "mean": fmt(q.get("mean"), 3), "median": fmt(q.get("median"), 3),
              "iqr": fmt_interval(q.get("q25"), q.get("q75"), 3),
-             "below": f"{fmt(q.get('below'))} ({fmt_share(q.get('share_below'))})"}
+             "below": f"{fmt_count(q.get('below'), 'n/a')} ({fmt_share(q.get('share_below'))})"}
             for g, q in quality.items()]
 
 
@@ -401,6 +432,7 @@ def build_context(audit: Audit) -> dict[str, Any]:
     problems = table_problems(result, REPORT_TABLES)
     effects = tables.get("factor_effects.csv", pd.DataFrame())
     interaction = tables.get("interaction.csv", pd.DataFrame())
+    acquisition = _acquisition_sentences(summary, tables.get("quality.csv"))
     figures: list[dict[str, Any]] = []
     quality_figure = None
     sections = []
@@ -427,12 +459,12 @@ def build_context(audit: Audit) -> dict[str, Any]:
                 "label": label, "anchor": f"m{m}-p{k}", "target_fmr": point.get("target_fmr"),
                 "threshold": fmt(point.get("threshold"), 6),
                 "achieved_fmr": fmt(point.get("achieved_fmr")),
-                "nonmated_used": point.get("nonmated_used", ""),
+                "nonmated_used": fmt_count(point.get("nonmated_used")),
                 "overall_fnmr": fmt_rate(overall.get("fnmr"), overall.get("false_non_matches"),
                                          overall.get("n_mated"), overall.get("fnmr_upper95")),
                 "overall_fmr": fmt_rate(overall.get("fmr"), overall.get("false_matches"),
                                         overall.get("n_nonmated"), overall.get("fmr_upper95")),
-                "sentences": _narrative(point, fr_model),
+                "sentences": _narrative(point, fr_model, acquisition),
                 "groups": _group_rows(point), "disparity": _disparity(point),
                 "cross_group": _cross_group(point),
                 "factor_rows": _factor_rows(effects, fr_model, point),
@@ -445,7 +477,7 @@ def build_context(audit: Audit) -> dict[str, Any]:
                          "interaction": _interaction_rows(interaction, fr_model)})
     first_point = next((p for s in (summary.get("fr_models") or {}).values()
                         for p in s.get("operating_points") or []), {})
-    comparisons = summary.get("comparisons") or {}
+    comparisons = integral_counts(summary.get("comparisons") or {})
     factor_summary = summary.get("factor_effects") or {}
     return {
         "audit": audit, "generated_at": timezone.now(),

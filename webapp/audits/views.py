@@ -211,27 +211,60 @@ def _dashboard_context(audit: Audit, result, fr_model: str, point_index: int) ->
             "filter_query": urlencode({"model": fr_model, "fmr": point_label(point)}),
             "factor_cells": _factor_cells(result, fr_model, point_index),
             "grids": _sample_grids(audit, result.summary),
-            "sentences": _sentences(result.summary, fr_model, point_index)}
+            "sentences": _sentences(result.summary, fr_model, point_index, result)}
 
 
-def _sentences(summary: dict, fr_model: str, point_index: int) -> list[str]:
+def _sentences(summary: dict, fr_model: str, point_index: int, result=None) -> list[str]:
     """Plain-language sentences for the top of the dashboard (:mod:`audit.narrative`): overall
     rates, groups too small to rank, and the highest-versus-lowest group per rate, claimed
-    only where the intervals do not overlap. A malformed point gives no sentences rather
-    than a broken page."""
+    only where the intervals do not overlap; then failure to acquire across groups
+    (:func:`audit.narrative.acquisition_sentences`, tested per identity with the stored
+    ``quality.csv`` of ``result``). A malformed point gives no sentences rather than a broken
+    page."""
     from audit.narrative import operating_point_sentences
 
     point = summary["fr_models"][fr_model]["operating_points"][point_index]
     try:
-        return operating_point_sentences(point, model=fr_model)
+        sentences = operating_point_sentences(point, model=fr_model)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return []
+        sentences = []
+    return sentences + _acquisition_sentences(summary, result)
+
+
+_ACQUISITION_CACHE: OrderedDict[tuple, list[str]] = OrderedDict()
+
+
+def _acquisition_sentences(summary: dict, result=None) -> list[str]:
+    """The failure-to-acquire sentences of a result (the same for every model and point), kept
+    per ``(result, created_at)`` in this process: the identity-level test relabels identities
+    a few thousand times."""
+    from audit.acquisition import identity_counts
+    from audit.narrative import acquisition_sentences
+    from webapp.audits.result_tables import load_table
+
+    key = None if result is None else (result.pk, result.created_at)
+    with _FIGURE_LOCK:
+        if key is not None and key in _ACQUISITION_CACHE:
+            return list(_ACQUISITION_CACHE[key])
+    try:
+        identities = identity_counts(load_table(result, "quality.csv")) if result else None
+        sentences = acquisition_sentences(summary.get("acquisition"), identities)
+    except Exception:  # malformed stored data: no sentence rather than a broken page
+        sentences = []
+    if key is not None:
+        with _FIGURE_LOCK:
+            _ACQUISITION_CACHE[key] = sentences
+            while len(_ACQUISITION_CACHE) > _FIGURE_CACHE_SIZE:
+                _ACQUISITION_CACHE.popitem(last=False)
+    return list(sentences)
 
 
 def _factor_cells(result, fr_model: str, point_index: int) -> dict | None:
     """The factor-effect cells as a table of links to their image pairs (the keyboard and
-    screen-reader route to what the heat maps show): columns = factor levels, rows = groups."""
-    from webapp.audits.charts import factor_rows, level_label, variant_key
+    screen-reader route to what the heat maps show): columns = factor levels, rows = groups.
+    Each cell carries its number of pairs (``n_pairs``, an int; None where not stored)."""
+    from audit.counts import as_count
+    from webapp.audits.charts import _none_if_nan, factor_rows, level_label, variant_key
     from webapp.audits.result_tables import load_table
 
     summary = result.summary
@@ -254,8 +287,9 @@ def _factor_cells(result, fr_model: str, point_index: int) -> dict | None:
         for factor, label in columns:
             r = cells.get((g, factor, label))
             out.append(None if r is None else {
-                "variant": variant_key(factor, label), "n_pairs": int(r.n_pairs),
-                "mean_change": r.mean_change, "fnmr_change": r.fnmr_change,
+                "variant": variant_key(factor, label), "n_pairs": as_count(r.n_pairs),
+                "mean_change": _none_if_nan(r.mean_change),
+                "fnmr_change": _none_if_nan(r.fnmr_change),
                 "significant": bool(r.wilcoxon_significant) or bool(r.mcnemar_significant)})
         table.append({"group": g, "cells": out})
     return {"columns": [f"{f} {label}".strip() for f, label in columns], "rows": table}
@@ -302,9 +336,14 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
     """The image pairs behind one factor-effect cell (``?group=`` and ``?variant=``, plus the
     dashboard's ``model`` / ``fmr``): per identity of the group, its baseline, its control and
     the varied image, with the stored mated similarity of each against the baseline and the
-    match decision at the threshold the factor effects were computed at."""
+    match decision at the threshold the factor effects were computed at. An image without a
+    score says why it took no part (:func:`webapp.audits.pair_reasons.pair_reasons`: no face
+    found, edit off target, another attribute moved); a compared image the identity judge
+    called a different person carries that verdict as a note."""
+    from audit.counts import COUNT_KEYS, as_count
     from webapp.audits.charts import factor_rows, level_label, point_label
     from webapp.audits.models import GeneratedImage
+    from webapp.audits.pair_reasons import pair_reasons
     from webapp.audits.result_tables import load_mated_scores, load_table
 
     audit = _owned(request, pk)
@@ -316,7 +355,7 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
                   .filter(audit=audit, identity__group_name=group,
                           variant__in=["baseline", "control", variant])
                   .values("id", "variant", "factor", "level", "identity_id",
-                          "identity__index_in_group"))
+                          "identity__index_in_group", "checks", "analysis__face_found"))
     varied = [img for img in images if img["variant"] == variant]
     if not varied or variant in ("baseline", "control"):
         raise Http404("No such group and factor level in this audit.")
@@ -333,6 +372,9 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
                         & (effects["factor"].astype(str) == factor)
                         & (effects["level"].map(level_label) == level_label(varied[0]["level"]))]
         effect = match.iloc[0].to_dict() if not match.empty else None
+    if effect:  # counts read back from the table are floats: show them as whole numbers
+        effect = {k: (as_count(v) if k in COUNT_KEYS and as_count(v) is not None else v)
+                  for k, v in effect.items()}
     threshold = float(effect["threshold"]) if effect and effect.get("threshold") is not None \
         else float(point["threshold"])
     mated = load_mated_scores(result)
@@ -347,12 +389,19 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
     for _, entry in sorted(by_identity.items(), key=lambda kv: kv[1]["index"]):
         if "varied" not in entry:
             continue
-        row = {"index": entry["index"], "baseline": entry.get("baseline", {}).get("id")}
+        base = entry.get("baseline", {})
+        row = {"index": entry["index"], "baseline": base.get("id")}
         for key in ("control", "varied"):
-            image_id = entry.get(key, {}).get("id")
+            image = entry.get(key, {})
+            image_id = image.get("id")
             score = score_of.get(image_id) if image_id is not None else None
+            why = pair_reasons(image.get("checks"), image.get("analysis__face_found"),
+                               scored=score is not None, baseline_checks=base.get("checks"),
+                               baseline_face_found=base.get("analysis__face_found"))
             row[key] = {"id": image_id, "score": score,
-                        "match": None if score is None else score >= threshold}
+                        "match": None if score is None else score >= threshold,
+                        "excluded": [r.text for r in why.excluded],
+                        "notes": [r.text for r in why.notes]}
         c, v = row["control"]["score"], row["varied"]["score"]
         row["change"] = None if c is None or v is None else v - c
         pairs.append(row)
@@ -360,6 +409,7 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
                "level": level, "fr_model": fr_model, "fmr": point_label(point),
                "target": target, "threshold": threshold, "effect": effect, "pairs": pairs,
                "n_matches": sum(bool(p["varied"]["match"]) for p in pairs),
+               "n_compared": sum(p["varied"]["score"] is not None for p in pairs),
                "back_query": urlencode({"model": fr_model, "fmr": point_label(point)})}
     return render(request, "audits/pairs.html", context)
 
