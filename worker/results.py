@@ -9,7 +9,13 @@ import pandas as pd
 
 from generator.config import AuditConfig
 from generator.design import plan_design
-from webapp.audits.models import Audit, Embedding, FaceAnalysis, GeneratedImage
+from webapp.audits.models import (
+    Audit,
+    Embedding,
+    FaceAnalysis,
+    GeneratedImage,
+    SyntheticIdentity,
+)
 
 COMPARISON_COLUMNS = ["fr_model", "image_a", "image_b", "identity_a", "identity_b", "group_a",
                       "group_b", "mated", "score"]
@@ -24,9 +30,10 @@ def image_table(audit: Audit) -> pd.DataFrame:
     rows = (GeneratedImage.objects.filter(audit=audit)
             .order_by("identity__group_name", "identity__index_in_group", "id")
             .values_list("id", "identity_id", "identity__group_name", "factor", "level",
-                         "checks"))
+                         "checks", "variant"))
     df = pd.DataFrame(list(rows), columns=["image_id", "identity_id", "group", "factor", "level",
-                                           "checks"])
+                                           "checks", "variant"])
+    df = _in_design_order(df, audit)
     found = dict(FaceAnalysis.objects.filter(image__audit=audit)
                  .values_list("image_id", "face_found"))
     df["is_baseline"] = df["factor"] == "baseline"
@@ -38,6 +45,44 @@ def image_table(audit: Audit) -> pd.DataFrame:
     df["judged_same"] = [(c or {}).get("identity_kept") is not False for c in df["checks"]]
     df["usable"] = df["face_found"] & df["edit_ok"]
     return df
+
+
+def _in_design_order(df: pd.DataFrame, audit: Audit) -> pd.DataFrame:
+    """``df`` (rows of images with group, identity_id, variant) sorted by group, identity
+    index and the design's variant order, with ``design_no`` (1, 2, ... in that order) and
+    ``identity_no``: keys that do not change when an image is regenerated under a new
+    database id, so everything computed in this order is the same however the audit's work
+    was split or resumed."""
+    order = {v.key: i for i, v in enumerate(plan_design(AuditConfig(**audit.config)).variants)}
+    index = dict(SyntheticIdentity.objects.filter(audit=audit)
+                 .values_list("id", "index_in_group"))
+    df = df.assign(_index=df["identity_id"].map(index),
+                   _variant=df["variant"].map(lambda v: order.get(v, len(order))))
+    df = df.sort_values(["group", "_index", "_variant", "image_id"], kind="stable")
+    df = df.drop(columns=["_index", "_variant"]).reset_index(drop=True)
+    df["design_no"] = np.arange(1, len(df) + 1)
+    df["identity_no"] = pd.factorize(df["identity_id"])[0] + 1
+    return df
+
+
+def _design_ordered_pairs(usable: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """:func:`audit.comparisons.build_pairs` over the usable images, formed in design order
+    (it orders pairs by image and identity id, so it is given the design numbers) and returned
+    with the database ids."""
+    from audit.comparisons import build_pairs
+
+    keyed = usable[["design_no", "identity_no", "group", "is_baseline"]].rename(
+        columns={"design_no": "image_id", "identity_no": "identity_id"})
+    pairs = build_pairs(keyed, seed=seed, nonmated="reference")
+    image_of = usable.set_index("design_no")["image_id"]
+    identity_of = usable.drop_duplicates("identity_no").set_index("identity_no")["identity_id"]
+    attrs = dict(pairs.attrs)
+    pairs = pairs.assign(image_a=image_of.loc[pairs["image_a"]].to_numpy(),
+                         image_b=image_of.loc[pairs["image_b"]].to_numpy(),
+                         identity_a=identity_of.loc[pairs["identity_a"]].to_numpy(),
+                         identity_b=identity_of.loc[pairs["identity_b"]].to_numpy())
+    pairs.attrs = attrs
+    return pairs
 
 
 def generator_checks(images: pd.DataFrame) -> dict[str, Any]:
@@ -105,17 +150,20 @@ def _spec(registry, name: str):
 
 BOOTSTRAP_REPLICATES = 1000
 DISPARITY_ALPHA = 0.5  # weight of false matches against false non-matches in FDR and GARBE
+PERMUTATIONS = 999  # group-label shuffles of the "no difference between groups" tests
 
 
 def _uncertainty(comp: pd.DataFrame, rates, threshold: float, seed: int) -> dict[str, Any]:
     """Identity-bootstrap intervals per group and overall, disparity summaries with intervals
-    from the same replicates, and which groups are too small to rank."""
+    from the same replicates and permutation tests of equal rates (same seed), and which groups
+    are too small to rank."""
     from audit.disparity import rankable_groups, summarize_disparity
     from audit.uncertainty import bootstrap_cross_group_fmr, bootstrap_group_rates
 
     boot = bootstrap_group_rates(comp, threshold, n_boot=BOOTSTRAP_REPLICATES, seed=seed,
                                  rates=rates)
-    disparity = summarize_disparity(boot, alpha=DISPARITY_ALPHA)
+    disparity = summarize_disparity(boot, alpha=DISPARITY_ALPHA, comparisons=comp,
+                                    n_permutations=PERMUTATIONS, seed=seed)
     rank = rankable_groups(boot)
     # Same seed: the same identity draws as the per-group intervals (its diagonal equals them).
     cross = bootstrap_cross_group_fmr(comp, threshold, n_boot=BOOTSTRAP_REPLICATES, seed=seed,
@@ -299,7 +347,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
     take part in no comparison; their share per group is reported as the failure-to-acquire
     rate (ISO/IEC 19795-1).
     """
-    from audit.comparisons import build_pairs, score_pairs
+    from audit.comparisons import score_pairs
     from audit.curves import det_curves, score_histograms
     from audit.rates import error_rates, threshold_at_fmr
     from audit.registry import ModelRegistry
@@ -312,8 +360,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
     design = plan_design(config)
     images = image_table(audit)
     usable = images[images["usable"]].reset_index(drop=True)
-    pairs = build_pairs(usable[["image_id", "identity_id", "group", "is_baseline"]],
-                        seed=config.seed, nonmated="reference")
+    pairs = _design_ordered_pairs(usable, config.seed)
     summary: dict[str, Any] = {
         "audit": {"id": audit.pk, "name": audit.name, "seed": config.seed,
                   "config": config.to_dict()},
