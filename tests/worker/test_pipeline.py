@@ -189,6 +189,20 @@ def test_latent_edits_are_judged_by_a_model_not_under_test_and_only_misses_are_l
         assert row["fnmr_judged_same"] == pytest.approx(
             (kept["score"] < point["threshold"]).mean())
         assert row["fnmr"] == point["by_group"][group]["fnmr"]
+    # the dashboard and the report name the judge and its cut-off, say which results are shown
+    # and give the judged-same FNMR beside them
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    fnmr_judged = f"{view['by_group']['female']['fnmr_judged_same']:.3f}"
+    for url in (f"/audits/{audit.pk}/", f"/audits/{audit.pk}/report.html"):
+        page = b"".join(client.get(url)).decode() if url.endswith(".html") else \
+            client.get(url).content.decode()
+        assert "Identity judge: dlib_resnet" in page, url
+        assert f"{judge['cutoff']:.4f}" in page, url
+        assert "every variant whose edit reached its target" in page, url
+        assert fnmr_judged in page, url
 
 
 def test_an_audit_whose_every_fr_model_is_under_test_is_refused_naming_the_fix(

@@ -69,6 +69,13 @@ DEFINITIONS = [
      "identities with replacement within each group and rebuild the comparisons from the "
      "drawn identities (comparisons that share an identity are not independent, so resampling "
      "comparisons would give intervals that are too narrow)."),
+    ("Disparity interval", "The 95% intervals of the disparity measures are not percentile "
+     "intervals (those of a maximum over groups are biased away from parity): they come from "
+     "one simultaneous (sup-t) band, from the same replicates, over all pairwise differences of "
+     "the group rates (log rates for max/min ratios) or over the group rates (Gini, GARBE), "
+     "mapped to each measure. Each holds its estimate and, when the groups could all be equal, "
+     "parity. Beside them, a permutation test that shuffles group labels across identities "
+     "gives a p-value of no difference between groups for FNMR and for FMR."),
     ("Max/min ratio", "max over groups of the rate divided by min over groups, for FNMR and for "
      "FMR. A zero rate is replaced by a floor, its rule-of-three bound 3/n, and the report says "
      "so; the ratio is undefined when every group has no error."),
@@ -357,7 +364,16 @@ def _accountability(summary: dict[str, Any]) -> dict[str, Any]:
                      "others_held": fmt_share(c.get("others_held")),
                      "identity_kept": fmt_share(c.get("identity_kept")),
                      "passed": fmt_share(c.get("passed"))})
-    return {"rows": rows, "note": checks.get("note", "")}
+    from webapp.audits.judge_view import judge_info, judged_rows
+
+    judged = []
+    for fr_model, info in (summary.get("fr_models") or {}).items():
+        for point in info.get("operating_points") or []:
+            view = judged_rows(point)
+            if view:
+                judged.append({"fr_model": fr_model, "label": point.get("label", ""), **view})
+    return {"rows": rows, "note": checks.get("note", ""), "judge": judge_info(summary),
+            "judged": judged}
 
 
 def _quality_rows(summary: dict[str, Any], key: str) -> list[dict[str, Any]]:

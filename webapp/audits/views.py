@@ -116,7 +116,10 @@ def _results_context(request: HttpRequest, summary: dict) -> dict:
                     for key, label in labels.items() if key in disparity["measures"]]
     checks = summary.get("generator_checks", {})
     check_rows = [{"group": g, **v} for g, v in checks.get("by_group", {}).items()]
+    from webapp.audits.judge_view import judge_info, judged_rows
+
     return {"summary": summary, "fr_models": models, "check_rows": check_rows,
+            "judge": judge_info(summary), "judged": judged_rows(point),
             "measures": measures, "disparity": disparity,
             "check_overall": checks.get("overall"), "fr_model": fr_model, "fmrs": fmrs,
             "fmr": fmrs[idx], "point_index": idx, "point": point, "rows": rows,
