@@ -7,7 +7,7 @@ A config is a plain mapping (YAML or JSON on disk)::
     groups:                       # demographic axes and their levels; groups = all combinations
       perceived_gender: [female, male]
       skin_tone: [lighter, darker]
-    identities_per_group: 8
+    identities_per_group: 30
     factors:                      # each level becomes one variant of every identity
       blur: [1.5, 3.0]            # Gaussian sigma, pixels
       downscale: [24, 16]         # pixels on the short side before scaling back up
