@@ -23,7 +23,9 @@ Statistics (numbers -> findings):
 - :mod:`audit.quality`: LightQNet face image quality, ISO/IEC 29794-5-style measures,
   percentiles against the audit's baselines, quality by group, error-versus-discard curves.
 - :mod:`audit.uncertainty`: intervals from a bootstrap over identities.
-- :mod:`audit.disparity`: max/min ratios, Fairness Discrepancy Rate, GARBE, small-cell flags.
+- :mod:`audit.disparity`: max/min ratios, Fairness Discrepancy Rate, GARBE, small-cell flags,
+  with simultaneous intervals (:mod:`audit.simultaneous`) and identity-label permutation tests
+  of equal rates (:mod:`audit.permutation`).
 - :mod:`audit.curves`: DET curves and score histograms per group.
 - :mod:`audit.factor_effects`: paired factor effects against the control (Wilcoxon, McNemar,
   Holm/BH) and group x condition interactions with identity-clustered errors.

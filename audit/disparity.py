@@ -19,10 +19,61 @@ global threshold) into one number:
 single-measure functions so that every report states it.
 
 :func:`summarize_disparity` computes all of them at once from a
-:class:`audit.uncertainty.BootstrapResult` (percentile intervals from the same identity-bootstrap
-replicates as the per-group intervals, so the across-group correlation of the replicates is kept)
-or from a :class:`audit.rates.GroupRates` (point values only). :func:`rankable_groups` says which
-groups have enough identities and comparisons to be ranked at all, and why not.
+:class:`audit.uncertainty.BootstrapResult` or from a :class:`audit.rates.GroupRates` (point values
+only). :func:`rankable_groups` says which groups have enough identities and comparisons to be
+ranked at all, and why not.
+
+Intervals
+---------
+Percentile intervals of these measures over the bootstrap replicates are biased away from
+parity: each replicate picks its own worst and best group, so even with all groups equal the
+replicate maxima lie above the truth (an audit showed FNMR max/min 1.098 with "95% interval"
+[1.114, 2.307], not even containing its estimate). The intervals here are instead built from one
+sup-t (studentised maximum) band over smooth contrasts of the same identity-bootstrap replicates,
+mapped to each measure (:mod:`audit.simultaneous` has the method and its sources;
+:data:`INTERVAL_METHODS` says which contrasts each measure uses):
+
+- max gap A or B: simultaneous bounds ``[L_ij, U_ij]`` on every ``r_i - r_j`` give
+  ``[max(0, max L_ij), max U_ij]`` over ordered pairs;
+- max/min ratio: the same on ``log r'_i - log r'_j`` (floored rates, floors fixed), mapped by exp,
+  with lower end at least 1;
+- FDR: A and B from one band over the FMR and FNMR differences together (both hold jointly);
+- Gini: the smallest and largest value over a simultaneous box on the group rates (a band on
+  the log rates mapped back, since rates near 0 are skewed and the Gini is scale-free); GARBE:
+  the same over one joint box of both rates.
+
+A group with no observed error has all replicates 0; for the gaps, FDR, Gini and GARBE it enters
+as ``[0, 3/n]`` (rule of three) instead, and a replicate rate of 0 is taken as ``3 / n`` where a
+logarithm is needed. If the band covers, every true contrast is inside it and so is the true
+measure, hence parity is covered at (at least) the nominal level when the groups are equal, and
+each estimate lies inside its interval. With a real difference and many groups the intervals are
+conservative. Coverage by simulation (``bench/coverage_disparity.py``: 1000 audits per case,
+groups of 40 identities with identity random effects, 300 replicates; parity / FNMR ratio 2 in
+one group):
+
+============================  ===========  ===========  ===========  ===========
+measure                       2 parity     2 ratio 2    4 parity     4 ratio 2
+============================  ===========  ===========  ===========  ===========
+FNMR max/min ratio            0.953        0.986        0.978        0.994
+FMR max/min ratio             0.994        0.997        0.999        0.998
+FMR max gap (A)               0.992        0.984        0.996        0.999
+FNMR max gap (B)              0.941        0.974        0.955        0.998
+FDR                           0.971        0.995        0.982        1.000
+Gini of FMR / FNMR, GARBE     >= 0.999     1.000        >= 0.999     1.000
+old percentile (FNMR ratio)   0.618        0.965        0.000        0.763
+============================  ===========  ===========  ===========  ===========
+
+The FNMR gap, a difference of skewed rates on their own scale, is the least accurate (0.94 with
+two groups); FMR measures are conservative because the identity bootstrap counts the noise of
+single non-mated pairs more than once (see :func:`audit.uncertainty.bootstrap_cross_group_fmr`),
+and the Gini and GARBE intervals, from a box, are valid but wide.
+
+Permutation test
+----------------
+Given the comparisons, :func:`summarize_disparity` also runs
+:func:`audit.permutation.permutation_test` (group labels shuffled across identities, not
+comparisons; see that module for the FMR null) and records a p-value of "no difference between
+groups" for FNMR and for FMR.
 """
 
 from __future__ import annotations
@@ -35,13 +86,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.permutation import GroupPermutationTest, permutation_test
 from audit.rates import GroupRates, rule_of_three
-from audit.uncertainty import BootstrapResult, percentile_interval
+from audit.simultaneous import (
+    gap_interval,
+    gini_range,
+    pair_index,
+    pairwise,
+    ratio_interval,
+    sup_t_intervals,
+)
+from audit.uncertainty import BootstrapResult
 
 from .jsonable import plain as _plain
 
 __all__ = [
     "DEFINITIONS",
+    "INTERVAL_METHODS",
+    "INTERVAL_SUMMARY",
     "MEASURES",
     "DisparitySummary",
     "MaxMinRatio",
@@ -78,6 +140,32 @@ DEFINITIONS: dict[str, str] = {
     "garbe": "GARBE = alpha * G(FMR) + (1 - alpha) * G(FNMR) (Howard et al. 2022); "
     "0 is perfectly fair",
 }
+
+#: How each measure's interval is made from the identity-bootstrap replicates (sup-t bands of
+#: :mod:`audit.simultaneous`), for reports.
+INTERVAL_METHODS: dict[str, str] = {
+    "fnmr_max_min_ratio": "sup-t simultaneous bounds [L, U] on every log FNMR_i - log FNMR_j "
+    "(floors fixed); interval [max(1, max exp L), max exp U]",
+    "fmr_max_min_ratio": "sup-t simultaneous bounds [L, U] on every log FMR_i - log FMR_j "
+    "(floors fixed); interval [max(1, max exp L), max exp U]",
+    "fmr_max_gap": "sup-t simultaneous bounds [L, U] on every FMR_i - FMR_j; "
+    "interval [max(0, max L), max U]",
+    "fnmr_max_gap": "sup-t simultaneous bounds [L, U] on every FNMR_i - FNMR_j; "
+    "interval [max(0, max L), max U]",
+    "fdr": "the A and B intervals from one sup-t band over the FMR and FNMR differences jointly",
+    "fmr_gini": "smallest and largest Gini over a sup-t simultaneous box of the group FMRs",
+    "fnmr_gini": "smallest and largest Gini over a sup-t simultaneous box of the group FNMRs",
+    "garbe": "smallest and largest GARBE over one sup-t simultaneous box of the group FMRs and "
+    "FNMRs jointly",
+}
+
+#: One sentence on the disparity intervals, for reports.
+INTERVAL_SUMMARY = (
+    "Simultaneous (sup-t) bootstrap bounds on all pairwise differences of group rates (log rates "
+    "for max/min ratios) or on the group rates (Gini, GARBE), from the identity-bootstrap "
+    "replicates, mapped to each measure; each interval contains its estimate and, when the "
+    "groups could all be equal, parity."
+)
 
 #: Default minimum cell sizes of :func:`rankable_groups`.
 MIN_IDENTITIES = 20
@@ -407,12 +495,150 @@ def rankable_groups(
     return out
 
 
+# --- simultaneous intervals -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Family:
+    """Per-group inputs of one rate (FNMR or FMR) over the kept groups, shapes (G,) / (B, G).
+
+    ``allowance`` is the rule-of-three bound ``3 / n`` of a group with no observed error (its
+    replicates are all 0 and carry no uncertainty), else 0; ``bound`` is every
+    group's ``3 / n``; ``floors``/``rule`` are the max/min ratio floors of :func:`_floor_vector`;
+    ``n_units`` is the smallest group's number of identities (the bootstrap's units), for the
+    small-sample expansion of the band (:func:`audit.simultaneous.expand_critical`).
+    """
+
+    point: np.ndarray
+    reps: np.ndarray | None
+    allowance: np.ndarray
+    bound: np.ndarray
+    floors: np.ndarray
+    rule: str
+    n_units: int
+
+
+def _pair_bounds(
+    families: Sequence[_Family], confidence: float, log: bool = False
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Simultaneous bounds of ``r_i - r_j`` (or ``log r'_i - log r'_j``, floored) for all pairs
+    of every family at once (one sup-t band over their union).
+
+    On the rate scale, a pair involving an error-free group is widened by its rule-of-three
+    allowance: ``L_ij -= b_j``, ``U_ij += b_i``. Returns ``[(L, U) per family], n_valid``.
+    """
+    points, reps = [], []
+    for fam in families:
+        assert fam.reps is not None
+        if log:
+            p = np.log(_floored(fam.point[None, :], fam.floors[None, :], fam.rule)[0])[0]
+            r = np.log(_floored(fam.reps, fam.floors[None, :], fam.rule)[0])
+        else:
+            p, r = fam.point, fam.reps
+        points.append(pairwise(p))
+        reps.append(pairwise(r))
+    band = sup_t_intervals(np.concatenate(points), np.concatenate(reps, axis=1), confidence,
+                           min(fam.n_units for fam in families))
+    out, start = [], 0
+    for fam, p in zip(families, points, strict=True):
+        lower, upper = band.lower[start : start + p.size], band.upper[start : start + p.size]
+        start += p.size
+        if not log:
+            i, j = pair_index(fam.point.size)
+            lower, upper = lower - fam.allowance[j], upper + fam.allowance[i]
+        out.append((lower, upper))
+    return out, band.n_valid
+
+
+def _group_box(
+    families: Sequence[_Family], confidence: float
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Simultaneous bounds of every group's rate in every family (one sup-t band on the log
+    rates, mapped back by exp and clipped to [0, 1]).
+
+    Log rates because rates near 0 are skewed (a band on the rate scale reaches 0 and makes
+    the Gini bounds needlessly wide; the Gini is scale-free). A replicate rate of 0 is replaced
+    by the group's rule-of-three bound ``3 / n`` for the logarithm; a group with no observed
+    error gets ``[0, 3/n]``. Returns ``[(l, u) per family], n_valid``.
+    """
+    points, reps = [], []
+    for fam in families:
+        assert fam.reps is not None
+        floors = fam.bound[None, :]
+        points.append(np.log(_floored(fam.point[None, :], floors, "rule_of_three")[0][0]))
+        reps.append(np.log(_floored(fam.reps, floors, "rule_of_three")[0]))
+    band = sup_t_intervals(np.concatenate(points), np.concatenate(reps, axis=1), confidence,
+                           min(fam.n_units for fam in families))
+    out, start = [], 0
+    for fam in families:
+        n = fam.point.size
+        lower = np.exp(band.lower[start : start + n])
+        upper = np.exp(band.upper[start : start + n])
+        start += n
+        zero = fam.allowance > 0
+        lower = np.where(zero, 0.0, lower)
+        upper = np.where(zero, np.maximum(upper, fam.allowance), upper)
+        out.append((np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)))
+    return out, band.n_valid
+
+
+def _joint(fm: _Family, fnm: _Family, a: float) -> list[_Family]:
+    """The families an alpha-weighted measure depends on (both unless alpha is 0 or 1)."""
+    return [fm] if a == 1.0 else [fnm] if a == 0.0 else [fm, fnm]
+
+
+def _weighted(
+    a: float, fm: tuple[float, float], fnm: tuple[float, float]
+) -> tuple[float, float]:
+    """``alpha * fm + (1 - alpha) * fnm`` of two intervals (a term with weight 0 is skipped,
+    so a NaN there does not spread)."""
+    if a == 1.0:
+        return fm
+    if a == 0.0:
+        return fnm
+    return (a * fm[0] + (1.0 - a) * fnm[0], a * fm[1] + (1.0 - a) * fnm[1])
+
+
+def _measure_intervals(
+    fm: _Family, fnm: _Family, a: float, confidence: float, ratio_defined: tuple[bool, bool]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower, upper, n_valid), each (len(MEASURES),), by the methods of :data:`INTERVAL_METHODS`.
+
+    ``ratio_defined`` (FNMR, FMR): whether the point max/min ratio is defined (some error
+    observed); an undefined ratio gets a NaN interval.
+    """
+    out: dict[str, tuple[float, float, int]] = {}
+    for name, fam, defined in (("fnmr", fnm, ratio_defined[0]), ("fmr", fm, ratio_defined[1])):
+        [(lo, hi)], n = _pair_bounds([fam], confidence, log=True)
+        out[f"{name}_max_min_ratio"] = (*ratio_interval(lo, hi), n) if defined else (
+            math.nan, math.nan, n)
+        [(lo, hi)], n = _pair_bounds([fam], confidence)
+        out[f"{name}_max_gap"] = (*gap_interval(lo, hi), n)
+        [(lo, hi)], n = _group_box([fam], confidence)
+        out[f"{name}_gini"] = (*gini_range(lo, hi), n)
+
+    families = _joint(fm, fnm, a)
+    bounds, n = _pair_bounds(families, confidence)
+    gaps = [gap_interval(lo, hi) for lo, hi in bounds]
+    gap_fm, gap_fnm = (gaps[0], gaps[-1])
+    weighted = _weighted(a, gap_fm, gap_fnm)
+    out["fdr"] = (1.0 - weighted[1], 1.0 - weighted[0], n)
+    boxes, n = _group_box(families, confidence)
+    ginis = [gini_range(lo, hi) for lo, hi in boxes]
+    out["garbe"] = (*_weighted(a, ginis[0], ginis[-1]), n)
+
+    lower = np.array([out[m][0] for m in MEASURES])
+    upper = np.array([out[m][1] for m in MEASURES])
+    n_valid = np.array([out[m][2] for m in MEASURES], dtype=np.int64)
+    return lower, upper, n_valid
+
+
 # --- summary ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
 class DisparitySummary:
-    """All disparity measures at one threshold, with bootstrap intervals when available.
+    """All disparity measures at one threshold, with simultaneous bootstrap intervals.
 
     Built by :func:`summarize_disparity`; immutable, accessors return copies.
 
@@ -427,12 +653,18 @@ class DisparitySummary:
         dict group -> reason for groups left out (a rate undefined, or not in ``groups``).
     table:
         DataFrame indexed by ``measure`` (:data:`MEASURES`) with columns ``estimate``,
-        ``lower``, ``upper`` (percentile interval over the replicates), ``n_valid`` (replicates
-        where the measure is defined) and ``definition``.
+        ``lower``, ``upper`` (interval by the method of :data:`INTERVAL_METHODS`; it always
+        contains the estimate), ``n_valid`` (replicates used), ``definition``,
+        ``interval_method`` (:data:`INTERVAL_METHODS`, "" without replicates), and
+        ``max_group`` / ``min_group`` (for the ratios and gaps: the groups with the largest and
+        smallest point rate, floored for the ratios; None for the other measures).
     fnmr_ratio, fmr_ratio:
         The :class:`MaxMinRatio` point results (max/min groups, floored groups, floor rule).
+    permutation:
+        The :class:`audit.permutation.GroupPermutationTest` (p-values of "no difference between
+        groups" for FNMR and FMR) when comparisons were given, else None.
     notes:
-        Plain-words caveats for the report (floors, exclusions, undefined values).
+        Plain-words caveats for the report (interval method, floors, exclusions, p-values).
     """
 
     threshold: float
@@ -445,6 +677,7 @@ class DisparitySummary:
     _excluded: dict[str, str] = field(repr=False)
     _table: pd.DataFrame = field(repr=False)
     _notes: tuple[str, ...] = field(repr=False)
+    permutation: GroupPermutationTest | None = field(default=None, repr=False)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -463,7 +696,14 @@ class DisparitySummary:
         return self._notes
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable values (NaN -> None)."""
+        """Plain JSON-serialisable values (NaN -> None)::
+
+            {"threshold", "alpha", "confidence", "n_boot", "groups", "excluded",
+             "measures": {measure: {"estimate", "lower", "upper", "n_valid", "definition",
+                                    "interval_method", "max_group", "min_group"}},
+             "interval_method", "fnmr_ratio", "fmr_ratio", "notes",
+             "permutation_test": {...} (audit.permutation.GroupPermutationTest.to_dict) or None}
+        """
         return {
             "threshold": _plain(self.threshold),
             "alpha": self.alpha,
@@ -475,55 +715,18 @@ class DisparitySummary:
                 m: {c: _plain(self._table.at[m, c]) for c in self._table.columns}
                 for m in self._table.index
             },
+            "interval_method": INTERVAL_SUMMARY if self.n_boot else "",
             "fnmr_ratio": _ratio_dict(self.fnmr_ratio),
             "fmr_ratio": _ratio_dict(self.fmr_ratio),
             "notes": list(self._notes),
+            "permutation_test": None if self.permutation is None else self.permutation.to_dict(),
         }
 
 
-def summarize_disparity(
-    result: BootstrapResult | GroupRates,
-    *,
-    alpha: float = 0.5,
-    floor: float | None = None,
-    groups: Sequence[str] | None = None,
-) -> DisparitySummary:
-    """Max/min ratios, FDR, Gini coefficients and GARBE with percentile intervals.
-
-    Parameters
-    ----------
-    result:
-        A :class:`BootstrapResult` (intervals from its replicates: each measure is computed on
-        each replicate's per-group rates, with the floors fixed at their point values) or a
-        :class:`GroupRates` (point values, intervals NaN).
-    alpha:
-        FMR weight of FDR and GARBE, in [0, 1]; recorded in the result.
-    floor:
-        Floor of the max/min ratios (see :func:`max_min_ratio`); None: rule of three per group.
-    groups:
-        Groups to compare (e.g. the rankable ones from :func:`rankable_groups`); default all.
-        Groups whose FMR or FNMR is undefined (no comparisons) are always left out, and listed
-        in :attr:`DisparitySummary.excluded`.
-
-    Returns
-    -------
-    DisparitySummary
-    """
-    a = _check_alpha(alpha)
-    if isinstance(result, BootstrapResult):
-        by_group = result.by_group
-        fnmr_reps = result.fnmr_replicates
-        fmr_reps = result.fmr_replicates
-        confidence, n_boot = result.confidence, result.n_boot
-    elif isinstance(result, GroupRates):
-        by_group = result.by_group
-        fnmr_reps = fmr_reps = None
-        confidence, n_boot = math.nan, 0
-    else:
-        raise ValueError(
-            f"result must be a BootstrapResult or GroupRates, got {type(result).__name__}"
-        )
-
+def _select_groups(
+    by_group: pd.DataFrame, groups: Sequence[str] | None
+) -> tuple[list[str], dict[str, str]]:
+    """Kept groups (both rates defined, selected) and excluded group -> reason."""
     all_groups = [str(g) for g in by_group.index]
     if groups is None:
         chosen = all_groups
@@ -544,36 +747,39 @@ def summarize_disparity(
             excluded[g] = "no within-group non-mated comparisons (FMR undefined)"
         else:
             kept.append(g)
+    return kept, excluded
 
-    notes: list[str] = []
-    if excluded:
-        notes.append(
-            "left out: " + "; ".join(f"{g} ({why})" for g, why in excluded.items())
-        )
-    fnmr = by_group.loc[kept, "fnmr"].astype(np.float64)
-    fmr = by_group.loc[kept, "fmr"].astype(np.float64)
-    n_mated = by_group.loc[kept, "n_mated"]
-    n_nonmated = by_group.loc[kept, "n_nonmated"]
 
-    table = pd.DataFrame(
-        index=pd.Index(MEASURES, name="measure"),
-        columns=["estimate", "lower", "upper", "n_valid"],
-        dtype=np.float64,
+def _family(
+    rates: pd.Series, errors: pd.Series, trials: pd.Series, identities: pd.Series,
+    reps: pd.DataFrame | None, floor: float | None,
+) -> _Family:
+    """The :class:`_Family` of one rate over the kept groups (Series indexed by group)."""
+    floors, rule = _floor_vector(rates, floor, trials)
+    bound = np.array([rule_of_three(int(n)) for n in trials])
+    return _Family(
+        point=rates.to_numpy(dtype=np.float64),
+        reps=None if reps is None else reps[list(rates.index)].to_numpy(dtype=np.float64),
+        allowance=np.where(errors.to_numpy() == 0, bound, 0.0), bound=bound,
+        floors=floors, rule=rule, n_units=int(identities.min()),
     )
-    if len(kept) < 2:
-        notes.append(f"{len(kept)} group(s) with defined rates: nothing to compare")
-        empty = MaxMinRatio(math.nan, None, None, (), "rule_of_three" if floor is None else "fixed")
-        table["n_valid"] = 0
-        table["definition"] = [DEFINITIONS[m] for m in MEASURES]
-        table["n_valid"] = table["n_valid"].astype(np.int64)
-        return DisparitySummary(
-            threshold=float(result.threshold),
-            alpha=a, confidence=confidence, n_boot=n_boot, fnmr_ratio=empty, fmr_ratio=empty,
-            _groups=tuple(kept), _excluded=excluded, _table=table, _notes=tuple(notes),
-        )
 
-    fnmr_ratio = max_min_ratio(fnmr, floor, trials=n_mated)
-    fmr_ratio = max_min_ratio(fmr, floor, trials=n_nonmated)
+
+def _point_measures(fm: np.ndarray, fnm: np.ndarray, fam_fm: _Family, fam_fnm: _Family,
+                    a: float) -> np.ndarray:
+    """Values of MEASURES for one row of FMR and FNMR rates (G,)."""
+    gap_fm, gap_fnm = _max_gap(fm[None, :])[0], _max_gap(fnm[None, :])[0]
+    g_fm, g_fnm = _gini(fm[None, :])[0], _gini(fnm[None, :])[0]
+    return np.array([
+        _ratio_rows(fnm[None, :], fam_fnm.floors[None, :], fam_fnm.rule)[0],
+        _ratio_rows(fm[None, :], fam_fm.floors[None, :], fam_fm.rule)[0],
+        gap_fm, gap_fnm, 1.0 - (a * gap_fm + (1.0 - a) * gap_fnm),
+        g_fm, g_fnm, a * g_fm + (1.0 - a) * g_fnm,
+    ])
+
+
+def _ratio_notes(fnmr_ratio: MaxMinRatio, fmr_ratio: MaxMinRatio) -> list[str]:
+    notes = []
     for label, r in (("FNMR", fnmr_ratio), ("FMR", fmr_ratio)):
         if r.floored:
             notes.append(f"{label} max/min ratio: {r.note}")
@@ -584,43 +790,160 @@ def summarize_disparity(
                 f"{label} max/min ratio: the largest rate is a floor ({r.max_group}), so the "
                 "ratio mostly reflects small counts"
             )
+    return notes
 
-    def measures(fm: np.ndarray, fnm: np.ndarray) -> np.ndarray:
-        """(rows, 8) values of MEASURES for rate matrices (rows, groups)."""
-        fn_floor, rule_fn = _floor_vector(fnmr, floor, n_mated)
-        fm_floor, rule_fm = _floor_vector(fmr, floor, n_nonmated)
-        gap_fm, gap_fnm = _max_gap(fm), _max_gap(fnm)
-        g_fm, g_fnm = _gini(fm), _gini(fnm)
-        return np.column_stack(
-            (
-                _ratio_rows(fnm, fn_floor[None, :], rule_fn),
-                _ratio_rows(fm, fm_floor[None, :], rule_fm),
-                gap_fm,
-                gap_fnm,
-                1.0 - (a * gap_fm + (1.0 - a) * gap_fnm),
-                g_fm,
-                g_fnm,
-                a * g_fm + (1.0 - a) * g_fnm,
-            )
+
+def _extreme_groups(
+    fnmr: pd.Series, fmr: pd.Series, fnmr_ratio: MaxMinRatio, fmr_ratio: MaxMinRatio
+) -> dict[str, tuple[str | None, str | None]]:
+    """measure -> (group with the largest, group with the smallest point rate)."""
+    def ends(rates: pd.Series) -> tuple[str, str]:
+        return str(rates.idxmax()), str(rates.idxmin())
+
+    return {
+        "fnmr_max_min_ratio": (fnmr_ratio.max_group, fnmr_ratio.min_group),
+        "fmr_max_min_ratio": (fmr_ratio.max_group, fmr_ratio.min_group),
+        "fmr_max_gap": ends(fmr),
+        "fnmr_max_gap": ends(fnmr),
+    }
+
+
+def _permutation_note(test: GroupPermutationTest) -> str:
+    parts = []
+    for label, t in (("FNMR", test.fnmr), ("FMR", test.fmr)):
+        text = f"{label} p = {t.p_value:.3g}" if t.p_value is not None else f"{label} {t.note}"
+        if t.p_value is not None and t.note:
+            text += f" ({t.note})"
+        parts.append(text)
+    return (
+        "Permutation test of no difference between groups (statistic: the max/min ratio; group "
+        f"labels shuffled across identities, {test.n_permutations} shuffles, seed {test.seed}): "
+        + "; ".join(parts) + "."
+    )
+
+
+def summarize_disparity(
+    result: BootstrapResult | GroupRates,
+    *,
+    alpha: float = 0.5,
+    floor: float | None = None,
+    groups: Sequence[str] | None = None,
+    comparisons: pd.DataFrame | None = None,
+    n_permutations: int = 999,
+    seed: int | None = None,
+) -> DisparitySummary:
+    """Max/min ratios, gaps, FDR, Gini coefficients and GARBE with simultaneous intervals.
+
+    Parameters
+    ----------
+    result:
+        A :class:`BootstrapResult` (intervals from its replicates by the methods of
+        :data:`INTERVAL_METHODS`: sup-t simultaneous bounds on pairwise differences of group
+        rates, of log rates, or on the rates, mapped to each measure; see
+        :mod:`audit.simultaneous`) or a :class:`GroupRates` (point values, intervals NaN).
+    alpha:
+        FMR weight of FDR and GARBE, in [0, 1]; recorded in the result.
+    floor:
+        Floor of the max/min ratios (see :func:`max_min_ratio`); None: rule of three per group.
+        The floors are fixed at their point values in every replicate.
+    groups:
+        Groups to compare (e.g. the rankable ones from :func:`rankable_groups`); default all.
+        Groups whose FMR or FNMR is undefined (no comparisons) are always left out, and listed
+        in :attr:`DisparitySummary.excluded`.
+    comparisons:
+        The comparison table the rates were computed from (as for
+        :func:`audit.uncertainty.bootstrap_group_rates`). When given (with at least 2 compared
+        groups), :func:`audit.permutation.permutation_test` adds p-values of "no difference
+        between groups" for FNMR and FMR at ``result.threshold``.
+    n_permutations, seed:
+        Label shuffles of the permutation test and its seed (default: the bootstrap's seed, or
+        0 for a :class:`GroupRates`).
+
+    Returns
+    -------
+    DisparitySummary
+    """
+    a = _check_alpha(alpha)
+    if isinstance(result, BootstrapResult):
+        fnmr_reps, fmr_reps = result.fnmr_replicates, result.fmr_replicates
+        confidence, n_boot, boot_seed = result.confidence, result.n_boot, result.seed
+    elif isinstance(result, GroupRates):
+        fnmr_reps = fmr_reps = None
+        confidence, n_boot, boot_seed = math.nan, 0, 0
+    else:
+        raise ValueError(
+            f"result must be a BootstrapResult or GroupRates, got {type(result).__name__}"
+        )
+    by_group = result.by_group
+    kept, excluded = _select_groups(by_group, groups)
+
+    notes: list[str] = []
+    if excluded:
+        notes.append("left out: " + "; ".join(f"{g} ({why})" for g, why in excluded.items()))
+    table = pd.DataFrame(
+        index=pd.Index(MEASURES, name="measure"),
+        columns=["estimate", "lower", "upper", "n_valid"],
+        dtype=np.float64,
+    )
+    table["n_valid"] = 0
+    table["n_valid"] = table["n_valid"].astype(np.int64)
+    table["definition"] = [DEFINITIONS[m] for m in MEASURES]
+    table["interval_method"] = ""
+    table["max_group"] = None
+    table["min_group"] = None
+    if len(kept) < 2:
+        notes.append(f"{len(kept)} group(s) with defined rates: nothing to compare")
+        empty = MaxMinRatio(math.nan, None, None, (), "rule_of_three" if floor is None else "fixed")
+        return DisparitySummary(
+            threshold=float(result.threshold),
+            alpha=a, confidence=confidence, n_boot=n_boot, fnmr_ratio=empty, fmr_ratio=empty,
+            _groups=tuple(kept), _excluded=excluded, _table=table, _notes=tuple(notes),
         )
 
-    point = measures(fmr.to_numpy()[None, :], fnmr.to_numpy()[None, :])[0]
+    rows = by_group.loc[kept]
+    fnmr, fmr = rows["fnmr"].astype(np.float64), rows["fmr"].astype(np.float64)
+    fnmr_ratio = max_min_ratio(fnmr, floor, trials=rows["n_mated"])
+    fmr_ratio = max_min_ratio(fmr, floor, trials=rows["n_nonmated"])
+    notes.extend(_ratio_notes(fnmr_ratio, fmr_ratio))
+    fam_fnm = _family(fnmr, rows["false_non_matches"], rows["n_mated"], rows["n_identities"],
+                      fnmr_reps, floor)
+    fam_fm = _family(fmr, rows["false_matches"], rows["n_nonmated"], rows["n_identities"],
+                     fmr_reps, floor)
+
+    point = _point_measures(fam_fm.point, fam_fnm.point, fam_fm, fam_fnm, a)
     table["estimate"] = point
-    if fnmr_reps is not None and fmr_reps is not None:
-        reps = measures(fmr_reps[kept].to_numpy(), fnmr_reps[kept].to_numpy())
-        lower, upper, _, n_valid = percentile_interval(reps, confidence)
-        table["lower"], table["upper"], table["n_valid"] = lower, upper, n_valid
+    for m, (high, low) in _extreme_groups(fnmr, fmr, fnmr_ratio, fmr_ratio).items():
+        table.at[m, "max_group"], table.at[m, "min_group"] = high, low
+    if fam_fnm.reps is not None and fam_fm.reps is not None:
+        defined = (not math.isnan(fnmr_ratio.value), not math.isnan(fmr_ratio.value))
+        lower, upper, n_valid = _measure_intervals(fam_fm, fam_fnm, a, confidence, defined)
+        # Guard against rounding (the LP, exp/log): the estimate is inside by construction.
+        table["lower"] = np.where(np.isnan(lower), lower, np.fmin(lower, point))
+        table["upper"] = np.where(np.isnan(upper), upper, np.fmax(upper, point))
+        table["n_valid"] = n_valid
+        table["interval_method"] = [INTERVAL_METHODS[m] for m in MEASURES]
+        notes.append(_interval_note(confidence))
+        zero = [g for g, fam_z in zip(kept, fam_fnm.allowance + fam_fm.allowance, strict=True)
+                if fam_z > 0]
+        if zero:
+            notes.append(
+                "groups with no observed error (" + ", ".join(zero) + ") have no bootstrap "
+                "spread; their rates enter the gap, FDR, Gini and GARBE intervals as [0, 3/n] "
+                "(rule of three), and the max/min ratio intervals hold their floors fixed"
+            )
         for m, n in zip(MEASURES, n_valid, strict=True):
             if n < n_boot:
                 notes.append(
-                    f"{m}: undefined in {n_boot - int(n)} of {n_boot} replicates (a group "
-                    "without comparisons in the draw, or for a ratio no error in any group); "
-                    "left out of its interval"
+                    f"{m}: {n_boot - int(n)} of {n_boot} replicates left out of its interval (a "
+                    "group without comparisons in the draw)"
                 )
-    else:
-        table["n_valid"] = 0
-    table["n_valid"] = table["n_valid"].astype(np.int64)
-    table["definition"] = [DEFINITIONS[m] for m in MEASURES]
+    permutation = None
+    if comparisons is not None:
+        permutation = permutation_test(
+            comparisons, float(result.threshold), kept, n_permutations=n_permutations,
+            seed=boot_seed if seed is None else seed,
+        )
+        notes.append(_permutation_note(permutation))
 
     return DisparitySummary(
         threshold=float(result.threshold),
@@ -633,6 +956,18 @@ def summarize_disparity(
         _excluded=excluded,
         _table=table,
         _notes=tuple(notes),
+        permutation=permutation,
+    )
+
+
+def _interval_note(confidence: float) -> str:
+    level = f"{100 * confidence:g}%"
+    return (
+        f"Disparity intervals are simultaneous {level} bounds: one sup-t band over all pairwise "
+        "differences of the group rates (of log rates for the max/min ratios), or over the group "
+        "rates themselves for Gini and GARBE, from the identity-bootstrap replicates, mapped to "
+        "each measure. They contain the estimate and, when the groups could all be equal, "
+        "parity; with many groups they are conservative (wider than a single interval)."
     )
 
 
@@ -649,5 +984,3 @@ def _ratio_dict(r: MaxMinRatio) -> dict[str, Any]:
         "floors": {k: _plain(v) for k, v in r.floors.items()},
         "note": r.note,
     }
-
-

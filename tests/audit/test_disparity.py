@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
 from itertools import product
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from audit.disparity import (
     DEFINITIONS,
+    INTERVAL_METHODS,
     MEASURES,
     DisparitySummary,
     MaxMinRatio,
@@ -187,43 +188,149 @@ def test_summary_from_point_rates_matches_the_single_measures():
     assert table.at["garbe", "definition"] == DEFINITIONS["garbe"]
 
 
-def test_summary_intervals_come_from_the_same_bootstrap_replicates():
-    result = bootstrap_group_rates(small_comparisons(), 0.5, n_boot=120, seed=3)
-    summary = summarize_disparity(result, alpha=0.5, groups=["A", "B"])
-    assert summary.groups == ("A", "B") and summary.excluded == {"C": "not selected"}
-    fmr_reps = result.fmr_replicates[["A", "B"]]
-    fnmr_reps = result.fnmr_replicates[["A", "B"]]
-    n_mated = result.by_group.loc[["A", "B"], "n_mated"]
-    n_nonmated = result.by_group.loc[["A", "B"], "n_nonmated"]
-    # Naive: each measure recomputed replicate by replicate with the public functions.
-    fdr, gar, ratio_fm = [], [], []
-    for b in range(result.n_boot):
-        fm, fnm = fmr_reps.iloc[b], fnmr_reps.iloc[b]
-        if fm.isna().any() or fnm.isna().any():
-            continue
-        fdr.append(fairness_discrepancy_rate(fm, fnm, 0.5))
-        gar.append(garbe(fm, fnm, 0.5))
-        # Floors stay at the point-estimate rule-of-three bounds in every replicate.
-        floors = {g: min(3 / n_nonmated[g], 1.0) for g in fm.index}
-        floored = [floors[g] if fm[g] == 0 else fm[g] for g in fm.index]
-        ratio_fm.append(np.nan if all(fm == 0) else max(floored) / min(floored))
+def naive_band(point, reps, n_units, confidence=0.95):
+    """Sup-t band by its definition, one replicate and one contrast at a time, with the
+    expanded critical value sqrt(n/(n-1)) * t_{n-1}^{-1}(Phi(c)) (Hesterberg 2015)."""
+    point = [float(v) for v in point]
+    rows = [list(r) for r in np.asarray(reps, dtype=float) if not np.isnan(r).any()]
+    se = [float(np.std([r[k] for r in rows], ddof=1)) for k in range(len(point))]
+    t = [max(abs(r[k] - point[k]) / se[k] for k in range(len(point)) if se[k] > 0) for r in rows]
+    c = float(np.quantile(t, confidence))
+    c = math.sqrt(n_units / (n_units - 1)) * stats.t.ppf(stats.norm.cdf(c), n_units - 1)
+    lower = [p - c * s for p, s in zip(point, se, strict=True)]
+    upper = [p + c * s for p, s in zip(point, se, strict=True)]
+    return lower, upper, len(rows)
+
+
+def two_group_expectations(result, groups, alpha):
+    """Intervals of every measure for two groups, by hand from the definitions.
+
+    For two groups there is one pair, so the max gap is |r_0 - r_1| with interval
+    [max(0, L, -U), max(U, -L)] from the band [L, U] on r_0 - r_1 (widened by 3/n for an
+    error-free group); the ratio the same on floored log rates; and the corrected Gini is
+    |x_0 - x_1| / (x_0 + x_1), whose range over a box [l, u] is 0 (or (max l - min u) /
+    (max l + min u) when the two intervals do not meet) to max((u_0 - l_1) / (u_0 + l_1),
+    (u_1 - l_0) / (u_1 + l_0)).
+    """
+    by_group = result.by_group.loc[groups]
+    n_units = int(by_group["n_identities"].min())
+    fam = {}
+    for name, errors, trials in (("fmr", "false_matches", "n_nonmated"),
+                                 ("fnmr", "false_non_matches", "n_mated")):
+        reps = getattr(result, f"{name}_replicates")[groups].to_numpy()
+        n = by_group[trials].to_numpy()
+        bound = np.minimum(3.0 / n, 1.0)
+        zero = by_group[errors].to_numpy() == 0
+        fam[name] = {"p": by_group[name].to_numpy(), "reps": reps, "bound": bound,
+                     "allow": np.where(zero, bound, 0.0), "zero": zero}
+
+    def diff_band(names):
+        point = [fam[k]["p"][0] - fam[k]["p"][1] for k in names]
+        reps = np.column_stack([fam[k]["reps"][:, 0] - fam[k]["reps"][:, 1] for k in names])
+        lower, upper, n_valid = naive_band(point, reps, n_units)
+        gaps = []
+        for k, lo, hi in zip(names, lower, upper, strict=True):
+            lo, hi = lo - fam[k]["allow"][1], hi + fam[k]["allow"][0]
+            gaps.append((max(0.0, lo, -hi), max(hi, -lo)))
+        return gaps, n_valid
+
+    def log_floored(k, x):
+        return np.log(np.where(x == 0, fam[k]["bound"], x))
+
+    def box(names):
+        point = np.concatenate([log_floored(k, fam[k]["p"]) for k in names])
+        reps = np.column_stack([log_floored(k, fam[k]["reps"]) for k in names])
+        lower, upper, n_valid = naive_band(point, reps, n_units)
+        out = []
+        for m, k in enumerate(names):
+            lo, hi = np.exp(lower[2 * m : 2 * m + 2]), np.exp(upper[2 * m : 2 * m + 2])
+            lo = np.where(fam[k]["zero"], 0.0, lo)
+            hi = np.where(fam[k]["zero"], np.maximum(hi, fam[k]["bound"]), hi)
+            lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+            meet = max(lo) <= min(hi)
+            g_min = 0.0 if meet else (max(lo) - min(hi)) / (max(lo) + min(hi))
+            g_max = max((hi[0] - lo[1]) / (hi[0] + lo[1]), (hi[1] - lo[0]) / (hi[1] + lo[0]))
+            out.append((g_min, g_max))
+        return out, n_valid
+
+    expected = {}
+    for k in ("fnmr", "fmr"):
+        logs = log_floored(k, fam[k]["p"])
+        rep_logs = log_floored(k, fam[k]["reps"])
+        lower, upper, n_valid = naive_band(
+            [logs[0] - logs[1]], rep_logs[:, [0]] - rep_logs[:, [1]], n_units)
+        lo, hi = lower[0], upper[0]
+        expected[f"{k}_max_min_ratio"] = (max(1.0, math.exp(lo), math.exp(-hi)),
+                                          max(math.exp(hi), math.exp(-lo)), n_valid)
+        [gap], n_valid = diff_band([k])
+        expected[f"{k}_max_gap"] = (*gap, n_valid)
+        [gini_k], n_valid = box([k])
+        expected[f"{k}_gini"] = (*gini_k, n_valid)
+    (gap_fm, gap_fnm), n_valid = diff_band(["fmr", "fnmr"])
+    expected["fdr"] = (1 - (alpha * gap_fm[1] + (1 - alpha) * gap_fnm[1]),
+                       1 - (alpha * gap_fm[0] + (1 - alpha) * gap_fnm[0]), n_valid)
+    (g_fm, g_fnm), n_valid = box(["fmr", "fnmr"])
+    expected["garbe"] = (alpha * g_fm[0] + (1 - alpha) * g_fnm[0],
+                         alpha * g_fm[1] + (1 - alpha) * g_fnm[1], n_valid)
+    return expected
+
+
+def error_free_b() -> pd.DataFrame:
+    """small_comparisons with every mated comparison of B matching: B's FNMR is 0."""
+    comp = small_comparisons()
+    comp.loc[comp["mated"] & (comp["group_a"] == "B"), "score"] = 0.9
+    return comp
+
+
+@pytest.mark.parametrize(("groups", "make"), [(["A", "B"], small_comparisons),
+                                              (["B", "C"], small_comparisons),
+                                              (["A", "B"], error_free_b)])
+def test_summary_intervals_are_the_simultaneous_bounds_worked_by_hand(groups, make):
+    result = bootstrap_group_rates(make(), 0.5, n_boot=120, seed=3)
+    summary = summarize_disparity(result, alpha=0.4, groups=groups)
     table = summary.table
-    assert table.at["fdr", "n_valid"] == len(fdr)
-    np.testing.assert_allclose(
-        table.loc["fdr", ["lower", "upper"]].astype(float), np.quantile(fdr, [0.025, 0.975])
-    )
-    np.testing.assert_allclose(
-        table.loc["garbe", ["lower", "upper"]].astype(float), np.quantile(gar, [0.025, 0.975])
-    )
-    valid = np.array(ratio_fm)[~np.isnan(ratio_fm)]
-    np.testing.assert_allclose(
-        table.loc["fmr_max_min_ratio", ["lower", "upper"]].astype(float),
-        np.quantile(valid, [0.025, 0.975]),
-    )
-    assert table.at["fmr_max_min_ratio", "n_valid"] == valid.size
-    assert n_mated.min() > 0
-    data = json.loads(json.dumps(summary.to_dict(), allow_nan=False))
-    assert data["alpha"] == 0.5 and set(data["measures"]) == set(MEASURES)
+    expected = two_group_expectations(result, groups, 0.4)
+    for m in MEASURES:
+        lo, hi, n_valid = expected[m]
+        est = table.at[m, "estimate"]
+        # The estimate is inside by construction; the hand bounds may round just past it.
+        np.testing.assert_allclose(
+            [table.at[m, "lower"], table.at[m, "upper"]], [min(lo, est), max(hi, est)],
+            rtol=1e-9, atol=1e-12, err_msg=m,
+        )
+        assert table.at[m, "n_valid"] == n_valid, m
+        assert table.at[m, "lower"] <= est <= table.at[m, "upper"], m
+        assert table.at[m, "interval_method"] == INTERVAL_METHODS[m]
+    highest = str(result.by_group.loc[groups, "fnmr"].idxmax())
+    assert table.at["fnmr_max_gap", "max_group"] == highest
+
+
+def test_summary_intervals_contain_parity_when_the_rates_are_equal():
+    # Two identical groups (the same comparisons under two labels): every contrast is 0 in the
+    # point and symmetric in the replicates, so each interval holds parity and the estimate.
+    base = small_comparisons()
+    one = base[(base["group_a"] == "A") & (base["group_b"] == "A")]
+    two = one.assign(group_a="Z", group_b="Z", identity_a=one["identity_a"] + 1000,
+                     identity_b=one["identity_b"] + 1000)
+    comp = pd.concat([one, two], ignore_index=True)
+    result = bootstrap_group_rates(comp, 0.5, n_boot=200, seed=1)
+    table = summarize_disparity(result, alpha=0.5).table
+    parity = {"fnmr_max_min_ratio": 1.0, "fmr_max_min_ratio": 1.0, "fmr_max_gap": 0.0,
+              "fnmr_max_gap": 0.0, "fdr": 1.0, "fmr_gini": 0.0, "fnmr_gini": 0.0, "garbe": 0.0}
+    for m, value in parity.items():
+        assert table.at[m, "estimate"] == pytest.approx(value, abs=1e-12)
+        assert table.at[m, "lower"] <= value <= table.at[m, "upper"], m
+        assert table.at[m, "upper"] > table.at[m, "lower"], m
+
+
+def test_an_error_free_group_is_named_in_the_notes():
+    result = bootstrap_group_rates(error_free_b(), 0.5, n_boot=100, seed=2)
+    summary = summarize_disparity(result, alpha=0.5, groups=["A", "B"])
+    assert result.by_group.at["B", "false_non_matches"] == 0
+    assert any("no observed error" in note and "B" in note for note in summary.notes)
+    table = summary.table
+    # B's true FNMR may be up to 3/n: the FNMR Gini can reach 1 only if B may be 0 -- it can.
+    assert table.at["fnmr_gini", "upper"] == pytest.approx(1.0)
 
 
 def test_summary_leaves_out_groups_without_comparisons_and_says_so():
