@@ -29,7 +29,9 @@ def test_bench_scoring_prints_rates_verdicts_and_the_inference_floor(models_avai
     floor = dict(re.findall(r"^  (\w+)\s+(\d+) items", out, re.M))
     # every image goes through the detector; each found face through the three face networks
     assert floor["scrfd_500m"] == "16", out
-    for name in ("mobilefacenet", "genderage", "lightqnet"):
-        assert floor[name] == ours.group(2), (name, out)
+    # (onnxruntime calls have a fixed shape: the last chunk is padded up to the model's batch)
+    faces = int(ours.group(2))
+    for name, batch in (("mobilefacenet", 4), ("genderage", 1), ("lightqnet", 8)):
+        assert faces <= int(floor[name]) < faces + batch, (name, out)
     assert re.search(r"^ceiling with inference only, \d+ cores fully used: [\d.]+ images/s = "
                      r"[\d.]+x", out, re.M), out
