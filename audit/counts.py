@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["COUNT_KEYS", "as_count", "count_columns", "count_text", "integral_counts"]
+__all__ = ["COUNT_KEYS", "as_count", "count_columns", "count_text", "finite_number",
+           "integral_counts"]
 
 #: Keys and column names that hold counts in summaries and result tables.
 COUNT_KEYS = frozenset({
@@ -34,18 +35,22 @@ COUNT_KEYS = frozenset({
 })
 
 
-def as_count(value: Any) -> int | None:
-    """``value`` as an int when it is a whole, finite number (``10``, ``10.0``, ``"10"``,
-    ``"10.0"``), else None (missing, NaN, fractional, text, booleans)."""
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, None when missing, NaN, infinite, not a number or a bool."""
     if value is None or isinstance(value, bool):
         return None
     try:
         x = float(value)
     except (TypeError, ValueError):
         return None
-    if not math.isfinite(x) or x != math.floor(x):
-        return None
-    return int(x)
+    return x if math.isfinite(x) else None
+
+
+def as_count(value: Any) -> int | None:
+    """``value`` as an int when it is a whole, finite number (``10``, ``10.0``, ``"10"``,
+    ``"10.0"``), else None (missing, NaN, fractional, text, booleans)."""
+    x = finite_number(value)
+    return None if x is None or x != math.floor(x) else int(x)
 
 
 def count_text(value: Any, missing: str = "n/a", thousands: bool = False) -> str:

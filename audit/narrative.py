@@ -44,6 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .counts import finite_number
+
 __all__ = ["acquisition_sentences", "operating_point_sentences", "summary_sentences"]
 
 _RATES = {
@@ -60,17 +62,6 @@ _RATES = {
 
 
 # --- formatting -------------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None for None/NaN/non-numbers."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _pct(rate: float) -> str:
@@ -129,13 +120,13 @@ def _cells(op: Mapping[str, Any], rate: str) -> dict[str, _Cell]:
     for g in groups:
         point = by_group.get(g) or boot.get(g) or {}
         interval = boot.get(g) or {}
-        trials = _number(point.get(trials_key, interval.get(trials_key)))
-        errors = _number(point.get(errors_key, interval.get(errors_key)))
-        value = _number(point.get(rate, interval.get(rate)))
+        trials = finite_number(point.get(trials_key, interval.get(trials_key)))
+        errors = finite_number(point.get(errors_key, interval.get(errors_key)))
+        value = finite_number(point.get(rate, interval.get(rate)))
         if trials is not None and trials <= 0:
             value = None
-        lower = _number(interval.get(f"{rate}_lower"))
-        upper = _number(interval.get(f"{rate}_upper"))
+        lower = finite_number(interval.get(f"{rate}_lower"))
+        upper = finite_number(interval.get(f"{rate}_upper"))
         if value == 0.0 and trials:
             # No error observed: the interval is [0, 3/n] whatever the bootstrap says.
             lower, upper = 0.0, min(3.0 / trials, 1.0)
@@ -176,8 +167,8 @@ def _describe(cell: _Cell, rate: str, level: str) -> str:
 
 
 def _prefix(op: Mapping[str, Any], model: str | None) -> str:
-    target = _number(op.get("target_fmr"))
-    threshold = _number(op.get("threshold"))
+    target = finite_number(op.get("target_fmr"))
+    threshold = finite_number(op.get("threshold"))
     if target is not None:
         text = f"At FMR {target:g}"
     elif threshold is not None:
@@ -196,7 +187,7 @@ def _ratio_interval(
     if ratio.get("max_group") != high or ratio.get("min_group") != low:
         return None
     measure = (disparity.get("measures") or {}).get(f"{rate}_max_min_ratio") or {}
-    lower, upper = _number(measure.get("lower")), _number(measure.get("upper"))
+    lower, upper = finite_number(measure.get("lower")), finite_number(measure.get("upper"))
     if lower is None or upper is None:
         return None
     return f"{level} CI {_times(lower)} to {_times(upper)}"
@@ -294,7 +285,7 @@ def operating_point_sentences(
     """
     prefix = _prefix(operating_point, model)
     boot = operating_point.get("bootstrap") or {}
-    confidence = _number(boot.get("confidence"))
+    confidence = finite_number(boot.get("confidence"))
     level = f"{100 * confidence:g}%" if confidence is not None else "95%"
     sentences: list[str] = []
 
@@ -302,11 +293,11 @@ def operating_point_sentences(
     parts = []
     for rate in ("fnmr", "fmr"):
         label, errors_key, trials_key, _, _ = _RATES[rate]
-        value, trials = _number(overall.get(rate)), _number(overall.get(trials_key))
+        value, trials = finite_number(overall.get(rate)), finite_number(overall.get(trials_key))
         if value is None or not trials:
             continue
         cell = _Cell("overall", value, _int(overall.get(errors_key)), int(trials),
-                     _number(overall.get(f"{rate}_lower")), _number(overall.get(f"{rate}_upper")))
+                     finite_number(overall.get(f"{rate}_lower")), finite_number(overall.get(f"{rate}_upper")))
         if cell.zero:
             cell = _Cell("overall", 0.0, 0, int(trials), 0.0, cell.bound)
         noun = "mated" if rate == "fnmr" else "non-mated"
@@ -316,7 +307,7 @@ def operating_point_sentences(
         parts.append(f"overall {label} is {described}" + (
             "" if cell.zero else f" over {int(trials):,} {noun} comparisons"
         ))
-    threshold = _number(operating_point.get("threshold"))
+    threshold = finite_number(operating_point.get("threshold"))
     at = f" (threshold {threshold:.4g})" if threshold is not None else ""
     if parts:
         sentences.append(f"{prefix}{at}, " + "; ".join(parts) + ".")
@@ -384,7 +375,7 @@ def operating_point_sentences(
 
 
 def _int(value: Any) -> int | None:
-    x = _number(value)
+    x = finite_number(value)
     return None if x is None else int(x)
 
 

@@ -21,10 +21,11 @@ reason.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from audit.counts import finite_number
 
 __all__ = ["PairReasons", "Reason", "pair_reasons"]
 
@@ -48,18 +49,8 @@ class PairReasons:
     notes: tuple[Reason, ...] = field(default_factory=tuple)
 
 
-def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
 def _signed(value: Any) -> str:
-    x = _num(value)
+    x = finite_number(value)
     return "?" if x is None else f"{x:+.3g}"
 
 
@@ -79,10 +70,10 @@ def _off_target(checks: Mapping[str, Any]) -> Reason | None:
     if checks.get("on_target") is not False:
         return None
     sensor = checks.get("target_sensor") or "the targeted attribute"
-    achieved = _num(checks.get("achieved"))
+    achieved = finite_number(checks.get("achieved"))
     if checks.get("target_rule"):
         wanted = f"target: {checks['target_rule']}"
-    elif _num(checks.get("requested")) is not None:
+    elif finite_number(checks.get("requested")) is not None:
         wanted = f"{_signed(checks.get('requested'))} requested"
     else:
         wanted = "target not recorded"
@@ -109,7 +100,7 @@ def _identity(checks: Mapping[str, Any]) -> str | None:
     if checks.get("identity_kept") is not False:
         return None
     judge = checks.get("identity_judge") or "the identity judge"
-    sim, cut = _num(checks.get("identity_similarity")), _num(checks.get("identity_threshold"))
+    sim, cut = finite_number(checks.get("identity_similarity")), finite_number(checks.get("identity_threshold"))
     if sim is not None and cut is not None:
         detail = f" ({sim:.2f} < cut-off {cut:.2f})"
     elif sim is not None:
