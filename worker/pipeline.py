@@ -199,7 +199,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
     with stage_errors(audit_id, "sampling identities"):
         config = _config(audit)
         design = plan_design(config)
-        _check_identity_judge(config)  # refuse before any work when no model can judge
+        _choose_identity_judge(config)  # refuse before any work when no model can judge
         if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
             if config.generator in PROMPT_GENERATORS:
                 _diffusion_options(config)  # configuration errors before loading gigabytes
@@ -252,12 +252,6 @@ def _diffusion_options(config: AuditConfig) -> tuple[str, dict[str, Any]]:
     if "size" in options:
         render["height"] = render["width"] = int(options["size"])
     identity_model = options.get("identity_model", "buffalo_l")
-    from worker.runtime import NoIdentityJudge, choose_identity_judge
-
-    try:
-        choose_identity_judge(config.fr_models, conditioning=identity_model)
-    except NoIdentityJudge as exc:
-        raise StageError(str(exc)) from None
     return identity_model, render
 
 
@@ -311,15 +305,19 @@ def _needs_identity_judge(config: AuditConfig) -> bool:
     return bool(_latent_factors(config)) or config.generator in PROMPT_GENERATORS
 
 
-def _check_identity_judge(config: AuditConfig) -> None:
-    """Raise StageError naming the fix when the audit's edits need an identity judge and every
-    available FR model is under test (or conditions the generator)."""
+def _choose_identity_judge(config: AuditConfig) -> tuple[str, str] | None:
+    """``(judge, why it was chosen)`` for an audit whose edits need one, else None; a
+    StageError naming the fix when every available FR model is under test or conditions the
+    generator (worker.runtime.choose_identity_judge). Cheap: called first thing, before any
+    weights are loaded."""
     from worker.runtime import NoIdentityJudge, choose_identity_judge
 
-    if not _needs_identity_judge(config) or config.generator in PROMPT_GENERATORS:
-        return  # prompt generators: checked with their conditioning model (_diffusion_options)
+    if not _needs_identity_judge(config):
+        return None
+    conditioning = (_diffusion_options(config)[0] if config.generator in PROMPT_GENERATORS
+                    else None)
     try:
-        choose_identity_judge(config.fr_models)
+        return choose_identity_judge(config.fr_models, conditioning=conditioning)
     except NoIdentityJudge as exc:
         raise StageError(str(exc)) from None
 
@@ -342,26 +340,15 @@ def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
     any edit is judged; stored on the audit row (and from there in summary.json, the manifest
     and the report). Never a model under test (worker.runtime.choose_identity_judge)."""
     from generator.editing import identity_cutoff
-    from worker.runtime import (
-        NoIdentityJudge,
-        choose_identity_judge,
-        get_analyzer,
-        get_generator,
-        get_sense,
-        score_threads,
-    )
+    from worker.runtime import get_generator, get_sense, sense_analyzer
 
-    if not _needs_identity_judge(config):
+    choice = _choose_identity_judge(config)
+    if choice is None:
         judge: dict[str, Any] = {
             "model": None, "cutoff": None,
             "chosen": "not needed: image factors degrade the same face, identity is not judged"}
     else:
-        conditioning = _diffusion_options(config)[0] if config.generator in PROMPT_GENERATORS \
-            else None
-        try:
-            model, why = choose_identity_judge(config.fr_models, conditioning=conditioning)
-        except NoIdentityJudge as exc:
-            raise StageError(str(exc)) from None
+        model, why = choice
         identities = list(SyntheticIdentity.objects.filter(audit_id=audit_id).order_by(
             "group_name", "index_in_group"))
         pixels = _baseline_pixels(config, get_generator(config.generator), identities)
@@ -369,7 +356,7 @@ def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
         found = np.asarray(readings["face_found"], dtype=bool)
         cutoff, n_pairs = identity_cutoff(np.asarray(readings["embedding"])[found],
                                           IDENTITY_CUTOFF_QUANTILE)
-        recognizer = get_analyzer((model,), threads=score_threads()).recognizers[model]
+        recognizer = sense_analyzer((model,)).recognizers[model]  # the one sense used
         judge = {"model": model, "weights_sha256": recognizer.weights_sha256, "chosen": why,
                  "cutoff": None if cutoff is None else round(cutoff, 6),
                  "quantile": IDENTITY_CUTOFF_QUANTILE, "n_baselines": int(found.sum()),

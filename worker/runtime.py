@@ -176,10 +176,16 @@ def get_sense(judge: str | None = None):
     from worker.sensing import make_sense
 
     n = sense_threads()
-    threads = 1 if n > 1 else score_threads()
-    plain = [get_analyzer((), threads=threads, copy=k) for k in range(n)]
-    full = [get_analyzer((judge,), threads=threads, copy=k) for k in range(n)] if judge else plain
+    plain = [sense_analyzer((), copy=k) for k in range(n)]
+    full = [sense_analyzer((judge,), copy=k) for k in range(n)] if judge else plain
     return make_sense(full, judge, plain)
+
+
+def sense_analyzer(recognizers: tuple[str, ...] = (), copy: int = 0):
+    """Analyzer ``copy`` of the ones :func:`get_sense` runs side by side (cached per process):
+    single-threaded when there are several, else with the scoring thread count."""
+    threads = 1 if sense_threads() > 1 else score_threads()
+    return get_analyzer(recognizers, threads=threads, copy=copy)
 
 
 def get_directions(generator, progress=None):
