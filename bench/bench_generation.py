@@ -34,15 +34,20 @@ def main() -> None:
     import numpy as np
 
     from generator.design import Variant
-    from generator.editing import render_and_check
-    from worker.runtime import drift_model, get_directions, get_generator, get_sense
+    from generator.editing import CheckPolicy, identity_cutoff, render_and_check
+    from worker.runtime import choose_identity_judge, get_directions, get_generator, get_sense
 
     generator = get_generator("dcgan-digiface")
     t = time.perf_counter()
     directions = get_directions(generator)
     print(f"directions ready in {time.perf_counter() - t:.1f} s "
           f"({', '.join(directions.directions)})")
-    sense = get_sense()
+    judge, _ = choose_identity_judge(["mobilefacenet"])  # the default audit's judge
+    sense = get_sense(judge)
+    # the judge's cut-off fixed from a separate set of baselines, as an audit fixes its own
+    probe = sense(generator.generate(generator.sample_latents(list(range(500, 600)))))
+    cutoff, _ = identity_cutoff(probe["embedding"][probe["face_found"]])
+    policy = CheckPolicy(identity_min_similarity=cutoff, identity_judge=judge)
     variants = [Variant("baseline", None)]
     for item in args.factors.split(","):
         name, level = item.split(":")
@@ -52,13 +57,13 @@ def main() -> None:
         variants.append(Variant(name, float(level)))
     n_images = args.identities * len(variants)
     print(f"{args.identities} identities x {len(variants)} images = {n_images} checked images per "
-          f"run; drift model {drift_model()}; torch threads {os.cpu_count()} cores")
+          f"run; identity judge {judge} (cut-off {cutoff:.3f}); torch threads {os.cpu_count()} cores")
     sense(generator.generate(generator.sample_latents([1, 2])))  # warm-up
     times = []
     for r in range(args.repeats):
         seeds = list(range(10_000 * (r + 1), 10_000 * (r + 1) + args.identities))
         t = time.perf_counter()
-        rows = render_and_check(generator, seeds, variants, 1, sense, directions)
+        rows = render_and_check(generator, seeds, variants, 1, sense, directions, policy)
         times.append(time.perf_counter() - t)
     med = statistics.median(times)
     print(f"median of {args.repeats}: {med:.2f} s per run -> {n_images / med:.1f} checked "

@@ -30,7 +30,7 @@ def main() -> None:
     from worker.runtime import get_generator, get_sense
 
     generator = get_generator("dcgan-digiface")
-    sense = get_sense(with_drift=False)
+    sense = get_sense()
     base = generator.generate(generator.sample_latents([10**6 + k for k in range(args.faces)]))
     r0 = sense(base)
     edits = {"jpeg q90": lambda x: apply_factor(x, "jpeg", 90, 0),
