@@ -220,6 +220,7 @@ class _Plan:
     files: dict[int, str] = field(default_factory=dict)  # storage names
     numbers: dict[int, int] = field(default_factory=dict)  # image pk -> export number
     identity_numbers: dict[int, int] = field(default_factory=dict)  # identity pk -> number
+    _lookup: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
     def image_path(self, img: GeneratedImage) -> str:
         return check_relpath(f"images/{self.slugs[img.identity.group_name]}/"
@@ -227,12 +228,17 @@ class _Plan:
                              f"{_variant_part(img.variant)}.png")
 
     def renumber(self, ids: Any, identities: bool = False) -> Any:
-        """Database ids (array-like) -> export numbers, vectorised."""
+        """Database ids (array-like) -> export numbers, vectorised (the sorted lookup arrays
+        are built once per plan)."""
         import numpy as np
 
-        mapping = self.identity_numbers if identities else self.numbers
-        keys = np.array(sorted(mapping), dtype=np.int64)
-        values = np.array([mapping[k] for k in keys.tolist()], dtype=np.int64)
+        kind = "identities" if identities else "images"
+        if kind not in self._lookup:
+            mapping = self.identity_numbers if identities else self.numbers
+            keys = np.array(sorted(mapping), dtype=np.int64)
+            self._lookup[kind] = (keys, np.array([mapping[k] for k in keys.tolist()],
+                                                 dtype=np.int64))
+        keys, values = self._lookup[kind]
         return values[np.searchsorted(keys, np.asarray(ids, dtype=np.int64))]
 
 
