@@ -299,25 +299,15 @@ def _learn_directions_with_progress(audit_id: int, config: AuditConfig) -> None:
 IDENTITY_CUTOFF_QUANTILE = 99.0
 
 
-def _needs_identity_judge(config: AuditConfig) -> bool:
-    """Latent and prompt edits change the face itself, so whether identity survived is judged;
-    image factors degrade the same face and are not."""
-    return bool(_latent_factors(config)) or config.generator in PROMPT_GENERATORS
-
-
 def _choose_identity_judge(config: AuditConfig) -> tuple[str, str] | None:
     """``(judge, why it was chosen)`` for an audit whose edits need one, else None; a
     StageError naming the fix when every available FR model is under test or conditions the
-    generator (worker.runtime.choose_identity_judge). Cheap: called first thing, before any
+    generator (worker.runtime.identity_judge_for). Cheap: called first thing, before any
     weights are loaded."""
-    from worker.runtime import NoIdentityJudge, choose_identity_judge
+    from worker.runtime import NoIdentityJudge, identity_judge_for
 
-    if not _needs_identity_judge(config):
-        return None
-    conditioning = (_diffusion_options(config)[0] if config.generator in PROMPT_GENERATORS
-                    else None)
     try:
-        return choose_identity_judge(config.fr_models, conditioning=conditioning)
+        return identity_judge_for(config)
     except NoIdentityJudge as exc:
         raise StageError(str(exc)) from None
 

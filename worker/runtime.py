@@ -138,6 +138,34 @@ def choose_identity_judge(fr_models, conditioning: str | None = None) -> tuple[s
         "insightface pack such as buffalo_l) so that it can judge identity")
 
 
+def needs_identity_judge(config) -> bool:
+    """Latent and prompt edits change the face itself, so whether identity survived is judged;
+    image factors degrade the same face and are not."""
+    from generator.config import LATENT_FACTORS, PROMPT_GENERATORS
+
+    return (any(f in LATENT_FACTORS for f in config.factors)
+            or config.generator in PROMPT_GENERATORS)
+
+
+def conditioning_model(config) -> str | None:
+    """The FR model whose embedding conditions the config's diffusion generator, else None."""
+    from generator.config import PROMPT_GENERATORS
+
+    if config.generator not in PROMPT_GENERATORS:
+        return None
+    options = settings.FACEAUDIT_DIFFUSION.get(config.generator) or {}
+    return options.get("identity_model", "buffalo_l")
+
+
+def identity_judge_for(config) -> tuple[str, str] | None:
+    """``(judge, why)`` for an :class:`generator.config.AuditConfig` whose edits need one,
+    else None; :class:`NoIdentityJudge` naming the fix when no FR model qualifies. One rule for
+    the form, the API and the workers."""
+    if not needs_identity_judge(config):
+        return None
+    return choose_identity_judge(config.fr_models, conditioning=conditioning_model(config))
+
+
 def cores_per_process() -> int:
     """CPU cores this worker process may keep busy: all of them, divided by the number of pool
     processes (or threads) the Celery worker runs tasks in (FACEAUDIT_WORKER_PROCESSES, set by

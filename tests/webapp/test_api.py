@@ -297,3 +297,13 @@ def test_cancel_stops_an_unfinished_audit(client, audit, alice):
     assert response.json()["audit"]["state"] == "cancelled"
     audit.refresh_from_db()
     assert audit.state == Audit.State.CANCELLED and audit.images.count() == 8
+
+
+def test_create_refuses_latent_edits_when_every_fr_model_is_under_test(client, alice,
+                                                                      models_available):
+    client.force_login(alice)
+    body = {**VALID, "factors": {"yaw": [15]}, "fr_models": ["mobilefacenet", "dlib_resnet"]}
+    response = post_json(client, reverse("audits:api-list"), body)
+    assert response.status_code == 400
+    assert "no FR model is left to judge" in response.json()["errors"]["fr_models"][0]
+    assert not Audit.objects.exists()

@@ -184,3 +184,19 @@ def test_diffusion_generators_and_prompt_factors_appear_only_when_configured(
     latent = client.post(reverse("audits:create"), {**FORM, "generator": "sd15-faceid",
                                                     "factor_yaw": "15"}).content.decode()
     assert "latent edit of GAN generators" in latent
+
+
+def test_launch_is_refused_when_no_fr_model_is_left_to_judge_identity(client, alice,
+                                                                     models_available):
+    """Latent edits need an identity judge that is not under test; with both available FR
+    models under test there is none, so the form says so at the FR models and makes nothing."""
+    client.force_login(alice)
+    data = {**FORM, "factor_yaw": "15", "fr_models": ["mobilefacenet", "dlib_resnet"]}
+    page = client.post(reverse("audits:create"), data).content.decode()
+    assert 'data-error-for="fr_models">' in page
+    assert "no FR model is left to judge" in page and "Take one model out" in page
+    assert not Audit.objects.exists()
+    # image factors only: nothing to judge, so the same models are fine
+    ok = client.post(reverse("audits:create"), {**FORM, "action": "check",
+                                                "fr_models": ["mobilefacenet", "dlib_resnet"]})
+    assert "no FR model is left to judge" not in ok.content.decode()

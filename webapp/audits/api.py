@@ -27,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from audit.planner import Assumptions, PlanningError, parse_assumptions, plan_for_config
 from generator.config import AuditConfig, ConfigError, parse_config
-from webapp.audits.forms import available_fr_models, available_generators
+from webapp.audits.forms import available_fr_models, available_generators, identity_judge_problem
 from webapp.audits.models import Audit
 from webapp.audits.progress import progress
 
@@ -313,8 +313,10 @@ def validate_config(data: Any):
     if problem:
         return field_error(*problem)
     try:
-        return parse_config(data, fr_models_available=available_fr_models(),
-                            generators_available=available_generators())
+        config = parse_config(data, fr_models_available=available_fr_models(),
+                              generators_available=available_generators())
+        problem = identity_judge_problem(config)
+        return field_error("fr_models", problem) if problem else config
     except ConfigError as exc:
         errors = {field or "config": [message if field else f"a field with an empty name: "
                                       f"{message}"] for field, message in exc.errors.items()}

@@ -41,6 +41,19 @@ def available_fr_models() -> list[str]:
         return list(DEFAULT_FR_MODELS)
 
 
+def identity_judge_problem(config: AuditConfig) -> str | None:
+    """Why no FR model can judge identity for this design (every one is under test or
+    conditions the generator), naming the fix; None when one can or none is needed. Launch is
+    refused with this reason instead of the audit failing later."""
+    from worker.runtime import NoIdentityJudge, identity_judge_for
+
+    try:
+        identity_judge_for(config)
+    except NoIdentityJudge as exc:
+        return str(exc)
+    return None
+
+
 def available_generators() -> list[str]:
     from worker.runtime import available_generators as configured
 
@@ -185,6 +198,10 @@ class AuditForm(forms.Form):
                 else:
                     target, msg = None, f"{key}: {message}"
                 self.add_error(target, msg)
+            return cleaned
+        problem = identity_judge_problem(self.config)
+        if problem:
+            self.add_error("fr_models", problem)
         return cleaned
 
     def _assumptions(self, cleaned: dict[str, Any]) -> Assumptions | None:
