@@ -30,7 +30,8 @@ parity: each replicate picks its own worst and best group, so even with all grou
 replicate maxima lie above the truth (an audit showed FNMR max/min 1.098 with "95% interval"
 [1.114, 2.307], not even containing its estimate). The intervals here are instead built from one
 sup-t (studentised maximum) band over smooth contrasts of the same identity-bootstrap replicates,
-mapped to each measure (:mod:`audit.simultaneous` has the method and its sources;
+mapped to each measure by :mod:`audit.disparity_intervals` (:mod:`audit.simultaneous` has the band
+and its sources;
 :data:`INTERVAL_METHODS` says which contrasts each measure uses):
 
 - max gap A or B: simultaneous bounds ``[L_ij, U_ij]`` on every ``r_i - r_j`` give
@@ -86,16 +87,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.disparity_intervals import Family, floored, measure_intervals
 from audit.permutation import GroupPermutationTest, permutation_test
 from audit.rates import GroupRates, rule_of_three
-from audit.simultaneous import (
-    gap_interval,
-    gini_range,
-    pair_index,
-    pairwise,
-    ratio_interval,
-    sup_t_intervals,
-)
 from audit.uncertainty import BootstrapResult
 
 from .jsonable import plain as _plain
@@ -249,17 +243,8 @@ def _gini(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(mean), np.nan, g)
 
 
-def _floored(x: np.ndarray, floors: np.ndarray, rule: str) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the floor; returns (values, which cells were floored)."""
-    if rule == "rule_of_three":
-        hit = x == 0.0
-    else:
-        hit = x < floors
-    return np.where(hit, floors, x), hit
-
-
 def _ratio_rows(x: np.ndarray, floors: np.ndarray, rule: str) -> np.ndarray:
-    values, _ = _floored(x, floors, rule)
+    values, _ = floored(x, floors, rule)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.max(values, axis=1) / np.min(values, axis=1)
     # No error observed in any group: nothing to compare, the ratio is undefined.
@@ -416,10 +401,10 @@ def max_min_ratio(
     _check_rates(series, "rates")
     floors, rule = _floor_vector(series, floor, trials)
     x = series.to_numpy()[None, :]
-    values, hit = _floored(x, floors[None, :], rule)
+    values, hit = floored(x, floors[None, :], rule)
     value = float(_ratio_rows(x, floors[None, :], rule)[0])
     labels = [str(g) for g in series.index]
-    floored = tuple(g for g, h in zip(labels, hit[0], strict=True) if h)
+    floored_groups = tuple(g for g, h in zip(labels, hit[0], strict=True) if h)
     if math.isnan(value):
         max_group = min_group = None
     else:
@@ -429,9 +414,9 @@ def max_min_ratio(
         value=value,
         max_group=max_group,
         min_group=min_group,
-        floored=floored,
+        floored=floored_groups,
         floor_rule=rule,
-        floors={g: float(floors[i]) for i, g in enumerate(labels) if g in floored},
+        floors={g: float(floors[i]) for i, g in enumerate(labels) if g in floored_groups},
         rates={g: float(values[0, i]) for i, g in enumerate(labels)},
     )
 
@@ -493,144 +478,6 @@ def rankable_groups(
     out["rankable"] = [r == "" for r in reasons]
     out["reason"] = reasons
     return out
-
-
-# --- simultaneous intervals -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Family:
-    """Per-group inputs of one rate (FNMR or FMR) over the kept groups, shapes (G,) / (B, G).
-
-    ``allowance`` is the rule-of-three bound ``3 / n`` of a group with no observed error (its
-    replicates are all 0 and carry no uncertainty), else 0; ``bound`` is every
-    group's ``3 / n``; ``floors``/``rule`` are the max/min ratio floors of :func:`_floor_vector`;
-    ``n_units`` is the smallest group's number of identities (the bootstrap's units), for the
-    small-sample expansion of the band (:func:`audit.simultaneous.expand_critical`).
-    """
-
-    point: np.ndarray
-    reps: np.ndarray | None
-    allowance: np.ndarray
-    bound: np.ndarray
-    floors: np.ndarray
-    rule: str
-    n_units: int
-
-
-def _pair_bounds(
-    families: Sequence[_Family], confidence: float, log: bool = False
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
-    """Simultaneous bounds of ``r_i - r_j`` (or ``log r'_i - log r'_j``, floored) for all pairs
-    of every family at once (one sup-t band over their union).
-
-    On the rate scale, a pair involving an error-free group is widened by its rule-of-three
-    allowance: ``L_ij -= b_j``, ``U_ij += b_i``. Returns ``[(L, U) per family], n_valid``.
-    """
-    points, reps = [], []
-    for fam in families:
-        assert fam.reps is not None
-        if log:
-            p = np.log(_floored(fam.point[None, :], fam.floors[None, :], fam.rule)[0])[0]
-            r = np.log(_floored(fam.reps, fam.floors[None, :], fam.rule)[0])
-        else:
-            p, r = fam.point, fam.reps
-        points.append(pairwise(p))
-        reps.append(pairwise(r))
-    band = sup_t_intervals(np.concatenate(points), np.concatenate(reps, axis=1), confidence,
-                           min(fam.n_units for fam in families))
-    out, start = [], 0
-    for fam, p in zip(families, points, strict=True):
-        lower, upper = band.lower[start : start + p.size], band.upper[start : start + p.size]
-        start += p.size
-        if not log:
-            i, j = pair_index(fam.point.size)
-            lower, upper = lower - fam.allowance[j], upper + fam.allowance[i]
-        out.append((lower, upper))
-    return out, band.n_valid
-
-
-def _group_box(
-    families: Sequence[_Family], confidence: float
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
-    """Simultaneous bounds of every group's rate in every family (one sup-t band on the log
-    rates, mapped back by exp and clipped to [0, 1]).
-
-    Log rates because rates near 0 are skewed (a band on the rate scale reaches 0 and makes
-    the Gini bounds needlessly wide; the Gini is scale-free). A replicate rate of 0 is replaced
-    by the group's rule-of-three bound ``3 / n`` for the logarithm; a group with no observed
-    error gets ``[0, 3/n]``. Returns ``[(l, u) per family], n_valid``.
-    """
-    points, reps = [], []
-    for fam in families:
-        assert fam.reps is not None
-        floors = fam.bound[None, :]
-        points.append(np.log(_floored(fam.point[None, :], floors, "rule_of_three")[0][0]))
-        reps.append(np.log(_floored(fam.reps, floors, "rule_of_three")[0]))
-    band = sup_t_intervals(np.concatenate(points), np.concatenate(reps, axis=1), confidence,
-                           min(fam.n_units for fam in families))
-    out, start = [], 0
-    for fam in families:
-        n = fam.point.size
-        lower = np.exp(band.lower[start : start + n])
-        upper = np.exp(band.upper[start : start + n])
-        start += n
-        zero = fam.allowance > 0
-        lower = np.where(zero, 0.0, lower)
-        upper = np.where(zero, np.maximum(upper, fam.allowance), upper)
-        out.append((np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)))
-    return out, band.n_valid
-
-
-def _joint(fm: _Family, fnm: _Family, a: float) -> list[_Family]:
-    """The families an alpha-weighted measure depends on (both unless alpha is 0 or 1)."""
-    return [fm] if a == 1.0 else [fnm] if a == 0.0 else [fm, fnm]
-
-
-def _weighted(
-    a: float, fm: tuple[float, float], fnm: tuple[float, float]
-) -> tuple[float, float]:
-    """``alpha * fm + (1 - alpha) * fnm`` of two intervals (a term with weight 0 is skipped,
-    so a NaN there does not spread)."""
-    if a == 1.0:
-        return fm
-    if a == 0.0:
-        return fnm
-    return (a * fm[0] + (1.0 - a) * fnm[0], a * fm[1] + (1.0 - a) * fnm[1])
-
-
-def _measure_intervals(
-    fm: _Family, fnm: _Family, a: float, confidence: float, ratio_defined: tuple[bool, bool]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lower, upper, n_valid), each (len(MEASURES),), by the methods of :data:`INTERVAL_METHODS`.
-
-    ``ratio_defined`` (FNMR, FMR): whether the point max/min ratio is defined (some error
-    observed); an undefined ratio gets a NaN interval.
-    """
-    out: dict[str, tuple[float, float, int]] = {}
-    for name, fam, defined in (("fnmr", fnm, ratio_defined[0]), ("fmr", fm, ratio_defined[1])):
-        [(lo, hi)], n = _pair_bounds([fam], confidence, log=True)
-        out[f"{name}_max_min_ratio"] = (*ratio_interval(lo, hi), n) if defined else (
-            math.nan, math.nan, n)
-        [(lo, hi)], n = _pair_bounds([fam], confidence)
-        out[f"{name}_max_gap"] = (*gap_interval(lo, hi), n)
-        [(lo, hi)], n = _group_box([fam], confidence)
-        out[f"{name}_gini"] = (*gini_range(lo, hi), n)
-
-    families = _joint(fm, fnm, a)
-    bounds, n = _pair_bounds(families, confidence)
-    gaps = [gap_interval(lo, hi) for lo, hi in bounds]
-    gap_fm, gap_fnm = (gaps[0], gaps[-1])
-    weighted = _weighted(a, gap_fm, gap_fnm)
-    out["fdr"] = (1.0 - weighted[1], 1.0 - weighted[0], n)
-    boxes, n = _group_box(families, confidence)
-    ginis = [gini_range(lo, hi) for lo, hi in boxes]
-    out["garbe"] = (*_weighted(a, ginis[0], ginis[-1]), n)
-
-    lower = np.array([out[m][0] for m in MEASURES])
-    upper = np.array([out[m][1] for m in MEASURES])
-    n_valid = np.array([out[m][2] for m in MEASURES], dtype=np.int64)
-    return lower, upper, n_valid
 
 
 # --- summary ----------------------------------------------------------------------------------
@@ -753,11 +600,11 @@ def _select_groups(
 def _family(
     rates: pd.Series, errors: pd.Series, trials: pd.Series, identities: pd.Series,
     reps: pd.DataFrame | None, floor: float | None,
-) -> _Family:
-    """The :class:`_Family` of one rate over the kept groups (Series indexed by group)."""
+) -> Family:
+    """The :class:`Family` of one rate over the kept groups (Series indexed by group)."""
     floors, rule = _floor_vector(rates, floor, trials)
     bound = np.array([rule_of_three(int(n)) for n in trials])
-    return _Family(
+    return Family(
         point=rates.to_numpy(dtype=np.float64),
         reps=None if reps is None else reps[list(rates.index)].to_numpy(dtype=np.float64),
         allowance=np.where(errors.to_numpy() == 0, bound, 0.0), bound=bound,
@@ -765,7 +612,7 @@ def _family(
     )
 
 
-def _point_measures(fm: np.ndarray, fnm: np.ndarray, fam_fm: _Family, fam_fnm: _Family,
+def _point_measures(fm: np.ndarray, fnm: np.ndarray, fam_fm: Family, fam_fnm: Family,
                     a: float) -> np.ndarray:
     """Values of MEASURES for one row of FMR and FNMR rates (G,)."""
     gap_fm, gap_fnm = _max_gap(fm[None, :])[0], _max_gap(fnm[None, :])[0]
@@ -916,7 +763,10 @@ def summarize_disparity(
         table.at[m, "max_group"], table.at[m, "min_group"] = high, low
     if fam_fnm.reps is not None and fam_fm.reps is not None:
         defined = (not math.isnan(fnmr_ratio.value), not math.isnan(fmr_ratio.value))
-        lower, upper, n_valid = _measure_intervals(fam_fm, fam_fnm, a, confidence, defined)
+        by_measure = measure_intervals(fam_fm, fam_fnm, a, confidence, defined)
+        lower = np.array([by_measure[m][0] for m in MEASURES])
+        upper = np.array([by_measure[m][1] for m in MEASURES])
+        n_valid = np.array([by_measure[m][2] for m in MEASURES], dtype=np.int64)
         # Guard against rounding (the LP, exp/log): the estimate is inside by construction.
         table["lower"] = np.where(np.isnan(lower), lower, np.fmin(lower, point))
         table["upper"] = np.where(np.isnan(upper), upper, np.fmax(upper, point))
