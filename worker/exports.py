@@ -618,8 +618,6 @@ def export_files(audit: Audit) -> Iterator[ExportFile]:
     yield ExportFile("summary.json", lambda: [summary_json(audit)])
     for path, chunks in cacheable_members(audit, plan).items():
         yield ExportFile(path, chunks, precompressed=cache.get(path))
-    yield ExportFile("comparisons.parquet", lambda: comparisons_parquet_chunks(audit, plan),
-                     False)
     for stem, stored in result_tables(audit):
         if stem in NUMBERED_TABLES:
             yield ExportFile(f"tables/{stem}.csv",
@@ -642,7 +640,9 @@ def cacheable_members(audit: Audit, plan: _Plan | None = None
             "manifest.parquet": lambda: manifest_parquet_chunks(audit, plan),
             "pairs_mated.csv": lambda: pairs_csv_chunks(audit, plan, True),
             "pairs_nonmated.csv": lambda: pairs_csv_chunks(audit, plan, False),
-            "comparisons.csv": lambda: comparisons_csv_chunks(audit, plan)}
+            "comparisons.csv": lambda: comparisons_csv_chunks(audit, plan),
+            # renumbered (export numbers, not database ids), so written once here as well
+            "comparisons.parquet": lambda: comparisons_parquet_chunks(audit, plan)}
 
 
 def _storage_chunks(name: str) -> Iterator[bytes]:

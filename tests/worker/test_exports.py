@@ -237,7 +237,7 @@ def test_the_cached_members_give_the_same_zip_content_as_building_on_the_fly(exp
     with override_settings(MEDIA_ROOT=exported["media"]):
         cache = load_export_cache(audit)
         assert set(cache) == {"manifest.csv", "manifest.parquet", "pairs_mated.csv",
-                              "pairs_nonmated.csv", "comparisons.csv"}
+                              "pairs_nonmated.csv", "comparisons.csv", "comparisons.parquet"}
         cached = exported["zip"]
         assert cached.testzip() is None  # every member's CRC-32 verifies
         original = exports.load_export_cache
