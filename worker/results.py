@@ -213,6 +213,7 @@ def quality_summary(table: pd.DataFrame, comparisons: pd.DataFrame,
                     thresholds: dict[str, float]) -> tuple[dict[str, Any], pd.DataFrame]:
     """Quality by group (all images, and baselines only) with the share below the audit's own
     low-quality line, and error-versus-discard curves per FR model at its first threshold."""
+    from audit.counts import COUNT_KEYS
     from audit.quality import edc_curves, quality_by_group
 
     out: dict[str, Any] = {"measure": "quality (LightQNet; higher is better)",
@@ -228,7 +229,8 @@ def quality_summary(table: pd.DataFrame, comparisons: pd.DataFrame,
                                "baseline quality")
     for key, frame in (("by_group", table), ("baselines_by_group", base)):
         by = quality_by_group(frame, "quality", line)
-        out[key] = {str(g): {c: (None if pd.isna(v) else float(v)) for c, v in r.items()}
+        out[key] = {str(g): {c: (None if pd.isna(v) else int(v) if c in COUNT_KEYS
+                                 else float(v)) for c, v in r.items()}
                     for g, r in by.iterrows()}
     quality_of = table.set_index("image_id")["quality"]
     curves = []

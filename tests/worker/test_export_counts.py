@@ -57,3 +57,25 @@ def test_count_helpers():
     df = count_columns(pd.DataFrame({"n_pairs": [1.0, None], "count": [1.5, 2.0],
                                      "group": ["a", "b"]}))
     assert str(df["n_pairs"].dtype) == "Int64" and df["count"].dtype == float
+
+
+def test_the_quality_summary_stores_its_counts_as_integers():
+    """quality.by_group's n, n_missing and below reach summary.json and the JSON API as whole
+    numbers ("12", never "12.0")."""
+    import json as _json
+
+    import numpy as np
+    import pandas as pd
+
+    from worker.results import quality_summary
+
+    table = pd.DataFrame({"image_id": range(1, 13), "group": ["a"] * 6 + ["b"] * 6,
+                          "factor": ["baseline", "blur"] * 6,
+                          "quality": [0.1, 0.2, 0.3, np.nan, 0.5, 0.6] * 2})
+    summary, _ = quality_summary(table, pd.DataFrame(columns=["fr_model", "mated"]), {})
+    row = summary["by_group"]["a"]
+    assert row["n"] == 5 and isinstance(row["n"], int)  # 6 images of group a, one unscored
+    assert row["n_missing"] == 1 and isinstance(row["n_missing"], int)
+    assert isinstance(row["below"], int)
+    text = _json.dumps(summary["by_group"])
+    assert '"n": 5,' in text and '"n_missing": 1,' in text
