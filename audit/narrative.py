@@ -19,9 +19,9 @@ Rules the sentences follow, for FNMR and for FMR separately:
 - The size of a resolved difference is the ratio ``rate_high / rate_low``. A rate of 0 (no error
   in n trials) is replaced by its rule-of-three bound ``3 / n`` (the floor of
   :func:`audit.disparity.max_min_ratio`), and the sentence says so. When the disparity block's
-  max/min ratio names the same two groups, its bootstrap interval is quoted; it is the interval
-  of the max/min ratio across the compared groups (replicate by replicate), not of this one
-  pair's ratio.
+  max/min ratio names the same two groups, its interval is quoted; it is the interval of the
+  max/min ratio across the compared groups (a simultaneous bootstrap band over every pair of
+  groups, :mod:`audit.disparity_intervals`), not of this one pair's ratio alone.
 - Zero rates are written as "no errors observed" with the rule-of-three bound, never as a bare 0;
   undefined rates (``None``) are named; with fewer than two groups nothing is compared.
 
