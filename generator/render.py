@@ -27,7 +27,8 @@ class RenderedImage:
 def latent_recipe(generator: LatentGenerator) -> dict[str, Any]:
     """The part of a recipe every image of a latent generator shares."""
     return {"backend": "latent-gan", "model_id": generator.model_id,
-            "weights_sha256": generator.weights_sha256, "latent_dim": generator.latent_dim,
+            "weights_sha256": generator.weights_sha256, "licence": generator.licence,
+            "image_size": generator.image_size, "latent_dim": generator.latent_dim,
             "latent_sampler": "numpy PCG64 standard normal"}
 
 

@@ -340,6 +340,32 @@ def judged_view(comp: pd.DataFrame, images: pd.DataFrame, threshold: float,
             "max_abs_difference": max(diffs) if diffs else None, "by_factor": by_factor}
 
 
+def generator_provenance(audit: Audit, name: str) -> dict[str, Any]:
+    """The generator that made the audit's images, read from their recipes (every image records
+    the model id, weights hash and licence it was rendered with): ``name``, ``model_id``,
+    ``weights_sha256``, ``licence``, ``image_size`` (pixels, when recorded), and ``mixed`` when
+    the images disagree (e.g. weights changed between a run and a Retry)."""
+    from generator.backends import DCGAN_LICENCE
+
+    seen: dict[tuple, dict[str, Any]] = {}
+    for recipe in (GeneratedImage.objects.filter(audit=audit, factor="baseline")
+                   .values_list("recipe", flat=True)):
+        r = recipe or {}
+        key = (r.get("model_id"), r.get("weights_sha256"))
+        seen.setdefault(key, {"model_id": r.get("model_id"), "weights_sha256": r.get("weights_sha256"),
+                              "licence": r.get("licence"), "image_size": r.get("image_size")})
+    out: dict[str, Any] = {"name": name, "model_id": None, "weights_sha256": None,
+                           "licence": None}
+    if seen:
+        first = seen[sorted(seen, key=str)[0]]
+        out.update({k: v for k, v in first.items() if v is not None})
+        if len(seen) > 1:
+            out["mixed"] = [v for _, v in sorted(seen.items(), key=lambda kv: str(kv[0]))]
+    if out.get("licence") is None and out.get("model_id") == "dcgan-digiface":
+        out["licence"] = DCGAN_LICENCE  # images rendered before recipes carried the licence
+    return out
+
+
 def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[str, pd.DataFrame]]:
     """Return ``(summary, comparisons, tables)``; ``tables`` maps export file names
     (``factor_effects.csv``, ``interaction.csv``) to DataFrames.
@@ -353,7 +379,6 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
     from audit.curves import det_curves, score_histograms
     from audit.rates import error_rates, threshold_at_fmr
     from audit.registry import ModelRegistry
-    from generator.backends import DCGAN_LICENCE, DCGAN_WEIGHTS_SHA256
     from worker.runtime import model_dir
 
     registry = ModelRegistry(model_dir())
@@ -377,8 +402,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                                                 "attributes held; the judged-same view is in "
                                                 "each operating point's identity_judge_view"},
         "models": {
-            "generator": {"name": config.generator, "weights_sha256": DCGAN_WEIGHTS_SHA256,
-                          "licence": DCGAN_LICENCE},
+            "generator": generator_provenance(audit, config.generator),
             **{name: {"role": spec.role,
                       "file": getattr(spec, "filename", None) or getattr(spec, "package", ""),
                       "weights_sha256": spec.sha256, "licence": spec.licence,

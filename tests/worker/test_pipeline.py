@@ -213,3 +213,28 @@ def test_an_audit_whose_every_fr_model_is_under_test_is_refused_naming_the_fix(
     assert "no FR model is left to judge" in audit.error
     assert "Take one model out of the FR models under test" in audit.error
     assert not SyntheticIdentity.objects.filter(audit=audit).exists()  # refused before work
+
+
+def test_the_summary_names_the_generator_that_made_the_images(finished):
+    """Provenance comes from the images' own recipes, never a fixed default: the DCGAN's weights
+    hash (recomputed from its file here) for this audit, and whatever another backend recorded
+    for its images."""
+    import hashlib
+
+    from generator.backends import dcgan_weights_path
+    from worker.results import generator_provenance
+
+    generator = finished.result.summary["models"]["generator"]
+    assert generator["weights_sha256"] == hashlib.sha256(
+        dcgan_weights_path().read_bytes()).hexdigest()
+    assert generator["model_id"] == "dcgan-digiface" and generator["image_size"] == 64
+    assert "non-commercial" in generator["licence"]
+    baselines = GeneratedImage.objects.filter(audit=finished, factor="baseline")
+    for img in baselines:
+        img.recipe = {**img.recipe, "model_id": "sd15-faceid", "weights_sha256": "ab" * 32,
+                      "licence": "CreativeML OpenRAIL-M"}
+        img.save(update_fields=["recipe"])
+    other = generator_provenance(finished, "sd15-faceid")
+    assert (other["model_id"], other["weights_sha256"], other["licence"]) == (
+        "sd15-faceid", "ab" * 32, "CreativeML OpenRAIL-M")
+    assert "mixed" not in other
