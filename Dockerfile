@@ -10,7 +10,7 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --index-url "$TORCH_INDEX" torch==2.13.0 \
     && pip install -r requirements.txt \
-    && pip install --no-deps gan-face-generate==1.1.1
+    && pip install --no-deps gan-face-generate==1.1.1 random-face==2021.7.21.1
 COPY . .
 RUN FACEAUDIT_SECRET_KEY=build python manage.py collectstatic --noinput
 EXPOSE 8000

@@ -163,4 +163,8 @@ def load_generator(name: str, device: str = "cpu") -> LatentGenerator:
     """Load a generator by its config name (see :data:`generator.config.GENERATORS`)."""
     if name == "dcgan-digiface":
         return load_dcgan_digiface(device=device)
+    if name == "mobilestylegan-ffhq":
+        from generator.mobilestylegan import load_mobilestylegan
+
+        return load_mobilestylegan(device=device)
     raise ValueError(f"unknown generator {name!r}")

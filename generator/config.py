@@ -91,13 +91,16 @@ LATENT_FACTORS = tuple(name for name, f in FACTORS.items() if f.kind == "latent"
 
 GENERATORS: dict[str, str] = {
     "dcgan-digiface": "64x64 DCGAN trained on DigiFace-1M (PyPI gan-face-generate); offline default",
+    "mobilestylegan-ffhq": "photoreal 512x512 faces from MobileStyleGAN (StyleGAN2-FFHQ distilled; "
+                           "PyPI random-face, OpenVINO on the CPU); research use only",
     "sd15-faceid": "Stable Diffusion 1.5 + IP-Adapter FaceID (weights configured by the operator)",
     "sdxl-faceid": "SDXL + IP-Adapter FaceID (weights configured by the operator)",
     "arc2face": "Arc2Face on Stable Diffusion 1.5 (weights configured by the operator)",
 }
 #: Generators driven by prompts: attribute edits change one phrase of the prompt.
 PROMPT_GENERATORS = frozenset({"sd15-faceid", "sdxl-faceid", "arc2face"})
-DEFAULT_GENERATORS: tuple[str, ...] = ("dcgan-digiface",)
+#: Offline generators that the set-up installs from PyPI (no weights to configure).
+DEFAULT_GENERATORS: tuple[str, ...] = ("dcgan-digiface", "mobilestylegan-ffhq")
 
 
 def prompt_factors() -> dict[str, tuple[str, ...]]:

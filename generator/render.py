@@ -29,7 +29,8 @@ def latent_recipe(generator: LatentGenerator) -> dict[str, Any]:
     return {"backend": "latent-gan", "model_id": generator.model_id,
             "weights_sha256": generator.weights_sha256, "licence": generator.licence,
             "image_size": generator.image_size, "latent_dim": generator.latent_dim,
-            "latent_sampler": "numpy PCG64 standard normal"}
+            "latent_sampler": "numpy PCG64 standard normal",
+            **getattr(generator, "recipe_extra", {})}
 
 
 def image_variant(baselines: np.ndarray, latent_seeds: Sequence[int], variant: Variant,

@@ -45,11 +45,15 @@ def _diffusion_generator(name: str, device: str):
 
 
 def available_generators() -> list[str]:
-    """The offline default plus the diffusion generators configured in settings."""
+    """The offline generators that are installed plus the diffusion generators configured in
+    settings."""
+    from generator import mobilestylegan
     from generator.config import DEFAULT_GENERATORS, PROMPT_GENERATORS
 
+    offline = [g for g in DEFAULT_GENERATORS
+               if g != mobilestylegan.MODEL_ID or mobilestylegan.available()]
     configured = [g for g in settings.FACEAUDIT_DIFFUSION if g in PROMPT_GENERATORS]
-    return [*DEFAULT_GENERATORS, *configured]
+    return [*offline, *configured]
 
 
 def get_generator(name: str):

@@ -1,0 +1,166 @@
+"""MobileStyleGAN (Belousov, "MobileStyleGAN: a lightweight convolutional neural network for
+high-fidelity image synthesis", arXiv 2104.04767), distilled from StyleGAN2 trained on FFHQ:
+photoreal 1024x1024 faces from PyPI ``random-face`` 2021.7.21.1, whose wheel carries the network
+as OpenVINO IR (``random_face/data/{MappingNetwork,SynthesisNetwork}.{xml,bin}``). The package's
+own engine calls an OpenVINO API that no longer exists, so the files are read here with
+``openvino.Core().read_model`` and nothing else of the package is used (install it with
+``--no-deps``).
+
+The latent an identity and its edits live in is StyleGAN's **W** space (512-d): ``z`` is drawn
+with NumPy's PCG64 from the identity's seed, mapped to ``w`` by the mapping network, and truncated
+towards the mean ``w`` (``w_avg + psi * (w - w_avg)``, Karras et al. 2019; ``w_avg`` is the mean of
+4,096 mapped ``z`` from a fixed seed, computed at load). Latent edits (directions learned on
+``w``, :mod:`generator.directions`) are steps in W. Noise is baked into the graph's constants, so
+the same ``w`` gives the same image.
+
+Each latent is synthesised on its own (batch 1; the graph fixes it) in fp32
+(``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16/AMX OpenVINO would otherwise run in bf16,
+which moves pixels by up to 0.78 of the [-1, 1] range), then box-downscaled (``cv2.INTER_AREA``)
+to :data:`IMAGE_SIZE`: at 512 px the detector finds the same faces as at 1024 and MobileFaceNet
+embeddings stay within cosine 0.98-0.999 of the full image's (12 faces), while 256 px dropped to
+0.95. About 0.22 s per image for the synthesis on 2 CPU cores.
+
+Weights: NVIDIA's StyleGAN2-FFHQ (non-commercial) distilled on FFHQ (CC BY-NC-SA 4.0):
+**research use only**; the licence travels in every recipe, the summary and the dataset card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_ID = "mobilestylegan-ffhq"
+#: SHA-256 of ``SynthesisNetwork.bin`` and ``MappingNetwork.bin`` in random-face 2021.7.21.1.
+SYNTHESIS_SHA256 = "c7da15fa22d508c82e1c30dd6b4cdf67fe3ccdddaf85b310ee764dbf0c289645"
+MAPPING_SHA256 = "212dd716bdb556e18db603ea97300d4fa3c872b878c726b2402fea80820e7305"
+LICENCE = ("research use only: MobileStyleGAN distilled from NVIDIA's StyleGAN2-FFHQ "
+           "(non-commercial licence) on FFHQ (CC BY-NC-SA 4.0); network files from PyPI "
+           "random-face 2021.7.21.1 (package Apache-2.0)")
+LATENT_DIM = 512
+IMAGE_SIZE = 512  # pixels of the stored and scored image (synthesised at 1024)
+TRUNCATION = 0.7  # psi: 0.7 trades a little diversity for fewer broken faces (StyleGAN's usual)
+W_AVG_SAMPLES = 4096
+W_AVG_SEED = 20210721
+
+
+class MobileStyleGANUnavailable(RuntimeError):
+    """The network files or OpenVINO are not installed."""
+
+
+def data_dir() -> Path:
+    """``random_face/data`` as pip installed it (found without importing the package, whose own
+    imports need packages this project does not install)."""
+    spec = importlib.util.find_spec("random_face")
+    if spec is None or not spec.submodule_search_locations:
+        raise MobileStyleGANUnavailable(
+            "MobileStyleGAN's files are missing: install them with "
+            "`pip install --no-deps random-face==2021.7.21.1` (./faceaudit does)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def available() -> bool:
+    """Whether the network files and OpenVINO are installed (no model is loaded)."""
+    try:
+        d = data_dir()
+    except MobileStyleGANUnavailable:
+        return False
+    return (importlib.util.find_spec("openvino") is not None
+            and (d / "SynthesisNetwork.xml").exists())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class MobileStyleGAN:
+    """:class:`generator.backends.LatentGenerator` over MobileStyleGAN's W space (see the module
+    docstring). ``sample_latents(seeds) -> (N, 512) float32`` truncated ``w``;
+    ``generate(w) -> (N, IMAGE_SIZE, IMAGE_SIZE, 3) uint8`` RGB."""
+
+    mapping: Any
+    synthesis: Any
+    w_avg: np.ndarray
+    model_id: str = MODEL_ID
+    weights_sha256: str = SYNTHESIS_SHA256
+    licence: str = LICENCE
+    latent_dim: int = LATENT_DIM
+    image_size: int = IMAGE_SIZE
+    truncation: float = TRUNCATION
+    recipe_extra: dict[str, Any] = field(default_factory=dict)
+
+    def _map(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(self.mapping(z[None].astype(np.float32))[0], dtype=np.float32)[0]
+
+    def sample_latents(self, seeds: list[int]) -> np.ndarray:
+        out = np.empty((len(seeds), self.latent_dim), dtype=np.float32)
+        for i, seed in enumerate(seeds):
+            z = np.random.Generator(np.random.PCG64(seed)).standard_normal(self.latent_dim)
+            w = self._map(z)
+            out[i] = self.w_avg + self.truncation * (w - self.w_avg)
+        return out
+
+    def generate(self, latents: np.ndarray) -> np.ndarray:
+        import cv2
+
+        w = np.asarray(latents, dtype=np.float32)
+        if w.ndim != 2 or w.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must be (N, {self.latent_dim}), got {w.shape}")
+        out = np.empty((len(w), self.image_size, self.image_size, 3), dtype=np.uint8)
+        for i in range(len(w)):
+            x = np.asarray(self.synthesis(w[i:i + 1])[0], dtype=np.float32)[0]
+            x = np.rint((np.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+            x = np.ascontiguousarray(x.transpose(1, 2, 0))
+            out[i] = cv2.resize(x, (self.image_size, self.image_size),
+                                interpolation=cv2.INTER_AREA) if x.shape[0] != self.image_size \
+                else x
+        return out
+
+
+def load_mobilestylegan(device: str = "cpu", verify: bool = True) -> MobileStyleGAN:
+    """Load MobileStyleGAN with OpenVINO on the CPU in fp32, checking both weight files'
+    SHA-256 first. ``device`` is accepted for the loaders' common signature: the OpenVINO graph
+    always runs on the CPU (a GPU worker renders it on its CPU too; a torch port for GPU batches
+    is not written yet)."""
+    from generator.backends import GeneratorLoadError
+
+    try:
+        d = data_dir()
+    except MobileStyleGANUnavailable as exc:
+        raise GeneratorLoadError(str(exc)) from None
+    if importlib.util.find_spec("openvino") is None:
+        raise GeneratorLoadError("MobileStyleGAN needs OpenVINO: `pip install openvino==2026.4.0`")
+    for name, want in (("SynthesisNetwork.bin", SYNTHESIS_SHA256),
+                       ("MappingNetwork.bin", MAPPING_SHA256)):
+        path = d / name
+        if not path.exists():
+            raise GeneratorLoadError(f"{path} not found; reinstall random-face==2021.7.21.1")
+        if verify and (got := _sha256(path)) != want:
+            raise GeneratorLoadError(f"{path} has SHA-256 {got}, expected {want}: the file is "
+                                     "damaged or another release; reinstall random-face")
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    mapping = core.compile_model(core.read_model(str(d / "MappingNetwork.xml"),
+                                                 str(d / "MappingNetwork.bin")), "CPU", config)
+    synthesis = core.compile_model(core.read_model(str(d / "SynthesisNetwork.xml"),
+                                                   str(d / "SynthesisNetwork.bin")), "CPU",
+                                   config)
+    rng = np.random.Generator(np.random.PCG64(W_AVG_SEED))
+    zs = rng.standard_normal((W_AVG_SAMPLES, LATENT_DIM)).astype(np.float32)
+    w_avg = np.mean([np.asarray(mapping(z[None])[0])[0] for z in zs], axis=0,
+                    dtype=np.float64).astype(np.float32)
+    return MobileStyleGAN(mapping=mapping, synthesis=synthesis, w_avg=w_avg,
+                          recipe_extra={"latent_space": "W (z mapped, then truncated)",
+                                        "truncation": TRUNCATION, "render": "OpenVINO fp32, CPU",
+                                        "synthesised_at": 1024, "mapping_sha256": MAPPING_SHA256})

@@ -1,0 +1,81 @@
+"""MobileStyleGAN (PyPI random-face, OpenVINO): photoreal faces that the real detector finds,
+reproducible per seed, one identity per seed, with the network files checked by hash."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from generator import mobilestylegan
+
+pytestmark = pytest.mark.skipif(
+    not mobilestylegan.available(),
+    reason="MobileStyleGAN not installed (pip install openvino==2026.4.0 and "
+           "pip install --no-deps random-face==2021.7.21.1; ./faceaudit does)")
+
+
+@pytest.fixture(scope="module")
+def gan():
+    return mobilestylegan.load_mobilestylegan()
+
+
+@pytest.fixture(scope="module")
+def faces(gan):
+    return gan.generate(gan.sample_latents([11, 12, 13, 14]))
+
+
+def test_the_network_files_are_the_pinned_release():
+    d = mobilestylegan.data_dir()
+    for name, want in (("SynthesisNetwork.bin", mobilestylegan.SYNTHESIS_SHA256),
+                       ("MappingNetwork.bin", mobilestylegan.MAPPING_SHA256)):
+        assert hashlib.sha256((d / name).read_bytes()).hexdigest() == want
+
+
+def test_a_damaged_file_is_refused_with_the_fix(monkeypatch):
+    from generator.backends import GeneratorLoadError
+
+    monkeypatch.setattr(mobilestylegan, "SYNTHESIS_SHA256", "0" * 64)
+    with pytest.raises(GeneratorLoadError, match="reinstall random-face"):
+        mobilestylegan.load_mobilestylegan()
+
+
+def test_latents_are_truncated_w_and_images_are_512_px_rgb(gan, faces):
+    w = gan.sample_latents([11, 12])
+    assert w.shape == (2, 512) and w.dtype == np.float32
+    # truncation: w - w_avg is psi times the untruncated offset, recomputed here from z
+    z = np.random.Generator(np.random.PCG64(11)).standard_normal(512).astype(np.float32)
+    raw = np.asarray(gan.mapping(z[None])[0])[0]
+    assert np.allclose(w[0] - gan.w_avg, 0.7 * (raw - gan.w_avg), atol=1e-5)
+    assert faces.shape == (4, 512, 512, 3) and faces.dtype == np.uint8
+    assert 40 < faces.mean() < 220 and faces.std() > 20  # an image, not a flat field
+
+
+def test_the_same_latent_gives_the_same_bytes_alone_or_in_a_batch(gan, faces):
+    alone = gan.generate(gan.sample_latents([13]))
+    assert np.array_equal(alone[0], faces[2])
+
+
+def test_the_real_detector_finds_each_face_and_seeds_are_different_people(faces, models_available):
+    from audit.analysis import FaceAnalyzer
+    from audit.registry import ModelRegistry
+
+    analyzer = FaceAnalyzer(ModelRegistry(models_available), recognizers=("mobilefacenet",))
+    batch = analyzer.analyze(list(faces))
+    assert batch.face_found.all()
+    emb = batch.embeddings["mobilefacenet"]
+    sims = emb @ emb.T
+    off = sims[~np.eye(4, dtype=bool)]
+    assert off.max() < 0.5  # different seeds, different identities (impostor p99 ~0.4-0.5)
+    # the gender-age sensor reads them as faces (a probability strictly inside 0..1)
+    assert 0.0 < batch.male_probability.min() <= batch.male_probability.max() < 1.0
+
+
+def test_it_is_offered_when_installed_and_recipes_carry_its_licence(gan):
+    from generator.render import latent_recipe
+    from worker.runtime import available_generators
+
+    assert "mobilestylegan-ffhq" in available_generators()
+    recipe = latent_recipe(gan)
+    assert recipe["model_id"] == "mobilestylegan-ffhq" and recipe["image_size"] == 512
+    assert recipe["licence"].startswith("research use only")
+    assert recipe["truncation"] == 0.7
