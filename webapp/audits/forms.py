@@ -147,6 +147,11 @@ class AuditForm(forms.Form):
         return [self[prompt_field(f)] for f in prompt_factors()]
 
     @property
+    def prompt_generators(self) -> list[str]:
+        """The offered generators driven by prompts (their factors are shown only then)."""
+        return [g for g in self.generator_choices if g in PROMPT_GENERATORS]
+
+    @property
     def prompt_driven(self) -> bool:
         return self.data.get("generator") in PROMPT_GENERATORS
 
