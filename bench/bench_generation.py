@@ -1,10 +1,13 @@
-"""Generation benchmark: checked images per second for the offline DCGAN on this machine.
+"""Generation benchmark: checked images per second for an offline generator on this machine.
 
 Runs ``generator.editing.render_and_check`` (generation, image factors, latent edits found by
 search, sensing and every check) on a batch of identities, repeated, and prints images per
-second, seconds per image, pass rates per factor, and the parts' times.
+second, seconds per image and pass rates per factor; in the same run, the generator's plain
+``generate`` call on the same number of latents (images per second, and the ratio: how much the
+checks, sensing and edit search cost on top of rendering).
 
-    .venv/bin/python bench/bench_generation.py [--identities 64] [--repeats 3]
+    .venv/bin/python bench/bench_generation.py [--generator mobilestylegan-ffhq]
+        [--identities 64] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--generator", default="dcgan-digiface")
     parser.add_argument("--identities", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--factors", default="blur:1.0,downscale:24,lighting:30,lighting:-30,yaw:15")
@@ -37,7 +41,7 @@ def main() -> None:
     from generator.editing import CheckPolicy, identity_cutoff, render_and_check
     from worker.runtime import choose_identity_judge, get_directions, get_generator, get_sense
 
-    generator = get_generator("dcgan-digiface")
+    generator = get_generator(args.generator)
     t = time.perf_counter()
     directions = get_directions(generator)
     print(f"directions ready in {time.perf_counter() - t:.1f} s "
@@ -59,15 +63,22 @@ def main() -> None:
     print(f"{args.identities} identities x {len(variants)} images = {n_images} checked images per "
           f"run; identity judge {judge} (cut-off {cutoff:.3f}); torch threads {os.cpu_count()} cores")
     sense(generator.generate(generator.sample_latents([1, 2])))  # warm-up
-    times = []
+    times, plain = [], []
     for r in range(args.repeats):
         seeds = list(range(10_000 * (r + 1), 10_000 * (r + 1) + args.identities))
         t = time.perf_counter()
         rows = render_and_check(generator, seeds, variants, 1, sense, directions, policy)
         times.append(time.perf_counter() - t)
-    med = statistics.median(times)
-    print(f"median of {args.repeats}: {med:.2f} s per run -> {n_images / med:.1f} checked "
-          f"images/s, {1000 * med / n_images:.1f} ms per image")
+        latents = generator.sample_latents(seeds)
+        t = time.perf_counter()
+        generator.generate(latents)
+        plain.append((time.perf_counter() - t) / len(seeds))
+    med, per_plain = statistics.median(times), statistics.median(plain)
+    print(f"{args.generator}: median of {args.repeats}: {med:.2f} s per run -> "
+          f"{n_images / med:.1f} checked images/s, {1000 * med / n_images:.1f} ms per image")
+    print(f"plain generate() of the same latents: {1 / per_plain:.1f} images/s, "
+          f"{1000 * per_plain:.1f} ms per image; checked / plain time per image: "
+          f"{(med / n_images) / per_plain:.2f}x")
     for vi, v in enumerate(variants):
         checks = [row[vi].checks for row in rows]
         passed = np.mean([bool(c.get("passed")) for c in checks])
