@@ -47,6 +47,20 @@ TRUNCATION = 0.7  # psi: 0.7 trades a little diversity for fewer broken faces (S
 W_AVG_SAMPLES = 4096
 W_AVG_SEED = 20210721
 
+#: Check tolerances for these faces (:class:`generator.editing.CheckPolicy` fields), set from the
+#: sensors' repeatability measured on them (``bench/calibrate_sensors.py --generator
+#: mobilestylegan-ffhq``, 150 faces; change under a 1-pixel shift, p95 / p99): age 2 / 4 years,
+#: yaw 0.8 / 1.1 degrees, pitch 1.5 / 1.9 degrees, ITA 0.8 / 1.9 degrees, brightness 0.6 / 0.8
+#: grey levels, male probability 0.06 / 0.14. The 64-px DCGAN's defaults were 5 to 10 times
+#: wider (age p99 19 years), so an age edit that did nothing counted as on target here. Targets:
+#: about twice the p99; holds: about three times it, so that a held attribute counts as moved
+#: only when the change is well above what the sensor itself wobbles by.
+CHECK_POLICY: dict[str, Any] = {
+    "target_abs_tol": {"yaw": 3.0, "pitch": 4.0, "age": 4.0, "brightness": 2.0},
+    "hold_tol": {"yaw": 4.0, "pitch": 6.0, "age": 6.0, "ita": 6.0, "brightness": 4.0,
+                 "male_probability": 0.25},
+}
+
 
 class MobileStyleGANUnavailable(RuntimeError):
     """The network files or OpenVINO are not installed."""
@@ -97,6 +111,7 @@ class MobileStyleGAN:
     image_size: int = IMAGE_SIZE
     truncation: float = TRUNCATION
     recipe_extra: dict[str, Any] = field(default_factory=dict)
+    check_policy: dict[str, Any] = field(default_factory=lambda: dict(CHECK_POLICY))
 
     def _map(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(self.mapping(z[None].astype(np.float32))[0], dtype=np.float32)[0]

@@ -312,16 +312,18 @@ def _choose_identity_judge(config: AuditConfig) -> tuple[str, str] | None:
         raise StageError(str(exc)) from None
 
 
-def _identity_policy(audit_id: int, config: AuditConfig):
-    """The audit's :class:`generator.editing.CheckPolicy` with its identity judge and cut-off,
-    fixing both first if the audit has none yet (idempotent: every caller computes the same
-    values from the same baselines)."""
+def _identity_policy(audit_id: int, config: AuditConfig, generator=None):
+    """The audit's :class:`generator.editing.CheckPolicy`: the generator's own tolerances (a
+    backend may carry ``check_policy``, measured on its faces) with the audit's identity judge
+    and cut-off, fixing both first if the audit has none yet (idempotent: every caller computes
+    the same values from the same baselines)."""
     from generator.editing import CheckPolicy
 
     judge = Audit.objects.only("identity_judge").get(pk=audit_id).identity_judge
     if not judge:
         judge = _fix_identity_judge(audit_id, config)
-    return CheckPolicy(identity_min_similarity=judge.get("cutoff"),
+    return CheckPolicy(**getattr(generator, "check_policy", {}),
+                       identity_min_similarity=judge.get("cutoff"),
                        identity_judge=judge.get("model"))
 
 
@@ -389,7 +391,7 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
         identities = list(SyntheticIdentity.objects.filter(audit=audit, pk__in=identity_ids)
                           .order_by("id"))
         generator = get_generator(config.generator)
-        policy = _identity_policy(audit_id, config)
+        policy = _identity_policy(audit_id, config, generator)
         sense = get_sense(policy.identity_judge)
         if config.generator in PROMPT_GENERATORS:
             from generator.diffusion.audit import render_prompt_and_check

@@ -238,3 +238,19 @@ def test_the_summary_names_the_generator_that_made_the_images(finished):
     assert (other["model_id"], other["weights_sha256"], other["licence"]) == (
         "sd15-faceid", "ab" * 32, "CreativeML OpenRAIL-M")
     assert "mixed" not in other
+
+
+def test_a_generator_brings_its_own_check_tolerances(finished):
+    """A backend's check_policy (tolerances measured on its own faces) reaches the checks,
+    with the audit's identity judge fields on top."""
+    from types import SimpleNamespace
+
+    from generator.mobilestylegan import CHECK_POLICY
+    from worker.pipeline import _identity_policy
+
+    config = pipeline._config(finished)
+    policy = _identity_policy(finished.pk, config, SimpleNamespace(check_policy=CHECK_POLICY))
+    assert policy.target_abs_tol["age"] == 4.0 and policy.hold_tol["ita"] == 6.0
+    assert policy.identity_judge == finished.identity_judge.get("model")
+    default = _identity_policy(finished.pk, config, SimpleNamespace())
+    assert default.target_abs_tol["age"] == 10.0  # the 64-px DCGAN's, unchanged
