@@ -112,8 +112,13 @@ class DirectionSet:
 
 
 def cache_path(cache_dir: Path, generator: LatentGenerator, sensor_version: str) -> Path:
+    """Where ``generator``'s learned directions are cached: by model id, weights hash and sensor
+    version, plus the backend's ``latent_version`` when it has one (a backend that changes how
+    its latent is parameterised must not reuse directions learned in the old one)."""
+    latent = getattr(generator, "latent_version", "")
     return Path(cache_dir) / "directions" / (
-        f"{generator.model_id}-{generator.weights_sha256[:16]}-{sensor_version}.npz")
+        f"{generator.model_id}-{generator.weights_sha256[:16]}-{sensor_version}"
+        f"{'-' + latent if latent else ''}.npz")
 
 
 def learn_directions(

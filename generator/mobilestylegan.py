@@ -6,12 +6,17 @@ own engine calls an OpenVINO API that no longer exists, so the files are read he
 ``openvino.Core().read_model`` and nothing else of the package is used (install it with
 ``--no-deps``).
 
-The latent an identity and its edits live in is StyleGAN's **W** space (512-d): ``z`` is drawn
-with NumPy's PCG64 from the identity's seed, mapped to ``w`` by the mapping network, and truncated
-towards the mean ``w`` (``w_avg + psi * (w - w_avg)``, Karras et al. 2019; ``w_avg`` is the mean of
-4,096 mapped ``z`` from a fixed seed, computed at load). Latent edits (directions learned on
-``w``, :mod:`generator.directions`) are steps in W. Noise is baked into the graph's constants, so
-the same ``w`` gives the same image.
+The latent an identity and its edits live in is StyleGAN's **W** space (512-d), *whitened*:
+``z`` is drawn with NumPy's PCG64 from the identity's seed, mapped to ``w`` by the mapping
+network, truncated towards the mean (``w_t = w_avg + psi * (w - w_avg)``, Karras et al. 2019),
+and expressed as ``u = Lambda^(-1/2) V^T (w_t - w_avg)`` where ``V Lambda V^T`` is the covariance
+of truncated ``w`` (from 4,096 mapped ``z`` of a fixed seed, computed at load). ``u`` is about
+N(0, I), like the DCGAN's latent, so the editing machinery's unit directions, steps and step cap
+mean the same here. Why: W is strongly anisotropic; a direction regressed on raw ``w`` points
+largely into low-variance directions that leave the faces' manifold (seen: a yaw direction that
+predicted 21 degrees per unit moved faces about 2). Latent edits (directions learned on ``u``,
+:mod:`generator.directions`) are steps in whitened W. Noise is baked into the graph's constants,
+so the same latent gives the same image.
 
 Each latent is synthesised on its own (batch 1; the graph fixes it) in fp32
 (``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16/AMX OpenVINO would otherwise run in bf16,
@@ -104,32 +109,47 @@ class MobileStyleGAN:
     mapping: Any
     synthesis: Any
     w_avg: np.ndarray
+    #: ``w_t = w_avg + u @ colour.T``; ``u = (w_t - w_avg) @ whiten.T`` (both (512, 512)).
+    colour: np.ndarray
+    whiten: np.ndarray
     model_id: str = MODEL_ID
     weights_sha256: str = SYNTHESIS_SHA256
     licence: str = LICENCE
     latent_dim: int = LATENT_DIM
     image_size: int = IMAGE_SIZE
     truncation: float = TRUNCATION
+    latent_version: str = "wwhite1"  # whitened W (directions cached per latent version)
     recipe_extra: dict[str, Any] = field(default_factory=dict)
     check_policy: dict[str, Any] = field(default_factory=lambda: dict(CHECK_POLICY))
 
     def _map(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(self.mapping(z[None].astype(np.float32))[0], dtype=np.float32)[0]
 
-    def sample_latents(self, seeds: list[int]) -> np.ndarray:
+    def truncated_w(self, seeds: list[int]) -> np.ndarray:
+        """``(N, 512)`` truncated ``w`` of the seeds (before whitening)."""
         out = np.empty((len(seeds), self.latent_dim), dtype=np.float32)
         for i, seed in enumerate(seeds):
             z = np.random.Generator(np.random.PCG64(seed)).standard_normal(self.latent_dim)
-            w = self._map(z)
-            out[i] = self.w_avg + self.truncation * (w - self.w_avg)
+            out[i] = self.w_avg + self.truncation * (self._map(z) - self.w_avg)
         return out
+
+    def sample_latents(self, seeds: list[int]) -> np.ndarray:
+        """``(N, 512) float32`` whitened latents ``u`` of the seeds."""
+        w = self.truncated_w(seeds).astype(np.float64)
+        return ((w - self.w_avg) @ self.whiten.T).astype(np.float32)
+
+    def to_w(self, latents: np.ndarray) -> np.ndarray:
+        """Whitened latents ``(N, 512)`` -> ``w`` for the synthesis network."""
+        u = np.asarray(latents, dtype=np.float64)
+        return (self.w_avg + u @ self.colour.T).astype(np.float32)
 
     def generate(self, latents: np.ndarray) -> np.ndarray:
         import cv2
 
-        w = np.asarray(latents, dtype=np.float32)
-        if w.ndim != 2 or w.shape[1] != self.latent_dim:
-            raise ValueError(f"latents must be (N, {self.latent_dim}), got {w.shape}")
+        u = np.asarray(latents, dtype=np.float32)
+        if u.ndim != 2 or u.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must be (N, {self.latent_dim}), got {u.shape}")
+        w = self.to_w(u)
         out = np.empty((len(w), self.image_size, self.image_size, 3), dtype=np.uint8)
         for i in range(len(w)):
             x = np.asarray(self.synthesis(w[i:i + 1])[0], dtype=np.float32)[0]
@@ -139,6 +159,20 @@ class MobileStyleGAN:
                                 interpolation=cv2.INTER_AREA) if x.shape[0] != self.image_size \
                 else x
         return out
+
+
+def whitening(centred: np.ndarray, floor: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """``(colour, whiten)`` for samples ``centred`` (N, D) of zero mean: with the covariance's
+    eigendecomposition ``V Lambda V^T`` (eigenvalues floored at ``floor`` times the largest),
+    ``colour = V Lambda^(1/2)`` and ``whiten = Lambda^(-1/2) V^T``, so ``x = colour @ u`` and
+    ``u = whiten @ x`` with ``u`` of identity covariance. Eigenvectors' signs are fixed (largest
+    component positive) so the result does not depend on the LAPACK build."""
+    cov = centred.T @ centred / max(len(centred) - 1, 1)
+    lam, vec = np.linalg.eigh(cov)
+    lam = np.maximum(lam, floor * lam.max())
+    flip = np.sign(vec[np.abs(vec).argmax(axis=0), np.arange(vec.shape[1])])
+    vec = vec * np.where(flip == 0, 1.0, flip)
+    return vec * np.sqrt(lam), (vec / np.sqrt(lam)).T
 
 
 def load_mobilestylegan(device: str = "cpu", verify: bool = True) -> MobileStyleGAN:
@@ -173,9 +207,11 @@ def load_mobilestylegan(device: str = "cpu", verify: bool = True) -> MobileStyle
                                    config)
     rng = np.random.Generator(np.random.PCG64(W_AVG_SEED))
     zs = rng.standard_normal((W_AVG_SAMPLES, LATENT_DIM)).astype(np.float32)
-    w_avg = np.mean([np.asarray(mapping(z[None])[0])[0] for z in zs], axis=0,
-                    dtype=np.float64).astype(np.float32)
-    return MobileStyleGAN(mapping=mapping, synthesis=synthesis, w_avg=w_avg,
+    ws = np.stack([np.asarray(mapping(z[None])[0], dtype=np.float64)[0] for z in zs])
+    w_avg = ws.mean(axis=0)
+    colour, whiten = whitening((ws - w_avg) * TRUNCATION)
+    return MobileStyleGAN(mapping=mapping, synthesis=synthesis, w_avg=w_avg, colour=colour,
+                          whiten=whiten,
                           recipe_extra={"latent_space": "W (z mapped, then truncated)",
                                         "truncation": TRUNCATION, "render": "OpenVINO fp32, CPU",
                                         "synthesised_at": 1024, "mapping_sha256": MAPPING_SHA256})

@@ -39,15 +39,33 @@ def test_a_damaged_file_is_refused_with_the_fix(monkeypatch):
         mobilestylegan.load_mobilestylegan()
 
 
-def test_latents_are_truncated_w_and_images_are_512_px_rgb(gan, faces):
-    w = gan.sample_latents([11, 12])
-    assert w.shape == (2, 512) and w.dtype == np.float32
-    # truncation: w - w_avg is psi times the untruncated offset, recomputed here from z
+def test_latents_are_whitened_truncated_w_and_images_are_512_px_rgb(gan, faces):
+    u = gan.sample_latents([11, 12])
+    assert u.shape == (2, 512) and u.dtype == np.float32
+    # back in W: the truncated w, recomputed here from z with the mapping network
     z = np.random.Generator(np.random.PCG64(11)).standard_normal(512).astype(np.float32)
-    raw = np.asarray(gan.mapping(z[None])[0])[0]
-    assert np.allclose(w[0] - gan.w_avg, 0.7 * (raw - gan.w_avg), atol=1e-5)
+    raw = np.asarray(gan.mapping(z[None])[0], dtype=np.float64)[0]
+    assert np.allclose(gan.to_w(u)[0], gan.w_avg + 0.7 * (raw - gan.w_avg), atol=1e-3)
+    # whitened: over many identities the latent has about zero mean and unit variance per
+    # coordinate (W itself is far from it)
+    many = gan.sample_latents(list(range(1000, 1400))).astype(np.float64)
+    assert np.abs(many.mean(axis=0)).mean() < 0.1
+    assert 0.8 < many.var(axis=0).mean() < 1.2
+    raw_w = gan.truncated_w(list(range(1000, 1400))).astype(np.float64)
+    spread = np.linalg.eigvalsh(np.cov(raw_w.T))
+    assert spread[-1] / np.median(spread) > 10  # why W is whitened first
     assert faces.shape == (4, 512, 512, 3) and faces.dtype == np.uint8
     assert 40 < faces.mean() < 220 and faces.std() > 20  # an image, not a flat field
+
+
+def test_whitening_gives_identity_covariance_and_inverts():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 6)) @ np.diag([10.0, 3.0, 1.0, 0.5, 0.2, 0.1])
+    x -= x.mean(axis=0)
+    colour, whiten = mobilestylegan.whitening(x)
+    u = x @ whiten.T
+    assert np.allclose(np.cov(u.T), np.eye(6), atol=1e-8)
+    assert np.allclose(u @ colour.T, x, atol=1e-9)
 
 
 def test_the_same_latent_gives_the_same_bytes_alone_or_in_a_batch(gan, faces):
