@@ -51,7 +51,8 @@ def main() -> None:
     # the judge's cut-off fixed from a separate set of baselines, as an audit fixes its own
     probe = sense(generator.generate(generator.sample_latents(list(range(500, 600)))))
     cutoff, _ = identity_cutoff(probe["embedding"][probe["face_found"]])
-    policy = CheckPolicy(identity_min_similarity=cutoff, identity_judge=judge)
+    policy = CheckPolicy(**getattr(generator, "check_policy", {}), identity_min_similarity=cutoff,
+                         identity_judge=judge)  # the tolerances the workers use for it
     variants = [Variant("baseline", None)]
     for item in args.factors.split(","):
         name, level = item.split(":")
