@@ -159,12 +159,19 @@ def load_dcgan_digiface(device: str = "cpu", verify: bool = True) -> TorchLatent
                                 latent_shape=(100, 1, 1), device=device)
 
 
-def load_generator(name: str, device: str = "cpu") -> LatentGenerator:
-    """Load a generator by its config name (see :data:`generator.config.GENERATORS`)."""
-    if name == "dcgan-digiface":
-        return load_dcgan_digiface(device=device)
-    if name == "mobilestylegan-ffhq":
-        from generator.mobilestylegan import load_mobilestylegan
+def load_dcgan_backend(device: str = "cpu", name: str = "dcgan-digiface", **options: Any):
+    """The DCGAN as a :class:`generator.registry.GeneratorBackend` (registry loader)."""
+    from generator.registry import LatentBackend
 
-        return load_mobilestylegan(device=device)
-    raise ValueError(f"unknown generator {name!r}")
+    return LatentBackend(name, load_dcgan_digiface(device=device, **options))
+
+
+def load_generator(name: str, device: str = "cpu") -> LatentGenerator:
+    """The latent generator registered as ``name`` (see :data:`generator.registry.BACKENDS`);
+    a ValueError for a prompt-driven backend, which has no latent space."""
+    from generator.registry import load_backend
+
+    latent = load_backend(name, device=device).latent
+    if latent is None:
+        raise ValueError(f"{name} is prompt-driven: it has no latent generator")
+    return latent

@@ -11,7 +11,7 @@ A config is a plain mapping (YAML or JSON on disk)::
     factors:                      # each level becomes one variant of every identity
       blur: [1.5, 3.0]            # Gaussian sigma, pixels
       downscale: [24, 16]         # pixels on the short side before scaling back up
-    generator: dcgan-digiface
+    generator: mobilestylegan-ffhq  # photoreal default; dcgan-digiface for quick smoke runs
     fr_models: [mobilefacenet]
     target_fmr: [0.001]           # one global threshold per FR model at each target
 
@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from generator.registry import BACKENDS
 
 # Demographic axes: each level is decided by an attribute sensor on the generated face
 # (perceived attributes, never "true" ones). Skin-tone bands follow the ITA scale of Chardon et
@@ -89,18 +91,15 @@ FACTORS: dict[str, FactorSpec] = {
 }
 LATENT_FACTORS = tuple(name for name, f in FACTORS.items() if f.kind == "latent")
 
-GENERATORS: dict[str, str] = {
-    "dcgan-digiface": "64x64 DCGAN trained on DigiFace-1M (PyPI gan-face-generate); offline default",
-    "mobilestylegan-ffhq": "photoreal 512x512 faces from MobileStyleGAN (StyleGAN2-FFHQ distilled; "
-                           "PyPI random-face, OpenVINO on the CPU); research use only",
-    "sd15-faceid": "Stable Diffusion 1.5 + IP-Adapter FaceID (weights configured by the operator)",
-    "sdxl-faceid": "SDXL + IP-Adapter FaceID (weights configured by the operator)",
-    "arc2face": "Arc2Face on Stable Diffusion 1.5 (weights configured by the operator)",
-}
+#: Generator names and one-line descriptions, from the backend registry (generator.registry).
+GENERATORS: dict[str, str] = {name: spec.description for name, spec in BACKENDS.items()}
 #: Generators driven by prompts: attribute edits change one phrase of the prompt.
-PROMPT_GENERATORS = frozenset({"sd15-faceid", "sdxl-faceid", "arc2face"})
+PROMPT_GENERATORS = frozenset(name for name, spec in BACKENDS.items() if spec.prompt_driven)
 #: Offline generators that the set-up installs from PyPI (no weights to configure).
-DEFAULT_GENERATORS: tuple[str, ...] = ("dcgan-digiface", "mobilestylegan-ffhq")
+DEFAULT_GENERATORS: tuple[str, ...] = tuple(name for name, spec in BACKENDS.items()
+                                            if spec.offline)
+#: The generator of a config that names none: photoreal MobileStyleGAN.
+DEFAULT_GENERATOR = DEFAULT_GENERATORS[0]
 
 
 def prompt_factors() -> dict[str, tuple[str, ...]]:
@@ -139,7 +138,7 @@ class AuditConfig:
     groups: dict[str, list[str]]
     identities_per_group: int
     factors: dict[str, list[float | str]]
-    generator: str = "dcgan-digiface"
+    generator: str = DEFAULT_GENERATOR
     fr_models: list[str] = field(default_factory=lambda: list(DEFAULT_FR_MODELS))
     target_fmr: list[float] = field(default_factory=lambda: [1e-3])
     description: str = ""
@@ -337,11 +336,11 @@ def parse_config(
         ipg_num = 2
     ipg_int = int(ipg_num)
 
-    generator = data.get("generator", "dcgan-digiface")
+    generator = data.get("generator", DEFAULT_GENERATOR)
     generators = list(generators_available)
     if not isinstance(generator, str):
         errors["generator"] = f"a generator name; choose from {', '.join(generators)}"
-        generator = "dcgan-digiface"
+        generator = DEFAULT_GENERATOR
     elif generator not in GENERATORS:
         errors["generator"] = f"unknown generator {generator!r}; choose from {', '.join(generators)}"
     elif generator not in generators:

@@ -33,6 +33,16 @@ Progress = Callable[[int, int], None]  # (samples sensed, samples wanted)
 
 LOGIT_SENSORS = frozenset({"male_probability"})
 
+#: The least held-out R^2 a direction needs before edits may step along it. Below it the
+#: attribute is too far from linear in the latent (or the sensor too noisy) for the fitted slope
+#: to predict a step: the search wanders, and what moves along the direction is mostly other
+#: attributes. 0.3 keeps MobileStyleGAN's yaw (0.85), age and lighting (0.5-0.6, 1,500 samples).
+MIN_EDIT_R2 = 0.3
+
+
+class UnreliableDirection(ValueError):
+    """A direction whose held-out R^2 is below :data:`MIN_EDIT_R2`."""
+
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-4, 1 - 1e-4)
@@ -83,6 +93,23 @@ class DirectionSet:
         if norm < 1e-6:
             raise ValueError(f"the {sensor} direction lies in the span of the held directions")
         return d / norm
+
+    def check_editable(self, sensors: Sequence[str], min_r2: float = MIN_EDIT_R2) -> None:
+        """Raise :class:`UnreliableDirection` naming each sensor whose direction is missing or
+        whose held-out R^2 is below ``min_r2``, and the fix."""
+        bad = []
+        for s in sensors:
+            d = self.directions.get(s)
+            if d is None:
+                bad.append(f"{s} (no direction: the sensor gave no readings)")
+            elif not np.isfinite(d.r2) or d.r2 < min_r2:
+                bad.append(f"{s} (held-out R^2 {d.r2:.2f} from {d.n:,} faces)")
+        if bad:
+            raise UnreliableDirection(
+                f"{self.model_id} cannot be edited reliably along: {'; '.join(bad)}. A "
+                f"direction needs held-out R^2 of at least {min_r2:g}. Relearn it from more "
+                "samples (python manage.py learn_directions --samples 4000 --force), or drop "
+                "the factor from the audit")
 
     def conditional_slope(self, sensor: str, hold: Sequence[str]) -> float:
         """Sensor units per latent unit along the conditional direction: the regression's

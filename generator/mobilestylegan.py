@@ -215,3 +215,10 @@ def load_mobilestylegan(device: str = "cpu", verify: bool = True) -> MobileStyle
                           recipe_extra={"latent_space": "W (z mapped, then truncated)",
                                         "truncation": TRUNCATION, "render": "OpenVINO fp32, CPU",
                                         "synthesised_at": 1024, "mapping_sha256": MAPPING_SHA256})
+
+
+def load_backend(device: str = "cpu", name: str = MODEL_ID, **options: Any):
+    """MobileStyleGAN as a :class:`generator.registry.GeneratorBackend` (registry loader)."""
+    from generator.registry import LatentBackend
+
+    return LatentBackend(name, load_mobilestylegan(device=device, **options))

@@ -18,6 +18,7 @@ seed: 21
 groups:
   perceived_gender: [female, male]
 identities_per_group: 3
+generator: dcgan-digiface
 factors:
   blur: [1.0]
   jpeg: [20]

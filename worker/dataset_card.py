@@ -133,7 +133,9 @@ def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
     lines += [
         "## Recipe", "",
         f"- Generator: `{_md(generator.get('name') or config.get('generator', ''))}`, "
-        f"weights SHA-256 `{generator.get('weights_sha256') or 'unknown'}`.",
+        f"weights SHA-256 `{generator.get('weights_sha256') or 'unknown'}`; licence: "
+        f"{_md(generator.get('licence') or 'unknown')}.",
+        f"- Image size: {_image_size_text(generator)}",
         f"- Audit seed: {audit.seed}. Every identity's latent seed and every factor seed "
         "are derived from it and the cell's coordinates (BLAKE2b); manifest.csv lists them per "
         "image. The same config and seed give the same images on the same platform.",
@@ -165,13 +167,27 @@ def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _image_size_text(generator: dict[str, Any]) -> str:
+    """What the stored images' size is and where it comes from (the recipe's ``image_size`` and,
+    for generators that synthesise larger, ``synthesised_at``)."""
+    size = generator.get("image_size")
+    if not size:
+        return "as recorded per image in manifest.csv."
+    text = f"{size} x {size} pixels, stored and scored at this size (lossless PNG)"
+    full = generator.get("synthesised_at")
+    if full and full != size:
+        text += (f"; synthesised at {full} x {full} and box-downscaled, which keeps face "
+                 "detection and FR similarity of the full image")
+    return text + "."
+
+
 def _limitations(summary: dict[str, Any], comp: dict[str, Any],
                  config: dict[str, Any]) -> list[str]:
     lines = [
         "## Known limitations", "",
-        "- Synthetic faces: the images come from a generator trained on its own data, at low "
-        "resolution for the default generator; error rates on them need not match those on "
-        "real photographs.",
+        "- Synthetic faces: the images come from a generator trained on its own data (the "
+        "photoreal default on FFHQ, whose faces are mostly young adults, often smiling); error "
+        "rates on them need not match those on real photographs.",
         "- Perceived attributes: group labels are read by automatic sensors on the generated "
         "faces and can be wrong; they describe how a face looks to a model, not who anyone is.",
         "- Generator bias: the generator may work better for some groups. Per group, images "

@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from kombu.exceptions import OperationalError as BrokerConnectionError
 
-from generator.config import PROMPT_GENERATORS, AuditConfig
+from generator.config import AuditConfig
 from generator.design import plan_design
 from webapp.audits.models import (
     Audit,
@@ -189,9 +189,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
     image generation in batches."""
     from django.conf import settings
 
-    from generator.identities import sample_identities as sample
-    from worker.labels import make_labeller
-    from worker.runtime import get_analyzer, get_generator, score_threads
+    from worker.runtime import get_backend
 
     audit = Audit.objects.filter(pk=audit_id).first()
     if audit is None or audit.state != State.GENERATING:  # deleted, cancelled, or already moved on
@@ -201,9 +199,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
         design = plan_design(config)
         _choose_identity_judge(config)  # refuse before any work when no model can judge
         if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
-            if config.generator in PROMPT_GENERATORS:
-                _diffusion_options(config)  # configuration errors before loading gigabytes
-            generator = get_generator(config.generator)
+            backend = get_backend(config.generator)
             last = [0.0]
 
             def progress(found: int, needed: int, tried: int) -> None:
@@ -211,13 +207,10 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
                     last[0] = time.monotonic()
                     _set_stage(audit_id, "sampling", done=found, total=needed, candidates=tried)
 
-            stop = lambda: _is_cancelled(audit_id)  # noqa: E731
-            if config.generator in PROMPT_GENERATORS:
-                draws = _sample_prompt_identities(config, design, generator, progress, stop)
-            else:
-                labeller = make_labeller(get_analyzer((), threads=score_threads()), config.groups)
-                draws = sample(design, generator, labeller, config.seed, progress=progress,
-                               should_stop=stop)
+            labeller, encoder = _labeller_and_encoder(config, backend)
+            draws = backend.sample_identities(design, labeller, config.seed, encoder=encoder,
+                                              progress=progress,
+                                              should_stop=lambda: _is_cancelled(audit_id))
             if _is_cancelled(audit_id):
                 return
             rows = []
@@ -243,35 +236,30 @@ CONDITIONING_KEYS = ("identity_embedding", "identity_embedding_sha256", "anchor_
                      "anchor_identity", "anchor_render")
 
 
-def _diffusion_options(config: AuditConfig) -> tuple[str, dict[str, Any]]:
-    """The identity model and render settings of a configured diffusion generator."""
-    from django.conf import settings
-
-    options = settings.FACEAUDIT_DIFFUSION.get(config.generator) or {}
-    render = {k: options[k] for k in ("steps", "guidance_scale") if k in options}
-    if "size" in options:
-        render["height"] = render["width"] = int(options["size"])
-    identity_model = options.get("identity_model", "buffalo_l")
-    return identity_model, render
-
-
-def _sample_prompt_identities(config, design, backend, progress, should_stop):
-    """Group anchors from prompts, confirmed by the sensors; identity = the anchor's embedding
-    by the generator's identity model."""
-    from generator.diffusion.audit import sample_prompt_identities
+def _labeller_and_encoder(config: AuditConfig, backend):
+    """The labeller that confirms a candidate's group (attribute sensors), and for a backend
+    conditioned on an FR embedding, the encoder that embeds its anchors with that model."""
     from worker.labels import make_labeller
     from worker.runtime import get_analyzer, score_threads
 
-    identity_model, render = _diffusion_options(config)
-    analyzer = get_analyzer((identity_model,), threads=score_threads())
+    model = backend.conditioning_model
+    analyzer = get_analyzer((model,) if model else (), threads=score_threads())
     labeller = make_labeller(analyzer, config.groups)
+    if model is None:
+        return labeller, None
 
     def encoder(images: np.ndarray) -> np.ndarray:
-        return np.asarray(analyzer.analyze(list(images)).embeddings[identity_model])
+        return np.asarray(analyzer.analyze(list(images)).embeddings[model])
 
-    return sample_prompt_identities(design, backend, labeller, encoder, config.seed,
-                                    render_kwargs=render, progress=progress,
-                                    should_stop=should_stop)
+    return labeller, encoder
+
+
+def _cells(identities: list) -> list:
+    """The stored identities as the backends' :class:`generator.registry.IdentityCell`."""
+    from generator.registry import IdentityCell
+
+    return [IdentityCell(int(i.latent_seed), dict(i.group_labels or {}),
+                         dict(i.conditioning or {})) for i in identities]
 
 
 def _latent_factors(config: AuditConfig) -> list[str]:
@@ -282,7 +270,12 @@ def _latent_factors(config: AuditConfig) -> list[str]:
 
 
 def _learn_directions_with_progress(audit_id: int, config: AuditConfig) -> None:
-    from worker.runtime import get_directions, get_generator
+    """Learn (or load) the generator's directions, then refuse the audit, naming the fix,
+    when a factor's direction is too unreliable to edit along (held-out R^2 below
+    :data:`generator.directions.MIN_EDIT_R2`)."""
+    from generator.config import FACTORS
+    from generator.directions import UnreliableDirection
+    from worker.runtime import get_backend, get_directions
 
     last = [0.0]
 
@@ -291,7 +284,15 @@ def _learn_directions_with_progress(audit_id: int, config: AuditConfig) -> None:
             last[0] = time.monotonic()
             _set_stage(audit_id, "sampling", directions_done=done, directions_total=total)
 
-    get_directions(get_generator(config.generator), progress=progress)
+    latent = get_backend(config.generator).latent
+    if latent is None:
+        raise StageError(f"{config.generator} has no latent space: use its prompt factors "
+                         "instead of latent edits")
+    directions = get_directions(latent, progress=progress)
+    try:
+        directions.check_editable([FACTORS[f].sensor for f in _latent_factors(config)])
+    except UnreliableDirection as exc:
+        raise StageError(str(exc)) from None
 
 
 #: The identity judge's cut-off: this percentile of its similarities between different
@@ -332,7 +333,7 @@ def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
     any edit is judged; stored on the audit row (and from there in summary.json, the manifest
     and the report). Never a model under test (worker.runtime.choose_identity_judge)."""
     from generator.editing import identity_cutoff
-    from worker.runtime import get_generator, get_sense, sense_analyzer
+    from worker.runtime import get_backend, get_sense, sense_analyzer
 
     choice = _choose_identity_judge(config)
     if choice is None:
@@ -343,7 +344,7 @@ def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
         model, why = choice
         identities = list(SyntheticIdentity.objects.filter(audit_id=audit_id).order_by(
             "group_name", "index_in_group"))
-        pixels = _baseline_pixels(config, get_generator(config.generator), identities)
+        pixels = get_backend(config.generator).baselines(_cells(identities))
         readings = get_sense(model)(pixels)
         found = np.asarray(readings["face_found"], dtype=bool)
         cutoff, n_pairs = identity_cutoff(np.asarray(readings["embedding"])[found],
@@ -361,26 +362,12 @@ def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
     return judge
 
 
-def _baseline_pixels(config: AuditConfig, generator, identities: list) -> np.ndarray:
-    """Every identity's baseline image, rendered as generate_images renders it."""
-    if config.generator in PROMPT_GENERATORS:
-        from generator.diffusion.audit import render_prompt_baselines
-
-        _, render = _diffusion_options(config)
-        cells = [(i.group_labels, np.asarray(i.conditioning["identity_embedding"],
-                                             dtype=np.float32), i.latent_seed)
-                 for i in identities]
-        return render_prompt_baselines(generator, cells, render_kwargs=render)
-    return generator.generate(generator.sample_latents([i.latent_seed for i in identities]))
-
-
 def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) -> None:
     """Render baseline + variants of the given identities with their checks (generator
     accountability), store them, and when the last image of the audit exists, move on to
     scoring."""
 
-    from generator.editing import render_and_check
-    from worker.runtime import get_directions, get_generator, get_sense
+    from worker.runtime import get_backend, get_directions, get_sense
 
     audit = Audit.objects.filter(pk=audit_id).first()
     if audit is None or audit.state != State.GENERATING:  # deleted, cancelled, or already moved on
@@ -390,22 +377,13 @@ def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) 
         design = plan_design(config)
         identities = list(SyntheticIdentity.objects.filter(audit=audit, pk__in=identity_ids)
                           .order_by("id"))
-        generator = get_generator(config.generator)
-        policy = _identity_policy(audit_id, config, generator)
+        backend = get_backend(config.generator)
+        policy = _identity_policy(audit_id, config, backend)
         sense = get_sense(policy.identity_judge)
-        if config.generator in PROMPT_GENERATORS:
-            from generator.diffusion.audit import render_prompt_and_check
-
-            _, render = _diffusion_options(config)
-            cells = [(i.group_labels, np.asarray(i.conditioning["identity_embedding"],
-                                                 dtype=np.float32), i.latent_seed)
-                     for i in identities]
-            rendered = render_prompt_and_check(generator, cells, design.variants, config.seed,
-                                               sense, policy, render_kwargs=render)
-        else:
-            directions = get_directions(generator) if _latent_factors(config) else None
-            rendered = render_and_check(generator, [i.latent_seed for i in identities],
-                                        design.variants, config.seed, sense, directions, policy)
+        directions = (get_directions(backend.latent)
+                      if _latent_factors(config) and backend.latent is not None else None)
+        rendered = backend.render_and_check(_cells(identities), design.variants, config.seed,
+                                            sense, policy, directions)
         for identity, row in zip(identities, rendered, strict=True):
             for img in row:
                 data = encode_png(img.pixels)

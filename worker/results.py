@@ -353,7 +353,9 @@ def generator_provenance(audit: Audit, name: str) -> dict[str, Any]:
         r = recipe or {}
         key = (r.get("model_id"), r.get("weights_sha256"))
         seen.setdefault(key, {"model_id": r.get("model_id"), "weights_sha256": r.get("weights_sha256"),
-                              "licence": r.get("licence"), "image_size": r.get("image_size")})
+                              "licence": r.get("licence"), "image_size": r.get("image_size"),
+                              "synthesised_at": r.get("synthesised_at"),
+                              "truncation": r.get("truncation")})
     out: dict[str, Any] = {"name": name, "model_id": None, "weights_sha256": None,
                            "licence": None}
     if seen:

@@ -16,49 +16,34 @@ def model_dir() -> Path:
 
 
 @lru_cache(maxsize=4)
-def _generator(name: str, device: str):
-    from generator.config import PROMPT_GENERATORS
+def _backend(name: str, device: str):
+    from generator.registry import backend_spec
 
-    if name in PROMPT_GENERATORS:
-        return _diffusion_generator(name, device)
-    from generator.backends import load_generator
-
-    return load_generator(name, device=device)
-
-
-def _diffusion_generator(name: str, device: str):
-    """A diffusion backend from settings.FACEAUDIT_DIFFUSION (loaded by hub id or path)."""
-    options = dict(settings.FACEAUDIT_DIFFUSION.get(name) or {})
-    if "base_model" not in options:
-        raise RuntimeError(f"{name} is not configured: set FACEAUDIT_DIFFUSION (see settings)")
-    base = options.pop("base_model")
-    for key in ("identity_model", "steps", "guidance_scale", "size"):
-        options.pop(key, None)
-    if name == "arc2face":
-        from generator.diffusion.arc2face import load_arc2face_generator
-
-        return load_arc2face_generator(base, options.pop("arc2face_model", None), device=device,
-                                       **options)
-    from generator.diffusion.faceid import load_faceid_generator
-
-    return load_faceid_generator(base, options.pop("adapter"), device=device, **options)
+    spec = backend_spec(name)
+    options = {} if spec.offline else dict(settings.FACEAUDIT_DIFFUSION.get(name) or {})
+    return spec.load(device=device, **options)
 
 
 def available_generators() -> list[str]:
     """The offline generators that are installed plus the diffusion generators configured in
-    settings."""
-    from generator import mobilestylegan
-    from generator.config import DEFAULT_GENERATORS, PROMPT_GENERATORS
+    settings, in registry order (the default first)."""
+    from generator.registry import BACKENDS
 
-    offline = [g for g in DEFAULT_GENERATORS
-               if g != mobilestylegan.MODEL_ID or mobilestylegan.available()]
-    configured = [g for g in settings.FACEAUDIT_DIFFUSION if g in PROMPT_GENERATORS]
-    return [*offline, *configured]
+    return [name for name, spec in BACKENDS.items()
+            if (spec.offline and spec.is_installed())
+            or (not spec.offline and name in settings.FACEAUDIT_DIFFUSION)]
+
+
+def get_backend(name: str):
+    """The :class:`generator.registry.GeneratorBackend` registered as ``name`` (loaded once per
+    worker process; a diffusion route with its FACEAUDIT_DIFFUSION settings)."""
+    with _lock:
+        return _backend(name, settings.FACEAUDIT_TORCH_DEVICE)
 
 
 def get_generator(name: str):
-    with _lock:
-        return _generator(name, settings.FACEAUDIT_TORCH_DEVICE)
+    """The latent generator of backend ``name`` (None for a prompt-driven backend)."""
+    return get_backend(name).latent
 
 
 @lru_cache(maxsize=8)
@@ -145,20 +130,22 @@ def choose_identity_judge(fr_models, conditioning: str | None = None) -> tuple[s
 def needs_identity_judge(config) -> bool:
     """Latent and prompt edits change the face itself, so whether identity survived is judged;
     image factors degrade the same face and are not."""
-    from generator.config import LATENT_FACTORS, PROMPT_GENERATORS
+    from generator.config import LATENT_FACTORS
+    from generator.registry import backend_spec
 
     return (any(f in LATENT_FACTORS for f in config.factors)
-            or config.generator in PROMPT_GENERATORS)
+            or backend_spec(config.generator).prompt_driven)
 
 
 def conditioning_model(config) -> str | None:
     """The FR model whose embedding conditions the config's diffusion generator, else None."""
-    from generator.config import PROMPT_GENERATORS
+    from generator.registry import backend_spec
 
-    if config.generator not in PROMPT_GENERATORS:
+    if not backend_spec(config.generator).prompt_driven:
         return None
-    options = settings.FACEAUDIT_DIFFUSION.get(config.generator) or {}
-    return options.get("identity_model", "buffalo_l")
+    from generator.diffusion.backend import render_options
+
+    return render_options(settings.FACEAUDIT_DIFFUSION.get(config.generator) or {})[0]
 
 
 def identity_judge_for(config) -> tuple[str, str] | None:

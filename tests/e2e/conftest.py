@@ -26,7 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 SMALL_AUDIT = {"name": "Browser dashboard audit", "seed": 7,
                "groups": {"perceived_gender": ["female", "male"]},
-               "identities_per_group": 6, "factors": {"blur": [1.5], "downscale": [24]},
+               "generator": "dcgan-digiface", "identities_per_group": 6, "factors": {"blur": [1.5], "downscale": [24]},
                "fr_models": ["mobilefacenet"], "target_fmr": [0.05, 0.01]}
 
 

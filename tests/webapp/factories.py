@@ -17,7 +17,7 @@ from webapp.audits.models import Audit, AuditResult, FaceAnalysis, GeneratedImag
 
 CONFIG = {"name": "Hand-made audit", "seed": 5,
           "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 2, "factors": {"blur": [2.0]}}
+          "generator": "dcgan-digiface", "identities_per_group": 2, "factors": {"blur": [2.0]}}
 
 
 def png(value: int) -> bytes:

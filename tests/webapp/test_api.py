@@ -161,8 +161,8 @@ def test_create_stores_the_config_enqueues_once_and_answers_201(
 
 
 @pytest.mark.parametrize("change,field,fragment", [
-    ({"identities_per_group": 1}, "identities_per_group", "2 to 500"),
-    ({"identities_per_group": 10**30}, "identities_per_group", "too large"),
+    ({"generator": "dcgan-digiface", "identities_per_group": 1}, "identities_per_group", "2 to 500"),
+    ({"generator": "dcgan-digiface", "identities_per_group": 10**30}, "identities_per_group", "too large"),
     ({"factors": {"blur": ["abc"]}}, "factors.blur", "numbers"),
     ({"factors": {"downscale": [100]}}, "factors.downscale", "between 4 and 63"),
     ({"factors": {}}, "factors", "vary at least one factor"),

@@ -10,7 +10,7 @@ from worker.pipeline import InlineRunner
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 CONFIG = {"name": "two models", "seed": 8, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 4, "factors": {"blur": [2.0]},
+          "generator": "dcgan-digiface", "identities_per_group": 4, "factors": {"blur": [2.0]},
           "fr_models": ["mobilefacenet", "dlib_resnet"], "target_fmr": [0.05]}
 
 
@@ -74,7 +74,7 @@ def test_bad_choices_are_named_at_their_field(client, alice, bob, audit):
     assert "choose one of: FMR 0.05" in point.context["errors"]["point"]
     assert client.get("/audits/compare/", {"a": "x"}).context["errors"]["a"]
 
-    other_design = run(alice, {**CONFIG, "name": "bigger", "identities_per_group": 5,
+    other_design = run(alice, {**CONFIG, "name": "bigger", "generator": "dcgan-digiface", "identities_per_group": 5,
                                "fr_models": ["mobilefacenet"]})
     response = client.get("/audits/compare/", {"a": audit.pk, "b": other_design.pk})
     assert "differ in their identities per group" in response.context["errors"]["b"]

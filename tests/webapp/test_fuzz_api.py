@@ -91,7 +91,7 @@ def assert_names_a_field(body: dict) -> None:
 @FUZZ
 @given(body=bodies)
 @example(body=json.dumps({"name": "x", "seed": "\u00b2"}))
-@example(body=json.dumps({"name": "x", "identities_per_group": 10**400}))
+@example(body=json.dumps({"name": "x", "generator": "dcgan-digiface", "identities_per_group": 10**400}))
 @example(body=json.dumps({"name": "x", "generator": ["dcgan-digiface"]}))
 @example(body=json.dumps({"name": "a\x00", "description": "\ud800"}))
 @example(body="[" * 20_000 + "]" * 20_000)

@@ -15,7 +15,7 @@ from worker.pipeline import InlineRunner
 pytestmark = pytest.mark.django_db
 
 CONFIG = {"name": "stall", "seed": 5, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 2, "factors": {"blur": [2.0]},
+          "generator": "dcgan-digiface", "identities_per_group": 2, "factors": {"blur": [2.0]},
           "fr_models": ["mobilefacenet"], "target_fmr": [0.05]}
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 

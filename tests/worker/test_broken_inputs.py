@@ -17,7 +17,7 @@ from worker.pipeline import InlineRunner
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 CONFIG = {"name": "broken", "seed": 6, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 2, "factors": {"blur": [2.0]},
+          "generator": "dcgan-digiface", "identities_per_group": 2, "factors": {"blur": [2.0]},
           "fr_models": ["mobilefacenet"], "target_fmr": [0.05]}
 
 

@@ -10,7 +10,7 @@ from webapp.audits.models import Audit, GeneratedImage
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.slow]
 
 CONFIG = {"name": "worker", "seed": 3, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 3, "factors": {"blur": [2.0], "jpeg": [15]},
+          "generator": "dcgan-digiface", "identities_per_group": 3, "factors": {"blur": [2.0], "jpeg": [15]},
           "fr_models": ["mobilefacenet"], "target_fmr": [0.05]}
 
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"name": "determinism", "seed": 5, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 4, "factors": {"yaw": [15], "blur": [1.0]},
+          "generator": "dcgan-digiface", "identities_per_group": 4, "factors": {"yaw": [15], "blur": [1.0]},
           "fr_models": ["mobilefacenet"], "target_fmr": [0.05]}
 
 

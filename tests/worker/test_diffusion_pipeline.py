@@ -20,10 +20,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 @pytest.fixture
 def clean_caches():
-    runtime._generator.cache_clear()
+    runtime._backend.cache_clear()
     runtime._analyzer.cache_clear()
     yield
-    runtime._generator.cache_clear()
+    runtime._backend.cache_clear()
     runtime._analyzer.cache_clear()
 
 
@@ -86,5 +86,5 @@ def test_prompt_factors_are_not_mistaken_for_latent_edits():
     assert _latent_factors(cfg) == []
     latent = parse_config({"name": "l", "seed": 1,
                            "groups": {"perceived_gender": ["female", "male"]},
-                           "identities_per_group": 2, "factors": {"yaw": [10], "blur": [1.0]}})
+                           "generator": "dcgan-digiface", "identities_per_group": 2, "factors": {"yaw": [10], "blur": [1.0]}})
     assert _latent_factors(latent) == ["yaw"]

@@ -21,7 +21,7 @@ from worker.comparison_store import read_comparisons
 from worker.exports import check_relpath, export_to_dir, group_slugs, safe_slug, stream_zip
 
 CONFIG = {"name": "Export audit", "seed": 3, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 3, "factors": {"blur": [1.5], "jpeg": [20]},
+          "generator": "dcgan-digiface", "identities_per_group": 3, "factors": {"blur": [1.5], "jpeg": [20]},
           "fr_models": ["mobilefacenet"], "target_fmr": [0.05]}
 
 

@@ -23,7 +23,7 @@ from worker import pipeline
 from worker.pipeline import InlineRunner
 
 CONFIG = {"name": "faults", "seed": 5, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 4, "factors": {"blur": [2.0], "jpeg": [15]},
+          "generator": "dcgan-digiface", "identities_per_group": 4, "factors": {"blur": [2.0], "jpeg": [15]},
           "fr_models": ["mobilefacenet"], "target_fmr": [0.05]}
 
 

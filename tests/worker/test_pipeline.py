@@ -14,7 +14,7 @@ from worker.pipeline import InlineRunner
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 CONFIG = {"name": "pipeline", "seed": 11, "groups": {"perceived_gender": ["female", "male"]},
-          "identities_per_group": 4, "factors": {"blur": [1.0], "downscale": [24]},
+          "generator": "dcgan-digiface", "identities_per_group": 4, "factors": {"blur": [1.0], "downscale": [24]},
           "fr_models": ["mobilefacenet"], "target_fmr": [0.05, 0.01]}
 
 
@@ -100,7 +100,7 @@ def test_a_group_the_generator_cannot_fill_fails_with_a_plain_message(alice, med
                                                                       models_available,
                                                                       monkeypatch):
     config = {**CONFIG, "groups": {"age_band": ["under_30", "50_plus"]},
-              "identities_per_group": 60}
+              "generator": "dcgan-digiface", "identities_per_group": 60}
     audit = create(alice, config)
     # shrink the candidate budget so the test is quick: 60 identities need ~6,000 candidates
     from generator import identities

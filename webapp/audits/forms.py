@@ -21,6 +21,7 @@ from audit.planner import (
 from generator.config import (
     AXIS_HELP,
     DEFAULT_FR_MODELS,
+    DEFAULT_GENERATOR,
     FACTORS,
     GENERATORS,
     GROUP_AXES,
@@ -80,7 +81,7 @@ class AuditForm(forms.Form):
         help_text="synthetic people in every group (2 to 500); groups are ranked against each "
                   "other only with 20 or more",
         widget=forms.NumberInput(attrs={"min": 2, "max": 500}))
-    generator = forms.ChoiceField(initial="dcgan-digiface")
+    generator = forms.ChoiceField(initial=DEFAULT_GENERATOR)
     fr_models = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                           label="FR models under test")
     target_fmr = forms.CharField(required=False, initial="0.001", label="Target FMR",
@@ -112,6 +113,8 @@ class AuditForm(forms.Form):
         self.generator_choices = available_generators()
         self.fields["generator"].choices = [(k, f"{k}: {GENERATORS[k]}")
                                             for k in self.generator_choices]
+        if DEFAULT_GENERATOR not in self.generator_choices and self.generator_choices:
+            self.fields["generator"].initial = self.generator_choices[0]
         for name, levels in prompt_factors().items():
             self.fields[prompt_field(name)] = forms.MultipleChoiceField(
                 required=False, choices=[(lv, lv.replace("_", " ")) for lv in levels],

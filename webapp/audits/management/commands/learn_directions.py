@@ -9,12 +9,14 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from generator.config import DEFAULT_GENERATOR
+
 
 class Command(BaseCommand):
     help = "Learn the attribute directions of a latent generator (InterFaceGAN) and cache them."
 
     def add_arguments(self, parser):
-        parser.add_argument("--generator", default="dcgan-digiface")
+        parser.add_argument("--generator", default=DEFAULT_GENERATOR)
         parser.add_argument("--samples", type=int, default=settings.FACEAUDIT_DIRECTION_SAMPLES)
         parser.add_argument("--force", action="store_true", help="relearn even when cached")
 
@@ -25,6 +27,9 @@ class Command(BaseCommand):
 
         try:
             generator = get_generator(opts["generator"])
+            if generator is None:
+                raise ValueError("it is prompt-driven: its edits are prompt phrases, not "
+                                 "latent directions")
         except Exception as exc:
             raise CommandError(f"cannot load generator {opts['generator']!r}: {exc}") from None
         settings.FACEAUDIT_DIRECTION_SAMPLES = opts["samples"]
