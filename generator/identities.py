@@ -57,19 +57,28 @@ def sample_identities(
     max_candidates: int | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> list[IdentityDraw]:
     """Fill ``design.groups`` with ``design.identities_per_group`` identities each.
 
     ``max_candidates`` defaults to 50 candidates per identity needed. Raises
     :class:`GroupFillError` when the budget runs out. ``should_stop`` is polled once per batch
     (cancellation); when it returns True the identities found so far are returned.
+
+    ``report``, when given, is filled with how the groups filled (see :func:`acceptance`):
+    ``candidates`` tried, ``faces_found`` among them, and per group name ``accepted``,
+    ``tried_while_open`` (candidates drawn while the group still needed identities),
+    ``matched_while_open`` (those the sensors placed in the group) and ``acceptance_rate``
+    (matched / tried while open: how rare the group is among the generator's faces).
     """
     need = design.identities_per_group
     total = design.n_identities
     budget = max_candidates if max_candidates is not None else 50 * total
     filled: dict[Group, list[IdentityDraw]] = {g: [] for g in design.groups}
     wanted = [(g, g.as_dict) for g in design.groups]
-    tried = 0
+    tried = faces = 0
+    open_tried = {g: 0 for g in design.groups}
+    open_matched = {g: 0 for g in design.groups}
     while tried < budget and sum(len(v) for v in filled.values()) < total:
         if should_stop is not None and should_stop():
             break
@@ -77,8 +86,14 @@ def sample_identities(
         seeds = [derive_seed(audit_seed, "candidate", k) for k in ks]
         labels = labeller(generator.generate(generator.sample_latents(seeds)))
         for k, seed, lab in zip(ks, seeds, labels, strict=True):
+            for group, want in wanted:
+                if len(filled[group]) < need:
+                    open_tried[group] += 1
+                    if lab is not None and all(lab.get(a) == v for a, v in want.items()):
+                        open_matched[group] += 1
             if lab is None:
                 continue
+            faces += 1
             for group, want in wanted:
                 if len(filled[group]) < need and all(lab.get(a) == v for a, v in want.items()):
                     filled[group].append(IdentityDraw(group, len(filled[group]), k, seed,
@@ -88,7 +103,22 @@ def sample_identities(
         if progress is not None:
             progress(sum(len(v) for v in filled.values()), total, tried)
     found = {g.name: len(v) for g, v in filled.items()}
+    if report is not None:
+        report.update(acceptance(tried, faces, {g.name: (len(filled[g]), open_tried[g],
+                                                         open_matched[g])
+                                                for g in design.groups}))
     stopped = should_stop is not None and should_stop()
     if not stopped and any(n < need for n in found.values()):
         raise GroupFillError(found, need, tried)
     return [d for g in design.groups for d in filled[g]]
+
+
+def acceptance(tried: int, faces: int,
+               groups: dict[str, tuple[int, int, int]]) -> dict[str, Any]:
+    """The sampling report: ``groups`` maps a group name to ``(accepted, tried while open,
+    matched while open)``; the acceptance rate is matched / tried while open (None when the
+    group never needed a candidate)."""
+    return {"candidates": int(tried), "faces_found": int(faces),
+            "groups": {name: {"accepted": a, "tried_while_open": t, "matched_while_open": m,
+                              "acceptance_rate": round(m / t, 4) if t else None}
+                       for name, (a, t, m) in groups.items()}}

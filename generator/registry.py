@@ -61,8 +61,11 @@ class GeneratorBackend(Protocol):
 
     def sample_identities(self, design, labeller: Labeller, audit_seed: int, *,
                           encoder: Encoder | None = None, progress: Progress | None = None,
-                          should_stop: Callable[[], bool] | None = None) -> list:
-        """Identities filling every group: ``list[generator.identities.IdentityDraw]``."""
+                          should_stop: Callable[[], bool] | None = None,
+                          report: dict[str, Any] | None = None) -> list:
+        """Identities filling every group: ``list[generator.identities.IdentityDraw]``;
+        ``report`` (when given and the backend keeps one) is filled with per-group acceptance
+        rates (:func:`generator.identities.acceptance`)."""
         ...
 
     def render_and_check(self, cells: Sequence[IdentityCell], variants, audit_seed: int, sense,
@@ -95,11 +98,11 @@ class LatentBackend:
         return getattr(self.latent, "check_policy", {})
 
     def sample_identities(self, design, labeller, audit_seed, *, encoder=None, progress=None,
-                          should_stop=None):
+                          should_stop=None, report=None):
         from generator.identities import sample_identities
 
         return sample_identities(design, self.latent, labeller, audit_seed, progress=progress,
-                                 should_stop=should_stop)
+                                 should_stop=should_stop, report=report)
 
     def render_and_check(self, cells, variants, audit_seed, sense, policy, directions=None):
         from generator.editing import render_and_check

@@ -142,7 +142,8 @@ def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
         "- Groups (all combinations of the levels): "
         + "; ".join(f"{_md(axis)}: {', '.join(_md(v) for v in levels)}"
                     for axis, levels in axes.items()) + ".",
-        f"- Identities per group: {config.get('identities_per_group', '')}.",
+        f"- Identities per group: {config.get('identities_per_group', '')}."
+        + _acceptance_text(summary.get("identity_sampling") or {}),
         "- Factors and levels: "
         + ("; ".join(f"{_md(f)}: {', '.join(_md(_level_text(v)) for v in levels)}"
                      for f, levels in factors.items()) or "none")
@@ -165,6 +166,17 @@ def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
               DATASET_CARD_USES]
     lines += _limitations(summary, comp, config)
     return "\n".join(lines) + "\n"
+
+
+def _acceptance_text(sampling: dict[str, Any]) -> str:
+    """Per-group acceptance rates of identity sampling, as one sentence (empty when unknown)."""
+    groups = sampling.get("groups") or {}
+    rates = [f"{_md(g)} {v['acceptance_rate']:.0%}" for g, v in groups.items()
+             if v.get("acceptance_rate") is not None]
+    if not rates:
+        return ""
+    return (f" Of {sampling.get('candidates', 0):,} generated candidates, the share the sensors "
+            f"placed in each group while it was open: {', '.join(rates)}.")
 
 
 def _image_size_text(generator: dict[str, Any]) -> str:

@@ -208,11 +208,14 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
                     _set_stage(audit_id, "sampling", done=found, total=needed, candidates=tried)
 
             labeller, encoder = _labeller_and_encoder(config, backend)
+            report: dict[str, Any] = {}
             draws = backend.sample_identities(design, labeller, config.seed, encoder=encoder,
-                                              progress=progress,
+                                              progress=progress, report=report,
                                               should_stop=lambda: _is_cancelled(audit_id))
             if _is_cancelled(audit_id):
                 return
+            if report:
+                _set_stage(audit_id, "sampling", acceptance=report)
             rows = []
             for d in draws:
                 sensors = dict(d.sensors)

@@ -397,6 +397,11 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                    "identities_per_group": design.identities_per_group,
                    "variants": [v.key for v in design.variants], "n_images": design.n_images},
         "acquisition": _acquisition(images),
+        "identity_sampling": {
+            "rule": "candidates are rendered from seeded latents and join the first group whose "
+                    "levels the sensors confirm; acceptance_rate = candidates the sensors placed "
+                    "in the group / candidates drawn while it still needed identities",
+            **((audit.stage_progress or {}).get("sampling", {}).get("acceptance") or {})},
         "generator_checks": generator_checks(images),
         "identity_judge": {**(audit.identity_judge or {}),
                            "comparisons_shown": "every variant whose face was found and whose "

@@ -54,3 +54,35 @@ def test_it_explains_which_group_could_not_be_filled():
         sample_identities(design(3), TinyGenerator(), only_male, audit_seed=1, max_candidates=40)
     assert "female (0 of 3)" in str(info.value)
     assert "fewer identities" in str(info.value)
+
+
+def test_the_report_gives_each_groups_acceptance_rate_by_a_naive_recount():
+    from generator.design import derive_seed
+
+    d = design(4)
+    report: dict = {}
+    draws = sample_identities(d, TinyGenerator(), labeller, audit_seed=9, batch_size=1,
+                              report=report)
+    # naive replay: walk the candidates in order, tracking when each group closes
+    tried = report["candidates"]
+    seeds = [derive_seed(9, "candidate", k) for k in range(tried)]
+    values = TinyGenerator().sample_latents(seeds)[:, 0]
+    need, filled = 4, {"female": 0, "male": 0}
+    open_tried, open_matched = {"female": 0, "male": 0}, {"female": 0, "male": 0}
+    for v in values:
+        label = None if abs(v) < 0.1 else ("male" if v > 0 else "female")
+        for g in filled:
+            if filled[g] < need:
+                open_tried[g] += 1
+                open_matched[g] += label == g
+        if label is not None and filled[label] < need:
+            filled[label] += 1
+    assert filled == {"female": 4, "male": 4} and len(draws) == 8
+    assert report["faces_found"] == int((np.abs(values) >= 0.1).sum())
+    for g in ("female", "male"):
+        name = next(x.group.name for x in draws if x.group.as_dict["perceived_gender"] == g)
+        row = report["groups"][name]
+        assert row["accepted"] == 4
+        assert (row["tried_while_open"], row["matched_while_open"]) == (open_tried[g],
+                                                                        open_matched[g])
+        assert row["acceptance_rate"] == round(open_matched[g] / open_tried[g], 4)

@@ -254,3 +254,15 @@ def test_a_generator_brings_its_own_check_tolerances(finished):
     assert policy.identity_judge == finished.identity_judge.get("model")
     default = _identity_policy(finished.pk, config, SimpleNamespace())
     assert default.target_abs_tol["age"] == 10.0  # the 64-px DCGAN's, unchanged
+
+
+def test_the_summary_reports_each_groups_acceptance_rate(finished):
+    sampling = finished.result.summary["identity_sampling"]
+    groups = sampling["groups"]
+    assert set(groups) == {"perceived_gender=female", "perceived_gender=male"} or len(groups) == 2
+    for row in groups.values():
+        assert row["accepted"] == 4
+        assert row["matched_while_open"] >= 4
+        assert row["acceptance_rate"] == round(row["matched_while_open"]
+                                               / row["tried_while_open"], 4)
+    assert sampling["candidates"] >= max(r["tried_while_open"] for r in groups.values())
