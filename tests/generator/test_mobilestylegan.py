@@ -97,3 +97,20 @@ def test_it_is_offered_when_installed_and_recipes_carry_its_licence(gan):
     assert recipe["model_id"] == "mobilestylegan-ffhq" and recipe["image_size"] == 512
     assert recipe["licence"].startswith("research use only")
     assert recipe["truncation"] == 0.7
+
+
+def test_the_torch_engine_renders_the_same_faces_as_openvino(gan, faces):
+    """A GPU worker runs the torch port (here on the CPU): same whitening, same latents, and
+    images within one grey level of OpenVINO's, almost every pixel identical."""
+    from generator.mobilestylegan import load_mobilestylegan
+
+    torch_gan = load_mobilestylegan(engine="torch")
+    assert torch_gan.recipe_extra["render"] == "torch fp32, cpu"
+    # the whitening comes from 4,096 mapped latents, which the engines give to 5e-6: equal to
+    # a relative 1e-3 (its smallest eigen-directions amplify the difference)
+    assert (np.linalg.norm(torch_gan.whiten - gan.whiten)
+            < 1e-3 * np.linalg.norm(gan.whiten))
+    np.testing.assert_allclose(torch_gan.truncated_w([13]), gan.truncated_w([13]), atol=1e-4)
+    img = torch_gan.generate(gan.sample_latents([13]))[0].astype(int)
+    diff = np.abs(img - faces[2].astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
