@@ -11,7 +11,9 @@ Scoring (faces -> numbers):
 - :mod:`audit.recognition`: FR models behind one :class:`~audit.recognition.Recognizer`
   interface (MobileFaceNet with its exact preprocessing).
 - :mod:`audit.recognition_dlib`: dlib's ResNet, a second, independent FR family.
-- :mod:`audit.sensors`: perceived gender and age, skin tone (ITA), brightness, sharpness,
+- :mod:`audit.expression`: smile score and mouth opening from dlib's 68 landmarks.
+- :mod:`audit.sensors`: perceived gender and age, skin tone (ITA, the lighting-invariant skin
+  tone index, skin hue), brightness, sharpness,
   illumination uniformity; :mod:`audit.pose`: head yaw, pitch and roll from 5 keypoints.
 - :mod:`audit.analysis`: :class:`~audit.analysis.FaceAnalyzer`, all of the above in one batch.
 

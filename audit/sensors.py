@@ -1,11 +1,18 @@
-"""Attribute sensors on aligned 112x112 crops: perceived gender and age, skin tone, brightness,
-sharpness and illumination uniformity.
+"""Attribute sensors on aligned 112x112 crops: perceived gender and age, skin tone (ITA, an
+exposure-invariant skin tone index and the skin hue), brightness, sharpness and illumination
+uniformity.
 
 All functions take the ArcFace-aligned crops of :func:`audit.align.align_faces`:
 (N, 112, 112, 3) uint8 RGB. These are *perceived* attributes estimated from pixels, used to
 group synthetic faces for a bias audit and to check that each generated edit moved what it
 claims and nothing else; they say nothing about a real person's identity. Head pose comes from
-the detector's keypoints instead (:func:`audit.pose.head_pose`).
+the detector's keypoints instead (:func:`audit.pose.head_pose`), expression (smile, mouth opening)
+from dlib's 68 landmarks (:mod:`audit.expression`).
+
+Skin-tone group labels come from :func:`coarse_skin_tone_from_index` on :func:`skin_tone_index`,
+which a darker or brighter rendering of the same face leaves in place; ITA (:func:`skin_ita`)
+stays a reading but moves with the lighting (a 30% darker image lowered it by 51 degrees on
+average on MobileStyleGAN faces).
 
 :data:`SENSOR_VERSION` names the current definitions and :data:`SENSOR_UNITS` the unit of every
 reading.
@@ -21,16 +28,19 @@ import numpy as np
 from .recognition import OnnxBatchRunner, check_aligned
 from .registry import ModelError, ModelRegistry
 
-SENSOR_VERSION = "2"
+SENSOR_VERSION = "3"
 """Version of the sensor definitions; anything learned from sensor readings (e.g. the
 generator's latent directions) is cached under it, so it must change whenever any sensor's
 definition changes (formula, region, constant, model). Model weights are pinned separately by
-sha256 in :mod:`audit.registry`.
+sha256 in :mod:`audit.registry` (dlib's 68-point landmark model in :mod:`audit.expression`).
 
 History: "1" perceived male probability, age, ITA, brightness (and the generator's own yaw
 proxy); "2" adds yaw, pitch and roll from a weak-perspective fit of a 3D face model
 (:mod:`audit.pose`), Laplacian-variance sharpness (raw and contrast-normalised) and left/right
-illumination uniformity."""
+illumination uniformity; "3" adds expression (smile score and mouth opening from dlib's 68-point
+landmarks, :mod:`audit.expression`), the exposure-invariant skin tone index
+(:func:`skin_tone_index`) and the skin hue angle (:func:`skin_hue`), and skin-tone labels come
+from the index instead of ITA (:func:`coarse_skin_tone_from_index`)."""
 
 SENSOR_UNITS: dict[str, str] = {
     "male_probability": "probability",
@@ -43,6 +53,10 @@ SENSOR_UNITS: dict[str, str] = {
     "sharpness": "luma^2 (variance of the 3x3 Laplacian of 0-255 luma)",
     "sharpness_normalised": "ratio (Laplacian variance / luma variance)",
     "illumination_uniformity": "ratio (0-1, 1 = left and right equally lit)",
+    "skin_tone_index": "degrees (arctan2(L* + 16, b*) of cheek skin; higher = lighter)",
+    "skin_hue": "degrees (CIELAB hue angle h_ab of cheek skin, 0-360)",
+    "smile": "inter-ocular distances (mouth width + 2 x mouth-corner lift)",
+    "mouth_open": "ratio (inner-lip gap / mouth width)",
 }
 """Unit of each sensor reading, by the field name used in :class:`audit.analysis.AnalysisBatch`."""
 
@@ -205,11 +219,144 @@ def coarse_skin_tone(ita: float) -> str:
     """``"lighter"`` if ITA > 28 degrees (very_light, light, intermediate) else ``"darker"``.
 
     ``"unknown"`` for NaN. The two-group split at the intermediate/tan boundary follows common
-    practice in face recognition bias audits that dichotomise ITA categories.
+    practice in face recognition bias audits that dichotomise ITA categories. ITA follows the
+    lighting (a dimly lit light-skinned face reads "darker"): label groups with
+    :func:`coarse_skin_tone_from_index` instead.
     """
     if math.isnan(ita):
         return "unknown"
     return "lighter" if ita > 28.0 else "darker"
+
+
+# --- skin tone that does not follow the lighting ----------------------------------------------
+
+LAB_LINEAR_LIGHTNESS = 116.0 * 6.0 / 29.0 - 16.0
+"""L* = 8.0: below it (relative luminance Y < (6/29)**3 = 0.0089) CIELAB's lightness is linear in
+Y rather than a cube root, and :func:`skin_tone_index_from_lab` loses its exposure invariance."""
+
+SKIN_TONE_INDEX_LIGHTER_ABOVE = 73.5
+""":func:`coarse_skin_tone_from_index` calls a face "lighter" above this skin tone index
+(degrees), "darker" at or below it. This project's own calibration: on 120 MobileStyleGAN faces
+(seeds 0-119) at their generated lighting, the split that agrees best with ITA's 28-degree split
+(98 of 120 faces, 82%; most disagreements are light skin that ITA calls darker because the
+photo is dim, and light skin under warm, orange light, which the index calls darker). It sits
+in a sparse stretch of the index's distribution there (5th percentile 71.5, median 79.2), so few
+faces lie close enough to it for a change of lighting to carry them across."""
+
+
+def skin_tone_index_from_lab(lightness: np.ndarray, b_star: np.ndarray) -> np.ndarray:
+    """Exposure-invariant skin tone angle in degrees: ``degrees(arctan2(L* + 16, b*))``.
+
+    Why it does not follow the lighting: in CIELAB (CIE 15:2004), ``L* + 16 = 116 f(Y/Yn)``,
+    ``a* = 500 (f(X/Xn) - f(Y/Yn))``, ``b* = 200 (f(Y/Yn) - f(Z/Zn))`` with ``f(t) = t**(1/3)``
+    above ``t = (6/29)**3``. Scaling the light reaching the camera by ``k`` (a face rendered darker
+    or brighter, or a shorter or longer exposure) scales linear RGB and so X, Y, Z by ``k``, and
+    therefore ``L* + 16``, ``a*`` and ``b*`` all by ``k**(1/3)``: the colour slides along a ray
+    from the point ``L* = -16, a* = b* = 0``. Every angle about that point is unchanged, this one
+    among them; ITA's angle about ``L* = 50`` (:func:`ita_from_lab`) is not.
+
+    What it measures: the skin's chromaticity (the ratio of short-wavelength to overall
+    reflectance, ``b* / (L* + 16) = (200 / 116) (1 - (Z/Zn / (Y/Yn))**(1/3))``), not its lightness.
+    Melanin absorbs short wavelengths most, so more melanin means a yellower, more saturated
+    skin colour (larger ``b*`` for its lightness) and a smaller index. On 120 MobileStyleGAN faces
+    it ranges from 61.7 to 88.0 degrees (median 79.2), the darkest-skinned faces lowest
+    (61.7-68.4). It is this project's construction, in the spirit of ITA (Chardon, Cretois and
+    Hourseau, "Skin colour typology and suntanning pathways", Int. J. Cosmet. Sci. 13, 1991) and
+    of Thong, Joniak and Xiang, "Beyond skin tone: a multidimensional measure of apparent skin
+    color", ICCV 2023, who add the hue angle (:func:`skin_hue_from_lab`) to lightness for the
+    same reason: hue does not change with the amount of light.
+
+    Limits: it follows the *colour* of the light (a warm, orange light reads darker, a blue one
+    lighter) and gamma or contrast changes (which alter chromaticity); clipped channels of an
+    over-exposed face move it slightly; and chromaticity alone cannot tell very dark skin of low
+    saturation from lighter skin. Returns NaN where ``L* < 8`` (:data:`LAB_LINEAR_LIGHTNESS`,
+    too dark for the invariance to hold). Values lie in (0, 180) otherwise; 90 for a grey.
+    """
+    lightness = np.asarray(lightness, dtype=np.float64)
+    angle = np.degrees(np.arctan2(lightness + 16.0, np.asarray(b_star, dtype=np.float64)))
+    return np.where(lightness >= LAB_LINEAR_LIGHTNESS, angle, np.nan)
+
+
+def skin_hue_from_lab(a_star: np.ndarray, b_star: np.ndarray) -> np.ndarray:
+    """CIELAB hue angle ``h_ab = degrees(arctan2(b*, a*))`` in [0, 360) (CIE 15:2004).
+
+    The hue dimension of apparent skin colour of Thong, Joniak and Xiang (ICCV 2023); 0 is red,
+    90 yellow (MobileStyleGAN faces: 11-57 degrees). Unchanged by scaling the light in the cube-root
+    regime (``a*`` and ``b*`` scale alike), but channels clipped at 255 by over-exposure pull it
+    (on MobileStyleGAN faces a 30% brighter image moved it by 10 degrees on average, a 30%
+    darker one by 0.2). 0 for a grey.
+    """
+    return np.mod(
+        np.degrees(np.arctan2(np.asarray(b_star, dtype=np.float64), np.asarray(a_star, float))),
+        360.0,
+    )
+
+
+def _skin_lab(aligned: np.ndarray) -> np.ndarray:
+    """Median L*, a*, b* over :data:`SKIN_PATCHES` of each crop, (N, 3) float64."""
+    aligned = check_aligned(aligned)
+    if len(aligned) == 0:
+        return np.zeros((0, 3), dtype=np.float64)
+    patch = np.concatenate(
+        [aligned[:, rows, cols].reshape(len(aligned), -1, 3) for rows, cols in SKIN_PATCHES], axis=1
+    )
+    return np.median(srgb_to_lab(patch), axis=1)
+
+
+def skin_tone_index(aligned: np.ndarray) -> np.ndarray:
+    """Exposure-invariant skin tone of aligned crops (N, 112, 112, 3) uint8 RGB -> (N,) float64
+    degrees: :func:`skin_tone_index_from_lab` of the median L* and b* over :data:`SKIN_PATCHES`
+    (the same cheek pixels and medians as :func:`skin_ita`). Label it with
+    :func:`coarse_skin_tone_from_index`.
+
+    Measured on 120 MobileStyleGAN faces (seeds 0-119, re-detected after each change): across
+    identities it spreads with a standard deviation of 4.9 degrees (5th-95th percentile
+    71.5-86.1; ITA: 27.5 degrees). The project's brightness factor
+    (:func:`generator.factors.brightness`, a gain on 8-bit values) at 0.7 moved it by 0.41
+    degrees on average (ITA: 50.6) and flipped the coarse label of 3 faces (ITA: 75); at 1.3 by
+    1.5 degrees, 3 flips (ITA: 18.3 degrees, 18 flips); every face that flipped lay within 1.3
+    degrees of :data:`SKIN_TONE_INDEX_LIGHTER_ABOVE`. (A gain on 8-bit values is not exactly a
+    gain on linear light, because of sRGB's offset, and 1.3 clips bright skin, hence these
+    small moves; a true linear-light gain of 0.5-1.3 on the six faces of insightface's ``t1.jpg``
+    moved the index by at most 0.3 degrees, ITA by 2-35.) A gamma of 0.8 or 1.25 on the 8-bit
+    values moved it by 2.1 and 2.6 degrees, 7 and 19 flips (ITA: 12.9 and 16.0 degrees, 17 and
+    25 flips).
+    """
+    lab = _skin_lab(aligned)
+    return skin_tone_index_from_lab(lab[:, 0], lab[:, 2])
+
+
+def skin_hue(aligned: np.ndarray) -> np.ndarray:
+    """Skin hue angle of aligned crops (N, 112, 112, 3) uint8 RGB -> (N,) float64 degrees in
+    [0, 360): :func:`skin_hue_from_lab` of the median a* and b* over :data:`SKIN_PATCHES`."""
+    lab = _skin_lab(aligned)
+    return skin_hue_from_lab(lab[:, 1], lab[:, 2])
+
+
+def skin_colour_measures(aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(skin_ita, skin_tone_index, skin_hue)`` of aligned crops from one Lab conversion, each
+    (N,) float64 degrees (the analyzer needs all three)."""
+    lab = _skin_lab(aligned)
+    lightness, a_star, b_star = lab[:, 0], lab[:, 1], lab[:, 2]
+    return (
+        ita_from_lab(lightness, b_star),
+        skin_tone_index_from_lab(lightness, b_star),
+        skin_hue_from_lab(a_star, b_star),
+    )
+
+
+def coarse_skin_tone_from_index(index: float) -> str:
+    """``"lighter"`` if the skin tone index (:func:`skin_tone_index`, degrees) is above
+    :data:`SKIN_TONE_INDEX_LIGHTER_ABOVE` (73.5), else ``"darker"``; ``"unknown"`` for NaN.
+
+    The same two groups as :func:`coarse_skin_tone` (ITA above 28 degrees), read from a measure
+    that a darker or brighter rendering of the same face leaves in place. Use it for skin-tone
+    group labels; ITA stays available as a reading (and :func:`ita_band` for its six bands,
+    which the lighting moves).
+    """
+    if math.isnan(index):
+        return "unknown"
+    return "lighter" if index > SKIN_TONE_INDEX_LIGHTER_ABOVE else "darker"
 
 
 # --- brightness --------------------------------------------------------------------------------

@@ -40,8 +40,9 @@ GROUP_AXES: dict[str, tuple[str, ...]] = {
 }
 AXIS_HELP: dict[str, str] = {
     "perceived_gender": "perceived gender from the gender-age model (probability of male >= 0.5)",
-    "skin_tone": "ITA angle on cheek skin of the baseline face: lighter > 28 deg >= darker, or one "
-                 "of the six ITA bands",
+    "skin_tone": "cheek skin of the baseline face: lighter or darker by the skin tone index (a "
+                 "skin colour angle that a change of lighting leaves in place; split at 73.5 "
+                 "deg), or one of the six ITA bands (which follow the lighting)",
     "age_band": "perceived age from the gender-age model",
 }
 
@@ -87,6 +88,10 @@ FACTORS: dict[str, FactorSpec] = {
         FactorSpec("lighting", "change of mean face brightness in percent", -70, 150,
                    "scene lighting on the face (latent edit)", kind="latent",
                    sensor="brightness", relative=True),
+        FactorSpec("smile", "change of the smile score (mouth width + 2 x mouth-corner lift, in "
+                   "inter-ocular distances; neutral faces about 0.6, broad smiles 0.9)", -0.6,
+                   0.6, "expression, neutral to smiling (latent edit)", kind="latent",
+                   sensor="smile"),
     )
 }
 LATENT_FACTORS = tuple(name for name, f in FACTORS.items() if f.kind == "latent")

@@ -40,6 +40,10 @@ LOGIT_SENSORS = frozenset({"male_probability"})
 MIN_EDIT_R2 = 0.3
 
 
+#: Fewest faces with a reading that a direction is fitted from.
+MIN_FIT_SAMPLES = 20
+
+
 class UnreliableDirection(ValueError):
     """A direction whose held-out R^2 is below :data:`MIN_EDIT_R2`."""
 
@@ -185,6 +189,8 @@ def learn_directions(
         if s in LOGIT_SENSORS:
             y = _logit(y)
         ok = ok_face & np.isfinite(y)
+        if ok.sum() < MIN_FIT_SAMPLES:
+            continue  # the sensor reads too few of these faces: no direction (refused if asked)
         directions[s] = _fit(latents[ok], y[ok], s, ridge, holdout)
     return DirectionSet(model_id=generator.model_id, weights_sha256=generator.weights_sha256,
                         sensor_version=sensor_version, n_samples=n_samples, seed=seed,
@@ -193,7 +199,7 @@ def learn_directions(
 
 def _fit(z: np.ndarray, y: np.ndarray, sensor: str, ridge: float, holdout: float) -> Direction:
     """Ridge regression ``y ~ z @ w + b``; returns the unit normal ``w / |w|``, slope ``|w|``."""
-    if len(y) < 20:
+    if len(y) < MIN_FIT_SAMPLES:
         raise ValueError(f"only {len(y)} usable samples for {sensor}; sample more latents")
     n, d = z.shape
     x = np.c_[z, np.ones(n)]

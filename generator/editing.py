@@ -59,9 +59,13 @@ from generator.render import RenderedImage, image_variant, latent_recipe
 Sense = Callable[..., dict[str, np.ndarray]]
 
 #: Sensors that must stay put unless the factor legitimately moves them.
-HELD = ("yaw", "pitch", "age", "ita", "brightness", "male_probability")
+#: A generator's :class:`CheckPolicy` gives each its tolerance; one without a tolerance is
+#: recorded, not held (the DCGAN's policy does not hold the skin tone index or the smile).
+HELD = ("yaw", "pitch", "age", "ita", "skin_tone_index", "brightness", "male_probability",
+        "smile")
 #: Directions held fixed (projected out) during a latent edit.
-HELD_DIRECTIONS = ("yaw", "pitch", "age", "ita", "brightness", "male_probability")
+HELD_DIRECTIONS = ("yaw", "pitch", "age", "ita", "skin_tone_index", "brightness",
+                   "male_probability", "smile")
 AFFECTS: dict[str, frozenset[str]] = {
     "blur": frozenset({"sharpness"}),
     "downscale": frozenset({"sharpness"}),
@@ -73,6 +77,7 @@ AFFECTS: dict[str, frozenset[str]] = {
     "yaw": frozenset({"yaw"}),
     "pitch": frozenset({"pitch"}),
     "age": frozenset({"age"}),
+    "smile": frozenset({"smile", "mouth_open", "age"}),  # smiles add wrinkles that read as age
 }
 
 

@@ -22,6 +22,8 @@ from generator.design import Design, Group, derive_seed
 # the key "sensors", or None where no face was found.
 Labeller = Callable[[np.ndarray], Sequence[dict[str, Any] | None]]
 Progress = Callable[[int, int, int], None]  # (identities found, identities needed, candidates tried)
+# (latents (N, D), the group each is aimed at) -> shifts (N, D) (generator.guidance)
+Guide = Callable[[np.ndarray, Sequence[Group]], np.ndarray]
 
 
 class GroupFillError(RuntimeError):
@@ -58,6 +60,8 @@ def sample_identities(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     report: dict[str, Any] | None = None,
+    guide: Guide | None = None,
+    accept: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[IdentityDraw]:
     """Fill ``design.groups`` with ``design.identities_per_group`` identities each.
 
@@ -70,13 +74,20 @@ def sample_identities(
     ``tried_while_open`` (candidates drawn while the group still needed identities),
     ``matched_while_open`` (those the sensors placed in the group) and ``acceptance_rate``
     (matched / tried while open: how rare the group is among the generator's faces).
+
+    ``guide(latents (N, D), groups) -> shifts (N, D)`` aims each candidate at a group before it
+    is rendered (:mod:`generator.guidance`): candidate ``j`` of a batch is aimed at the
+    ``j mod n``-th of the ``n`` groups still open when the batch starts. An accepted candidate's
+    non-zero shift is kept in its sensors as ``latent_shift`` (the latent is the seed's plus the
+    shift). ``accept(labels)`` is the generator's baseline rule (e.g. near-frontal, neutral
+    expression): a face it refuses joins no group and counts as not matched.
     """
     need = design.identities_per_group
     total = design.n_identities
     budget = max_candidates if max_candidates is not None else 50 * total
     filled: dict[Group, list[IdentityDraw]] = {g: [] for g in design.groups}
     wanted = [(g, g.as_dict) for g in design.groups]
-    tried = faces = 0
+    tried = faces = refused = 0
     open_tried = {g: 0 for g in design.groups}
     open_matched = {g: 0 for g in design.groups}
     while tried < budget and sum(len(v) for v in filled.values()) < total:
@@ -84,8 +95,20 @@ def sample_identities(
             break
         ks = list(range(tried, min(tried + batch_size, budget)))
         seeds = [derive_seed(audit_seed, "candidate", k) for k in ks]
-        labels = labeller(generator.generate(generator.sample_latents(seeds)))
-        for k, seed, lab in zip(ks, seeds, labels, strict=True):
+        latents = generator.sample_latents(seeds)
+        shifts = np.zeros_like(latents, dtype=np.float64)
+        if guide is not None:
+            open_groups = [g for g in design.groups if len(filled[g]) < need]
+            shifts = np.round(guide(latents, [open_groups[j % len(open_groups)]
+                                              for j in range(len(ks))]), 6)
+            latents = (latents + shifts).astype(np.float32)
+        labels = list(labeller(generator.generate(latents)))
+        faces += sum(lab is not None for lab in labels)
+        for j, lab in enumerate(labels):
+            if lab is not None and accept is not None and not accept(lab):
+                labels[j] = None
+                refused += 1
+        for k, seed, lab, shift in zip(ks, seeds, labels, shifts, strict=True):
             for group, want in wanted:
                 if len(filled[group]) < need:
                     open_tried[group] += 1
@@ -93,11 +116,13 @@ def sample_identities(
                         open_matched[group] += 1
             if lab is None:
                 continue
-            faces += 1
             for group, want in wanted:
                 if len(filled[group]) < need and all(lab.get(a) == v for a, v in want.items()):
+                    sensors = dict(lab.get("sensors", {}))
+                    if np.any(shift):
+                        sensors["latent_shift"] = [round(float(x), 6) for x in shift]
                     filled[group].append(IdentityDraw(group, len(filled[group]), k, seed,
-                                                      dict(lab.get("sensors", {}))))
+                                                      sensors))
                     break
         tried = ks[-1] + 1
         if progress is not None:
@@ -107,6 +132,8 @@ def sample_identities(
         report.update(acceptance(tried, faces, {g.name: (len(filled[g]), open_tried[g],
                                                          open_matched[g])
                                                 for g in design.groups}))
+        report["refused_by_baseline_rule"] = refused
+        report["guided"] = guide is not None
     stopped = should_stop is not None and should_stop()
     if not stopped and any(n < need for n in found.values()):
         raise GroupFillError(found, need, tried)

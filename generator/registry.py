@@ -97,21 +97,57 @@ class LatentBackend:
     def check_policy(self) -> Mapping[str, Any]:
         return getattr(self.latent, "check_policy", {})
 
+    @property
+    def guided(self) -> bool:
+        """Whether sampling aims candidates with learned directions (the generator declares a
+        baseline rule, :attr:`baseline_bands`), so the directions are needed before sampling."""
+        return bool(self.baseline_bands)
+
+    @property
+    def baseline_bands(self) -> tuple:
+        """The generator's baseline rule as :class:`generator.guidance.Band` s (e.g.
+        near-frontal, neutral expression); empty when it has none."""
+        return tuple(getattr(self.latent, "baseline_bands", ()))
+
     def sample_identities(self, design, labeller, audit_seed, *, encoder=None, progress=None,
-                          should_stop=None, report=None):
+                          should_stop=None, report=None, directions=None, aims=None,
+                          hold: Sequence[str] = ()):
+        """``directions`` and ``aims(group) -> list[Band]`` (the group's boundaries) turn on
+        guided sampling (:mod:`generator.guidance`), holding the predictions of ``hold``; the
+        generator's baseline rule (``accepts_baseline(labels) -> bool``) refuses candidates
+        whose face is not a usable baseline."""
         from generator.identities import sample_identities
 
+        guide = None
+        if directions is not None and (aims is not None or self.baseline_bands):
+            from generator.guidance import shift_into_bands
+
+            def guide(latents, groups):
+                bands = [[*self.baseline_bands, *(aims(g) if aims else [])] for g in groups]
+                return shift_into_bands(latents, directions, bands, hold=hold)
+
         return sample_identities(design, self.latent, labeller, audit_seed, progress=progress,
-                                 should_stop=should_stop, report=report)
+                                 should_stop=should_stop, report=report, guide=guide,
+                                 accept=getattr(self.latent, "accepts_baseline", None))
+
+    def _view(self, cells):
+        """The generator as the cells see it: each seed's latent plus its stored shift."""
+        shifts = {c.latent_seed: c.conditioning["latent_shift"] for c in cells
+                  if c.conditioning.get("latent_shift") is not None}
+        if not shifts:
+            return self.latent
+        from generator.guidance import ShiftedLatents
+
+        return ShiftedLatents(self.latent, shifts)
 
     def render_and_check(self, cells, variants, audit_seed, sense, policy, directions=None):
         from generator.editing import render_and_check
 
-        return render_and_check(self.latent, [c.latent_seed for c in cells], variants,
+        return render_and_check(self._view(cells), [c.latent_seed for c in cells], variants,
                                 audit_seed, sense, directions, policy)
 
     def baselines(self, cells):
-        g = self.latent
+        g = self._view(cells)
         return g.generate(g.sample_latents([c.latent_seed for c in cells]))
 
     def provenance(self) -> dict[str, Any]:

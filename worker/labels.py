@@ -9,6 +9,40 @@ from typing import Any
 import numpy as np
 
 COARSE_SKIN = {"lighter", "darker"}
+#: Readings a generator's baseline rule may look at (generator.mobilestylegan.accepts_baseline).
+RULE_SENSORS = ("brightness", "yaw", "pitch", "smile", "mouth_open", "illumination_uniformity")
+
+
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def group_bands(group) -> list:
+    """Where a candidate aimed at ``group`` should land, as :class:`generator.guidance.Band` s
+    on the sensors that decide its labels (guided sampling, :mod:`generator.guidance`), a
+    margin inside each boundary so that the sensors, not the linear prediction, have the last
+    word: perceived gender's logit beyond +-1 (probability 0.27 / 0.73), the skin tone index 2
+    degrees past its lighter/darker split, age 3 years inside its band. ITA bands are not aimed
+    (ITA follows the lighting the latent also sets)."""
+    from audit.sensors import SKIN_TONE_INDEX_LIGHTER_ABOVE as split
+    from generator.guidance import Band
+
+    want = group.as_dict
+    bands = []
+    if want.get("perceived_gender") == "female":
+        bands.append(Band("male_probability", high=-1.0))
+    elif want.get("perceived_gender") == "male":
+        bands.append(Band("male_probability", low=1.0))
+    if want.get("skin_tone") == "lighter":
+        bands.append(Band("skin_tone_index", low=split + 2.0))
+    elif want.get("skin_tone") == "darker":
+        bands.append(Band("skin_tone_index", high=split - 2.0))
+    age = {"under_30": (None, 27.0), "30_to_49": (33.0, 46.0), "50_plus": (53.0, None)}
+    if want.get("age_band") in age:
+        lo, hi = age[want["age_band"]]
+        bands.append(Band("age", low=lo, high=hi))
+    return bands
 
 
 def age_band(age: float) -> str:
@@ -22,7 +56,7 @@ def make_labeller(analyzer, axes: Mapping[str, Sequence[str]]):
     """Return ``labeller(images (N,H,W,3) uint8) -> list[dict | None]`` for
     :func:`generator.identities.sample_identities`: one label per configured axis plus the raw
     sensor readings, or None where no face was found."""
-    from audit.sensors import coarse_skin_tone, ita_band, perceived_gender
+    from audit.sensors import coarse_skin_tone_from_index, ita_band, perceived_gender
 
     coarse = set(axes.get("skin_tone", ())) <= COARSE_SKIN
 
@@ -33,18 +67,19 @@ def make_labeller(analyzer, axes: Mapping[str, Sequence[str]]):
             if not batch.face_found[i]:
                 out.append(None)
                 continue
-            p_male, age, ita = (float(batch.male_probability[i]), float(batch.age[i]),
-                                float(batch.ita[i]))
-            if not all(math.isfinite(v) for v in (p_male, age, ita)):
+            p_male, age, ita, tone = (float(batch.male_probability[i]), float(batch.age[i]),
+                                      float(batch.ita[i]), float(batch.skin_tone_index[i]))
+            if not all(math.isfinite(v) for v in (p_male, age, ita, tone)):
                 out.append(None)
                 continue
             labels: dict[str, Any] = {
                 "perceived_gender": perceived_gender(p_male),
-                "skin_tone": coarse_skin_tone(ita) if coarse else ita_band(ita),
+                "skin_tone": coarse_skin_tone_from_index(tone) if coarse else ita_band(ita),
                 "age_band": age_band(age),
             }
             labels["sensors"] = {"male_probability": p_male, "age": age, "ita": ita,
-                                 "brightness": float(batch.brightness[i]),
+                                 "skin_tone_index": tone,
+                                 **{k: _finite(getattr(batch, k)[i]) for k in RULE_SENSORS},
                                  "det_score": float(batch.det_score[i])}
             out.append(labels)
         return out

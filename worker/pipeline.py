@@ -209,9 +209,11 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
 
             labeller, encoder = _labeller_and_encoder(config, backend)
             report: dict[str, Any] = {}
+            guidance = _guidance(audit_id, backend)
             draws = backend.sample_identities(design, labeller, config.seed, encoder=encoder,
                                               progress=progress, report=report,
-                                              should_stop=lambda: _is_cancelled(audit_id))
+                                              should_stop=lambda: _is_cancelled(audit_id),
+                                              **guidance)
             if _is_cancelled(audit_id):
                 return
             if report:
@@ -235,8 +237,35 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
             dispatch("generate_images", audit_id, chunk)
 
 
+#: Readings of a draw that say how to render the identity again, stored as its conditioning: a
+#: diffusion anchor's embedding and prompt, or a latent generator's guidance shift.
 CONDITIONING_KEYS = ("identity_embedding", "identity_embedding_sha256", "anchor_prompt", "anchor_seed",
-                     "anchor_identity", "anchor_render")
+                     "anchor_identity", "anchor_render", "latent_shift")
+
+
+def _guidance(audit_id: int, backend) -> dict[str, Any]:
+    """Keyword arguments that turn on guided sampling for a backend that asks for it (a latent
+    generator with a baseline rule): its learned directions (learned now on first use, with
+    progress), the groups' boundaries and the sensors to hold. Empty for the others."""
+    if backend.latent is None or not getattr(backend, "guided", False):
+        return {}
+    from worker.labels import group_bands
+    from worker.runtime import DIRECTION_SENSORS, get_directions
+
+    return {"directions": get_directions(backend.latent,
+                                         progress=_directions_progress(audit_id)),
+            "aims": group_bands, "hold": DIRECTION_SENSORS}
+
+
+def _directions_progress(audit_id: int):
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] > 0.5 or done == total:
+            last[0] = time.monotonic()
+            _set_stage(audit_id, "sampling", directions_done=done, directions_total=total)
+
+    return progress
 
 
 def _labeller_and_encoder(config: AuditConfig, backend):
@@ -280,18 +309,11 @@ def _learn_directions_with_progress(audit_id: int, config: AuditConfig) -> None:
     from generator.directions import UnreliableDirection
     from worker.runtime import get_backend, get_directions
 
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if time.monotonic() - last[0] > 0.5 or done == total:
-            last[0] = time.monotonic()
-            _set_stage(audit_id, "sampling", directions_done=done, directions_total=total)
-
     latent = get_backend(config.generator).latent
     if latent is None:
         raise StageError(f"{config.generator} has no latent space: use its prompt factors "
                          "instead of latent edits")
-    directions = get_directions(latent, progress=progress)
+    directions = get_directions(latent, progress=_directions_progress(audit_id))
     try:
         directions.check_editable([FACTORS[f].sensor for f in _latent_factors(config)])
     except UnreliableDirection as exc:
@@ -447,8 +469,9 @@ def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> Non
                 defaults={"face_found": found, "det_score": row.get("det_score"),
                           "bbox": row.get("bbox"), "keypoints": row.get("kps"),
                           "sensors": {k: row.get(k) for k in
-                                      ("male_probability", "age", "ita", "brightness", "yaw",
-                                       "pitch", "roll", "sharpness", "sharpness_normalised",
+                                      ("male_probability", "age", "ita", "skin_tone_index",
+                                       "skin_hue", "brightness", "yaw", "pitch", "roll", "smile",
+                                       "mouth_open", "sharpness", "sharpness_normalised",
                                        "illumination_uniformity", "quality")},
                           "detector": analyzer.detector.name})
         _touch(audit_id)

@@ -78,7 +78,10 @@ def available_fr_models() -> list[str]:
     return [*ModelRegistry(model_dir()).available_recognizers(), *available_packs(model_dir())]
 
 
-DIRECTION_SENSORS = ("male_probability", "age", "ita", "brightness", "yaw", "pitch")
+#: Sensors whose directions are learned (those a generator's faces give readings for): the
+#: demographic axes, the edit factors and what the baseline rule looks at.
+DIRECTION_SENSORS = ("male_probability", "age", "ita", "skin_tone_index", "brightness", "yaw",
+                     "pitch", "smile", "mouth_open", "illumination_uniformity")
 
 
 #: Identity judges in order of preference when FACEAUDIT_DRIFT_MODEL is "auto": an FR family
@@ -207,15 +210,30 @@ def sense_analyzer(recognizers: tuple[str, ...] = (), copy: int = 0):
     return get_analyzer(recognizers, threads=threads, copy=copy)
 
 
+def shipped_directions_path(name: str) -> Path:
+    """Where a direction file that comes with FaceAudit would be (``generator/data/
+    directions/``, named like the cache's files: model id, weights hash, sensor version, latent
+    version), so a fresh installation edits at once and every machine edits along the same
+    directions."""
+    import generator
+
+    return Path(generator.__file__).parent / "data" / "directions" / name
+
+
 def get_directions(generator, progress=None):
-    """Learned directions for ``generator``: from the cache when its weights hash and the sensor
-    version match, otherwise learned now (about a minute on 2 cores) and cached."""
+    """Learned directions for ``generator``: from the cache, else from the files that come with
+    FaceAudit (:func:`shipped_directions_path`), when the weights hash, sensor version and latent
+    version match; otherwise learned now (``FACEAUDIT_DIRECTION_SAMPLES`` faces: about a minute
+    for the DCGAN, 0.3 s per face for MobileStyleGAN on 2 cores) and cached."""
     from audit.sensors import SENSOR_VERSION
     from generator.directions import DirectionSet, cache_path, learn_directions
 
     path = cache_path(settings.FACEAUDIT_CACHE_DIR, generator, SENSOR_VERSION)
     if path.exists():
         return DirectionSet.load(path)
+    shipped = shipped_directions_path(path.name)
+    if shipped.exists():
+        return DirectionSet.load(shipped)
     sense = get_sense()
     probe = sense(generator.generate(generator.sample_latents([0])))
     sensors = [s for s in DIRECTION_SENSORS if s in probe]

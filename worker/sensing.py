@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-OPTIONAL = ("yaw", "pitch", "roll", "sharpness", "illumination_uniformity")
+OPTIONAL = ("yaw", "pitch", "roll", "sharpness", "illumination_uniformity", "skin_tone_index",
+            "skin_hue", "smile", "mouth_open")
 
 
 def make_sense(analyzers: Sequence, drift_model: str | None = None,
@@ -45,7 +46,7 @@ def make_sense(analyzers: Sequence, drift_model: str | None = None,
         out = {"face_found": cat("face_found"), "male_probability": cat("male_probability"),
                "age": cat("age"), "ita": cat("ita"), "brightness": cat("brightness")}
         for name in OPTIONAL:
-            if hasattr(batches[0], name):
+            if getattr(batches[0], name, None) is not None:
                 out[name] = cat(name)
         if use_embedding:
             out["embedding"] = np.concatenate([b.embeddings[drift_model] for b in batches])

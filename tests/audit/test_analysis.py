@@ -6,6 +6,7 @@ import pytest
 
 from audit.align import align_faces
 from audit.analysis import AnalysisBatch, FaceAnalyzer, load_recognizer
+from audit.expression import LANDMARK_MODEL_NAME, LANDMARK_SHA256
 from audit.pose import head_pose
 from audit.recognition import MobileFaceNetRecognizer
 from audit.recognition_dlib import DlibResNetRecognizer
@@ -109,7 +110,11 @@ def test_a_row_is_plain_json_ready_data(batch):
 
 def test_it_records_the_weights_it_used(batch, registry):
     assert batch.models == {
-        name: registry.spec(name).sha256 for name in ("scrfd_500m", "mobilefacenet", "genderage")
+        **{
+            name: registry.spec(name).sha256
+            for name in ("scrfd_500m", "mobilefacenet", "genderage")
+        },
+        LANDMARK_MODEL_NAME: LANDMARK_SHA256,
     }
 
 
@@ -157,6 +162,7 @@ def test_a_row_carries_the_new_sensors_as_plain_floats(batch):
 
 def test_every_numeric_sensor_field_has_a_unit(batch):
     sensors = {"male_probability", "age", "ita", "brightness", *NEW_SENSORS}
+    sensors |= {"skin_tone_index", "skin_hue", "smile", "mouth_open"}
     assert sensors == set(SENSOR_UNITS)
     for name in sensors:
         assert getattr(batch, name).shape == (len(batch),)

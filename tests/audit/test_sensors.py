@@ -336,7 +336,12 @@ def test_every_sensor_has_a_unit_and_the_definitions_have_a_version():
         "sharpness",
         "sharpness_normalised",
         "illumination_uniformity",
+        "skin_tone_index",
+        "skin_hue",
+        "smile",
+        "mouth_open",
     } == set(SENSOR_UNITS)
+    assert SENSOR_VERSION == "3"  # expression and the skin tone index came with "3"
     assert SENSOR_UNITS["yaw"] == "degrees" and SENSOR_UNITS["age"] == "years"
     assert all(isinstance(unit, str) and unit for unit in SENSOR_UNITS.values())
 
