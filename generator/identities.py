@@ -80,7 +80,9 @@ def sample_identities(
     ``j mod n``-th of the ``n`` groups still open when the batch starts. An accepted candidate's
     non-zero shift is kept in its sensors as ``latent_shift`` (the latent is the seed's plus the
     shift). ``accept(labels)`` is the generator's baseline rule (e.g. near-frontal, neutral
-    expression): a face it refuses joins no group and counts as not matched.
+    expression): a face it refuses joins no group and counts as not matched. A guided report
+    adds per group ``aimed`` (candidates aimed at it), ``aimed_matched`` (those whose face the
+    sensors placed in it and the baseline rule accepted) and ``aimed_rate``, their ratio.
     """
     need = design.identities_per_group
     total = design.n_identities
@@ -90,6 +92,8 @@ def sample_identities(
     tried = faces = refused = 0
     open_tried = {g: 0 for g in design.groups}
     open_matched = {g: 0 for g in design.groups}
+    aimed = {g: 0 for g in design.groups}  # guided: candidates aimed at the group ...
+    aimed_matched = {g: 0 for g in design.groups}  # ... and those that read as it
     while tried < budget and sum(len(v) for v in filled.values()) < total:
         if should_stop is not None and should_stop():
             break
@@ -97,10 +101,11 @@ def sample_identities(
         seeds = [derive_seed(audit_seed, "candidate", k) for k in ks]
         latents = generator.sample_latents(seeds)
         shifts = np.zeros_like(latents, dtype=np.float64)
+        targets: list[Group | None] = [None] * len(ks)
         if guide is not None:
             open_groups = [g for g in design.groups if len(filled[g]) < need]
-            shifts = np.round(guide(latents, [open_groups[j % len(open_groups)]
-                                              for j in range(len(ks))]), 6)
+            targets = [open_groups[j % len(open_groups)] for j in range(len(ks))]
+            shifts = np.round(guide(latents, targets), 6)
             latents = (latents + shifts).astype(np.float32)
         labels = list(labeller(generator.generate(latents)))
         faces += sum(lab is not None for lab in labels)
@@ -108,7 +113,11 @@ def sample_identities(
             if lab is not None and accept is not None and not accept(lab):
                 labels[j] = None
                 refused += 1
-        for k, seed, lab, shift in zip(ks, seeds, labels, shifts, strict=True):
+        for k, seed, lab, shift, target in zip(ks, seeds, labels, shifts, targets, strict=True):
+            if target is not None:
+                aimed[target] += 1
+                aimed_matched[target] += lab is not None and all(
+                    lab.get(a) == v for a, v in target.as_dict.items())
             for group, want in wanted:
                 if len(filled[group]) < need:
                     open_tried[group] += 1
@@ -134,6 +143,11 @@ def sample_identities(
                                                 for g in design.groups}))
         report["refused_by_baseline_rule"] = refused
         report["guided"] = guide is not None
+        if guide is not None:
+            for g in design.groups:
+                report["groups"][g.name].update(
+                    aimed=aimed[g], aimed_matched=aimed_matched[g],
+                    aimed_rate=round(aimed_matched[g] / aimed[g], 4) if aimed[g] else None)
     stopped = should_stop is not None and should_stop()
     if not stopped and any(n < need for n in found.values()):
         raise GroupFillError(found, need, tried)

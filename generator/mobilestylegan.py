@@ -20,10 +20,11 @@ so the same latent gives the same image.
 
 Each latent is synthesised on its own (batch 1; the graph fixes it) in fp32
 (``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16/AMX OpenVINO would otherwise run in bf16,
-which moves pixels by up to 0.78 of the [-1, 1] range), then box-downscaled (``cv2.INTER_AREA``)
-to :data:`IMAGE_SIZE`: at 512 px the detector finds the same faces as at 1024 and MobileFaceNet
-embeddings stay within cosine 0.98-0.999 of the full image's (12 faces), while 256 px dropped to
-0.95. About 0.22 s per image for the synthesis on 2 CPU cores.
+which moves pixels by up to 0.78 of the [-1, 1] range), and only up to the network's 512-px
+wavelet tensor (:data:`WAVELET_LAYER`), whose low-pass channels are the 1024-px image
+box-downscaled to :data:`IMAGE_SIZE`: at 512 px the detector finds the same faces as at 1024 and
+MobileFaceNet embeddings stay within cosine 0.98-0.999 of the full image's (12 faces), while
+256 px dropped to 0.95.
 
 Weights: NVIDIA's StyleGAN2-FFHQ (non-commercial) distilled on FFHQ (CC BY-NC-SA 4.0):
 **research use only**; the licence travels in every recipe, the summary and the dataset card.
@@ -47,7 +48,11 @@ LICENCE = ("research use only: MobileStyleGAN distilled from NVIDIA's StyleGAN2-
            "(non-commercial licence) on FFHQ (CC BY-NC-SA 4.0); network files from PyPI "
            "random-face 2021.7.21.1 (package Apache-2.0)")
 LATENT_DIM = 512
-IMAGE_SIZE = 512  # pixels of the stored and scored image (synthesised at 1024)
+IMAGE_SIZE = 512  # pixels of the stored and scored image (the network's 1024 image box-downscaled)
+#: The synthesis layer holding the 12-channel Haar wavelet tensor at 512 px whose channels 0-2
+#: halved are the 1024-px image box-downscaled to 512 (to 1.2e-7): the network is run only up
+#: to it, which skips the last upsampling (about a third of OpenVINO's time).
+WAVELET_LAYER = "Add_754"
 TRUNCATION = 0.7  # psi: 0.7 trades a little diversity for fewer broken faces (StyleGAN's usual)
 W_AVG_SAMPLES = 4096
 W_AVG_SEED = 20210721
@@ -75,16 +80,18 @@ CHECK_POLICY: dict[str, Any] = {
 #: every group. Measured on 60 of these faces (seeds 1000-1059): yaw 5th-95th percentile -12 to
 #: +28 degrees (62% within +-10), smile score median 0.76 (neutral by audit.expression's
 #: thresholds, smile <= 0.72 and mouth opening <= 0.10: 37%), left/right illumination
-#: uniformity median 0.93 (5th percentile 0.75). Pitch is not bounded: the keypoint pose fit
-#: reads these faces at -14 degrees median (its zero is not the camera axis).
+#: uniformity median 0.93 (5th percentile 0.75; 0.8 keeps the clearly one-sided light out).
+#: Pitch is not bounded: the keypoint pose fit reads these faces at -14 degrees median (its
+#: zero is not the camera axis).
 BASELINE_RULE: dict[str, tuple[float | None, float | None]] = {
     "yaw": (-10.0, 10.0), "smile": (None, 0.72), "mouth_open": (None, 0.10),
-    "illumination_uniformity": (0.85, None)}
-#: Where guided sampling aims the linear predictions (a margin inside :data:`BASELINE_RULE`,
-#: so the sensors, which the prediction only approximates, still find the face inside it).
+    "illumination_uniformity": (0.80, None)}
+#: Where guided sampling aims the linear predictions: inside :data:`BASELINE_RULE` by about
+#: two residual standard deviations of each prediction (2,000 faces: yaw 3.4 degrees, smile
+#: 0.06), so the sensors, which the prediction only approximates, still find the face inside.
+#: Illumination uniformity is not aimed (its direction's held-out R^2 is 0.16).
 BASELINE_AIM: dict[str, tuple[float | None, float | None]] = {
-    "yaw": (-5.0, 5.0), "smile": (None, 0.64), "mouth_open": (None, 0.05),
-    "illumination_uniformity": (0.92, None)}
+    "yaw": (-4.0, 4.0), "smile": (None, 0.60), "mouth_open": (None, 0.04)}
 
 
 def accepts_baseline(labels: dict[str, Any]) -> bool:
@@ -153,6 +160,9 @@ class MobileStyleGAN:
     truncation: float = TRUNCATION
     latent_version: str = "wwhite1"  # whitened W (directions cached per latent version)
     recipe_extra: dict[str, Any] = field(default_factory=dict)
+    #: candidates rendered per sampling round: small, since a round is rendered whole even when
+    #: its first faces fill the last groups (0.4-0.7 s per face on 2 cores)
+    sampling_batch: int = 16
     check_policy: dict[str, Any] = field(default_factory=lambda: dict(CHECK_POLICY))
 
     @property
@@ -282,10 +292,15 @@ def _openvino_engine(d: Path):
     config = {"INFERENCE_PRECISION_HINT": "f32"}
     mapping = core.compile_model(core.read_model(str(d / "MappingNetwork.xml"),
                                                  str(d / "MappingNetwork.bin")), "CPU", config)
-    synthesis = core.compile_model(core.read_model(str(d / "SynthesisNetwork.xml"),
-                                                   str(d / "SynthesisNetwork.bin")), "CPU",
-                                   config)
-    return mapping, synthesis, "OpenVINO fp32, CPU"
+    full = core.read_model(str(d / "SynthesisNetwork.xml"), str(d / "SynthesisNetwork.bin"))
+    wavelet = next(op for op in full.get_ops() if op.get_friendly_name() == WAVELET_LAYER)
+    cut = ov.Model([wavelet.output(0)], full.get_parameters(), "synthesis_512")
+    compiled = core.compile_model(cut, "CPU", config)
+
+    def synthesis(w):
+        return [np.asarray(compiled(w)[0])[:, :3] * 0.5]
+
+    return mapping, synthesis, "OpenVINO fp32, CPU, 512-px wavelet output"
 
 
 def _torch_engine(d: Path, device: str):
@@ -297,5 +312,5 @@ def _torch_engine(d: Path, device: str):
 
     model = load_torch_mobilestylegan(d, device=device, dtype=torch.float32, verify=False)
     return ((lambda z: [model.map(np.asarray(z, dtype=np.float32))]),
-            (lambda w: [model.synthesise(np.asarray(w, dtype=np.float32), size=1024)]),
-            f"torch fp32, {device}")
+            (lambda w: [model.synthesise(np.asarray(w, dtype=np.float32), size=IMAGE_SIZE)]),
+            f"torch fp32, {device}, 512-px wavelet output")

@@ -128,7 +128,8 @@ class LatentBackend:
 
         return sample_identities(design, self.latent, labeller, audit_seed, progress=progress,
                                  should_stop=should_stop, report=report, guide=guide,
-                                 accept=getattr(self.latent, "accepts_baseline", None))
+                                 accept=getattr(self.latent, "accepts_baseline", None),
+                                 batch_size=getattr(self.latent, "sampling_batch", 64))
 
     def _view(self, cells):
         """The generator as the cells see it: each seed's latent plus its stored shift."""

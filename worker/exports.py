@@ -52,8 +52,8 @@ from worker.zip_stream import SAFE_PART, ExportFile, check_relpath, file_chunks,
 MANIFEST_COLUMNS = ["image_path", "image_id", "identity_id", "group", "group_labels", "factor",
                     "level", "variant", "latent_seed", "factor_seed", "sha256", "face_found",
                     "check_passed", "edit_sensor", "edit_requested", "edit_achieved",
-                    "latent_step", "identity_similarity", "edit_ok", "identity_judge",
-                    "identity_cutoff", "identity_kept"]
+                    "latent_step", "on_target", "others_held", "moved", "identity_similarity",
+                    "edit_ok", "identity_judge", "identity_cutoff", "identity_kept"]
 
 #: Column types of ``manifest.parquet`` (missing values are nulls; in the CSV they are empty).
 MANIFEST_SCHEMA = pa.schema([
@@ -63,6 +63,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("factor_seed", pa.int64()), ("sha256", pa.string()), ("face_found", pa.bool_()),
     ("check_passed", pa.bool_()), ("edit_sensor", pa.string()), ("edit_requested", pa.float64()),
     ("edit_achieved", pa.float64()), ("latent_step", pa.float64()),
+    ("on_target", pa.bool_()), ("others_held", pa.bool_()), ("moved", pa.string()),
     ("identity_similarity", pa.float64()), ("edit_ok", pa.bool_()),
     ("identity_judge", pa.string()), ("identity_cutoff", pa.float64()),
     ("identity_kept", pa.bool_()),
@@ -106,7 +107,8 @@ manifest.csv (one row per image; manifest.parquet holds the same rows with typed
                   factor
     level         the factor's level in its unit (empty for the baseline)
     variant       baseline or <factor>_<level>
-    latent_seed   seed of the identity's latent vector (NumPy PCG64 standard normal)
+    latent_seed   seed of the identity's latent vector (NumPy PCG64 standard normal; for a
+                  generator that aims its candidates, plus the identity's guidance shift)
     factor_seed   seed used by the factor (only noise draws random numbers)
     sha256        SHA-256 of the PNG file
     face_found    whether the face detector found a face (images without a face take part in
@@ -120,6 +122,10 @@ manifest.csv (one row per image; manifest.parquet holds the same rows with typed
                   latent edits: the sensor the edit targets, the change asked for and the change
                   measured, in the sensor's unit (degrees, years, grey levels)
     latent_step   latent edits: the step taken along the conditional direction (latent units)
+    on_target     latent edits: whether the target sensor moved by the change asked for, within
+                  the generator's tolerance
+    others_held   latent edits: whether every held sensor stayed within its tolerance
+    moved         latent edits: the held sensors that moved beyond it, separated by ";"
     identity_similarity
                   edits: cosine similarity to the identity's baseline by the identity judge, an
                   FR model that is not under test
@@ -331,6 +337,9 @@ def manifest_records(audit: Audit, plan: _Plan | None = None) -> Iterator[dict[s
             "edit_requested": _number(checks.get("requested")),
             "edit_achieved": _number(checks.get("achieved")),
             "latent_step": _number((recipe.get("edit") or {}).get("latent_step")),
+            "on_target": _flag(checks.get("on_target")),
+            "others_held": _flag(checks.get("others_held")),
+            "moved": ";".join(checks.get("broken") or []) or None,
             "identity_similarity": _number(checks.get("identity_similarity")),
             "edit_ok": _flag(checks.get("edit_ok", checks.get("passed"))),
             "identity_judge": checks.get("identity_judge") or judge.get("model") or None,

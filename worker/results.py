@@ -122,6 +122,37 @@ def generator_checks(images: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def skin_tone_label_moves(audit: Audit) -> dict[str, Any]:
+    """Per factor, how many variants read as the other coarse skin tone (lighter/darker by the
+    skin tone index, :func:`audit.sensors.coarse_skin_tone_from_index`) than their own baseline
+    (``moved``), and how many of those take part in the comparisons (``moved_usable``: face
+    found, edit on target with the other attributes held): a lighting change must not move a
+    face's group label. From the readings each image's recipe records at generation; images
+    without a reading are not counted."""
+    from audit.sensors import coarse_skin_tone_from_index
+
+    rows = list(GeneratedImage.objects.filter(audit=audit)
+                .values_list("identity_id", "factor", "recipe", "checks"))
+
+    def label(recipe) -> str | None:
+        value = ((recipe or {}).get("sensors") or {}).get("skin_tone_index")
+        return None if value is None else coarse_skin_tone_from_index(float(value))
+
+    base = {i: label(r) for i, f, r, _ in rows if f == "baseline"}
+    out: dict[str, dict[str, int]] = {}
+    for identity, factor, recipe, checks in rows:
+        a, b = base.get(identity), label(recipe)
+        if factor == "baseline" or a is None or b is None:
+            continue
+        cell = out.setdefault(str(factor), {"images": 0, "moved": 0, "moved_usable": 0})
+        cell["images"] += 1
+        cell["moved"] += a != b
+        cell["moved_usable"] += a != b and bool((checks or {}).get("edit_ok", True))
+    return {"rule": "variants whose skin tone label (lighter/darker by the skin tone index) "
+                    "differs from their baseline's; moved_usable: those in the comparisons",
+            "by_factor": dict(sorted(out.items()))}
+
+
 def _acquisition(images: pd.DataFrame) -> dict[str, Any]:
     def block(df: pd.DataFrame) -> dict[str, Any]:
         n, found = len(df), int(df["face_found"].sum())
@@ -402,7 +433,8 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
                     "levels the sensors confirm; acceptance_rate = candidates the sensors placed "
                     "in the group / candidates drawn while it still needed identities",
             **((audit.stage_progress or {}).get("sampling", {}).get("acceptance") or {})},
-        "generator_checks": generator_checks(images),
+        "generator_checks": {**generator_checks(images),
+                             "skin_tone_label_moves": skin_tone_label_moves(audit)},
         "identity_judge": {**(audit.identity_judge or {}),
                            "comparisons_shown": "every variant whose face was found and whose "
                                                 "edit reached its target with the other "

@@ -92,6 +92,10 @@ def test_guided_sampling_fills_a_rare_group_faster_and_keeps_the_shift():
     draws = sample_identities(design, TinyGenerator(), rare_labeller, 3, batch_size=4,
                               report=guided, guide=guide)
     assert guided["candidates"] < plain["candidates"]
+    rows = guided["groups"].values()
+    assert sum(r["aimed"] for r in rows) == guided["candidates"]  # every candidate had a target
+    assert all(0 <= r["aimed_matched"] <= r["aimed"] for r in rows)
+    assert "aimed" not in next(iter(plain["groups"].values()))
     male = [d for d in draws if d.group.as_dict["perceived_gender"] == "male"]
     shifted_draws = [d for d in male if "latent_shift" in d.sensors]
     assert shifted_draws

@@ -114,3 +114,25 @@ def test_the_torch_engine_renders_the_same_faces_as_openvino(gan, faces):
     img = torch_gan.generate(gan.sample_latents([13]))[0].astype(int)
     diff = np.abs(img - faces[2].astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+def test_its_directions_come_with_faceaudit(gan, settings, tmp_path, monkeypatch):
+    """A fresh installation edits at once: the directions for these weights and sensors are
+    shipped (learning them takes about 30 minutes on 2 cores), and every one an edit or the
+    guided sampling uses is reliable enough."""
+    import generator.directions as directions_module
+    from audit.sensors import SENSOR_VERSION
+    from worker.runtime import get_directions
+
+    settings.FACEAUDIT_CACHE_DIR = tmp_path  # an empty cache
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the shipped directions were not found: they would be relearned")
+
+    monkeypatch.setattr(directions_module, "learn_directions", refuse)
+    ds = get_directions(gan)
+    assert (ds.model_id, ds.weights_sha256, ds.sensor_version) == (
+        gan.model_id, gan.weights_sha256, SENSOR_VERSION)
+    ds.check_editable(["yaw", "pitch", "age", "brightness", "smile", "skin_tone_index",
+                       "male_probability"])
+    assert ds.n_samples >= 2000

@@ -174,6 +174,14 @@ def test_the_dataset_card_gives_composition_recipe_and_every_licence(exported):
     for info in summary["models"].values():
         assert info["licence"] in card and info["weights_sha256"] in card
     assert summary["models"]["generator"]["name"] in card
+    # the generator's own licence and the stored image size (64-px DCGAN faces here)
+    assert "non-commercial" in summary["models"]["generator"]["licence"]
+    assert f"licence: {summary['models']['generator']['licence']}" in card
+    assert "Image size: 64 x 64 pixels" in card
+    # how the groups filled: each group's acceptance rate, recounted from summary.json
+    sampling = summary["identity_sampling"]
+    for name, row in sampling["groups"].items():
+        assert f"{name} {row['acceptance_rate']:.0%}" in card
     assert f"Audit seed: {audit.seed}" in card
     for section in ("## Intended use", "## Out-of-scope uses", "## Known limitations",
                     "Small cells", "failed the generator checks", "Perceived attributes"):

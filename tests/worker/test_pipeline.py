@@ -172,6 +172,18 @@ def test_latent_edits_are_judged_by_a_model_not_under_test_and_only_misses_are_l
     checks = summary["generator_checks"]
     assert set(checks["by_group"]) == {"female", "male"}
     assert checks["overall"]["latent_edits"] == 16
+    # lighting must not move a face's skin tone label: recounted from the scoring readings of
+    # the stored images (the summary counts the readings taken at generation)
+    split = 73.5  # the skin tone index's lighter/darker split, audit.sensors
+    reading = {(i.identity_id, i.factor): i.analysis.sensors.get("skin_tone_index")
+               for i in GeneratedImage.objects.filter(audit=audit).select_related("analysis")
+               if i.factor in ("baseline", "lighting")}
+    flips = [(reading[(ident, "baseline")] > split) != (value > split)
+             for (ident, factor), value in reading.items() if factor == "lighting"
+             and value is not None and reading.get((ident, "baseline")) is not None]
+    moves = checks["skin_tone_label_moves"]["by_factor"]["lighting"]
+    assert (moves["images"], moves["moved"]) == (len(flips), sum(flips))
+    assert moves["moved_usable"] <= moves["moved"]
     # faceless images and edits that missed take part in no comparison; the judge's verdict
     # does not remove an image from the headline comparisons
     usable = {i.pk for i in GeneratedImage.objects.filter(audit=audit)
