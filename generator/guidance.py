@@ -48,6 +48,20 @@ class Band:
         return float(np.clip(value, lo, hi))
 
 
+def merge(bands: Sequence[Band]) -> list[Band]:
+    """One band per sensor: the intersection of the bands given for it (the tighter bound on
+    each side), in the order the sensors first appear."""
+    out: dict[str, Band] = {}
+    for b in bands:
+        if b.sensor in out:
+            old = out[b.sensor]
+            lows = [x for x in (old.low, b.low) if x is not None]
+            highs = [x for x in (old.high, b.high) if x is not None]
+            b = Band(b.sensor, max(lows) if lows else None, min(highs) if highs else None)
+        out[b.sensor] = b
+    return list(out.values())
+
+
 def predict(directions: DirectionSet, sensor: str, latents: np.ndarray) -> np.ndarray:
     """Linear prediction ``(N,)`` of ``sensor`` for latents ``(N, D)`` (regression units)."""
     d = directions.directions[sensor]
@@ -65,7 +79,7 @@ def shift_into_bands(latents: np.ndarray, directions: DirectionSet,
     out = np.zeros_like(latents)
     usable = {k for k, d in directions.directions.items() if np.isfinite(d.r2) and d.r2 >= min_r2}
     for i, row in enumerate(bands):
-        aimed = [b for b in row if b.sensor in usable]
+        aimed = [b for b in merge(row) if b.sensor in usable]
         held = [s for s in hold if s in usable and s not in {b.sensor for b in aimed}]
         if not aimed:
             continue

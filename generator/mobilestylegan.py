@@ -83,15 +83,17 @@ CHECK_POLICY: dict[str, Any] = {
 #: uniformity median 0.93 (5th percentile 0.75; 0.8 keeps the clearly one-sided light out).
 #: Pitch is not bounded: the keypoint pose fit reads these faces at -14 degrees median (its
 #: zero is not the camera axis).
+#: Identities are adults (perceived age at least 18): FFHQ holds children, and a child's
+#: face changes with every edit in ways an adult's does not.
 BASELINE_RULE: dict[str, tuple[float | None, float | None]] = {
     "yaw": (-10.0, 10.0), "smile": (None, 0.72), "mouth_open": (None, 0.10),
-    "illumination_uniformity": (0.80, None)}
+    "illumination_uniformity": (0.80, None), "age": (18.0, None)}
 #: Where guided sampling aims the linear predictions: inside :data:`BASELINE_RULE` by about
 #: two residual standard deviations of each prediction (2,000 faces: yaw 3.4 degrees, smile
 #: 0.06), so the sensors, which the prediction only approximates, still find the face inside.
 #: Illumination uniformity is not aimed (its direction's held-out R^2 is 0.16).
 BASELINE_AIM: dict[str, tuple[float | None, float | None]] = {
-    "yaw": (-4.0, 4.0), "smile": (None, 0.60), "mouth_open": (None, 0.04)}
+    "yaw": (-4.0, 4.0), "smile": (None, 0.60), "mouth_open": (None, 0.04), "age": (24.0, None)}
 
 
 def accepts_baseline(labels: dict[str, Any]) -> bool:

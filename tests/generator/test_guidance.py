@@ -102,3 +102,10 @@ def test_guided_sampling_fills_a_rare_group_faster_and_keeps_the_shift():
     for d in shifted_draws:  # the stored shift reproduces the latent the labeller saw
         view = ShiftedLatents(TinyGenerator(), {d.latent_seed: d.sensors["latent_shift"]})
         assert view.sample_latents([d.latent_seed])[0, 0] > 1.5
+
+
+def test_bands_on_one_sensor_are_intersected():
+    from generator.guidance import merge
+
+    assert merge([Band("age", low=24.0), Band("yaw", -4, 4), Band("age", None, 26.0)]) == [
+        Band("age", 24.0, 26.0), Band("yaw", -4, 4)]
