@@ -100,7 +100,7 @@ def test_the_example_config_is_valid():
     from pathlib import Path
 
     cfg = parse_config(load_config_file(Path(__file__).parents[2] / "examples" / "audit.yaml"))
-    assert cfg.n_images == 4 * 30 * 6
+    assert cfg.n_images == 4 * 20 * 7 and cfg.generator == "mobilestylegan-ffhq"
 
 
 def test_prompt_factors_take_named_levels_for_prompt_generators_only():

@@ -105,7 +105,7 @@ def test_the_torch_engine_renders_the_same_faces_as_openvino(gan, faces):
     from generator.mobilestylegan import load_mobilestylegan
 
     torch_gan = load_mobilestylegan(engine="torch")
-    assert torch_gan.recipe_extra["render"] == "torch fp32, cpu"
+    assert torch_gan.recipe_extra["render"] == "torch fp32, cpu, 512-px wavelet output"
     # the whitening comes from 4,096 mapped latents, which the engines give to 5e-6: equal to
     # a relative 1e-3 (its smallest eigen-directions amplify the difference)
     assert (np.linalg.norm(torch_gan.whiten - gan.whiten)
