@@ -94,8 +94,9 @@ class AuditForm(forms.Form):
         required=False, initial=str(DEFAULT_FNMR), label="Expected FNMR (for planning)",
         help_text=f"the false non-match rate you expect at your strictest target FMR; Check uses "
                   f"it to say how precise the audit will be. Default {DEFAULT_FNMR:g}: a good "
-                  f"FR model at FMR 0.001 on mildly degraded faces. MobileFaceNet on the default "
-                  f"64-px generator with blur and downscale levels runs at about 0.3",
+                  f"FR model at FMR 0.001 on mildly degraded faces. MobileFaceNet runs at about "
+                  f"0.01-0.03 on the photoreal default with pose and lighting edits, and at "
+                  f"about 0.3 on the 64-px DCGAN with blur and downscale levels",
         widget=forms.TextInput(attrs={"inputmode": "decimal"}))
     planning_icc = forms.CharField(
         required=False, initial=str(DEFAULT_ICC), label="Intra-identity correlation (for planning)",
