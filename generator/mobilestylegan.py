@@ -65,13 +65,18 @@ W_AVG_SEED = 20210721
 #: wider (age p99 19 years), so an age edit that did nothing counted as on target here. Targets:
 #: about twice the p99; holds: about three times it, so that a held attribute counts as moved
 #: only when the change is well above what the sensor itself wobbles by.
-#: The skin tone index (which, unlike ITA, a change of lighting leaves in place) is held during
-#: every edit, the lighting edit included, so a lighting variant keeps its face's skin-tone
-#: label; the smile score is held during every edit but the smile edit.
+#: The smile score (sensor version 3, 120 faces) wobbles by p95 / p99 0.028 / 0.053 under these
+#: null edits, so its target tolerance is 0.10 and its hold tolerance 0.15, by the same rule.
+#: The skin tone index (which, unlike ITA, a change of lighting leaves in place) wobbles by
+#: p99 0.35 degrees, but a lighting edit moves it by about 0.4 (darker) to 1.5 degrees (lighter,
+#: where bright skin clips) on average: it is held at 2.5 degrees during every edit, the
+#: lighting edit included, and faces within 2.5 degrees of the lighter/darker split join no
+#: group (worker.labels), so a variant that passes its checks keeps its face's skin-tone label.
+#: The smile score is held during every edit but the smile edit.
 CHECK_POLICY: dict[str, Any] = {
-    "target_abs_tol": {"yaw": 3.0, "pitch": 4.0, "age": 4.0, "brightness": 2.0, "smile": 0.06},
+    "target_abs_tol": {"yaw": 3.0, "pitch": 4.0, "age": 4.0, "brightness": 2.0, "smile": 0.10},
     "hold_tol": {"yaw": 4.0, "pitch": 6.0, "age": 6.0, "ita": 6.0, "brightness": 4.0,
-                 "male_probability": 0.25, "skin_tone_index": 2.5, "smile": 0.08},
+                 "male_probability": 0.25, "skin_tone_index": 2.5, "smile": 0.15},
 }
 
 
