@@ -47,7 +47,8 @@ class LatentGenerator(Protocol):
         ...
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (weights files are checked before use)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -145,7 +146,7 @@ def load_dcgan_digiface(device: str = "cpu", verify: bool = True) -> TorchLatent
     path = dcgan_weights_path()
     if not path.exists():
         raise GeneratorLoadError(f"{path} not found; reinstall gan-face-generate==1.1.1 --no-deps")
-    digest = _sha256(path) if verify else DCGAN_WEIGHTS_SHA256
+    digest = sha256_file(path) if verify else DCGAN_WEIGHTS_SHA256
     if digest != DCGAN_WEIGHTS_SHA256:
         raise GeneratorLoadError(
             f"{path} has SHA-256 {digest}, expected {DCGAN_WEIGHTS_SHA256}: the file is damaged or "

@@ -114,25 +114,21 @@ def sample_identities(
                 labels[j] = None
                 refused += 1
         for k, seed, lab, shift, target in zip(ks, seeds, labels, shifts, targets, strict=True):
+            matches = set() if lab is None else {
+                g for g, want in wanted if all(lab.get(a) == v for a, v in want.items())}
             if target is not None:
                 aimed[target] += 1
-                aimed_matched[target] += lab is not None and all(
-                    lab.get(a) == v for a, v in target.as_dict.items())
-            for group, want in wanted:
-                if len(filled[group]) < need:
-                    open_tried[group] += 1
-                    if lab is not None and all(lab.get(a) == v for a, v in want.items()):
-                        open_matched[group] += 1
-            if lab is None:
-                continue
-            for group, want in wanted:
-                if len(filled[group]) < need and all(lab.get(a) == v for a, v in want.items()):
-                    sensors = dict(lab.get("sensors", {}))
-                    if np.any(shift):
-                        sensors["latent_shift"] = [round(float(x), 6) for x in shift]
-                    filled[group].append(IdentityDraw(group, len(filled[group]), k, seed,
-                                                      sensors))
-                    break
+                aimed_matched[target] += target in matches
+            open_now = [g for g in design.groups if len(filled[g]) < need]
+            for group in open_now:
+                open_tried[group] += 1
+                open_matched[group] += group in matches
+            group = next((g for g in open_now if g in matches), None)
+            if group is not None:
+                sensors = dict(lab.get("sensors", {}))
+                if np.any(shift):
+                    sensors["latent_shift"] = [round(float(x), 6) for x in shift]
+                filled[group].append(IdentityDraw(group, len(filled[group]), k, seed, sensors))
         tried = ks[-1] + 1
         if progress is not None:
             progress(sum(len(v) for v in filled.values()), total, tried)

@@ -32,7 +32,6 @@ Weights: NVIDIA's StyleGAN2-FFHQ (non-commercial) distilled on FFHQ (CC BY-NC-SA
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,14 +138,6 @@ def available() -> bool:
             and (d / "SynthesisNetwork.xml").exists())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class MobileStyleGAN:
     """:class:`generator.backends.LatentGenerator` over MobileStyleGAN's W space (see the module
@@ -247,7 +238,7 @@ def load_mobilestylegan(device: str = "cpu", verify: bool = True,
     to 1e-4 of the [-1, 1] range (``tests/generator/test_openvino_ir.py``), so at most a rare
     pixel differs by one grey level between a CPU and a GPU worker; the recipe names the engine.
     """
-    from generator.backends import GeneratorLoadError
+    from generator.backends import GeneratorLoadError, sha256_file
 
     try:
         d = data_dir()
@@ -265,7 +256,7 @@ def load_mobilestylegan(device: str = "cpu", verify: bool = True,
         path = d / name
         if not path.exists():
             raise GeneratorLoadError(f"{path} not found; reinstall random-face==2021.7.21.1")
-        if verify and (got := _sha256(path)) != want:
+        if verify and (got := sha256_file(path)) != want:
             raise GeneratorLoadError(f"{path} has SHA-256 {got}, expected {want}: the file is "
                                      "damaged or another release; reinstall random-face")
     if engine == "torch":

