@@ -22,8 +22,9 @@ from generator.design import Design, Group, derive_seed
 # the key "sensors", or None where no face was found.
 Labeller = Callable[[np.ndarray], Sequence[dict[str, Any] | None]]
 Progress = Callable[[int, int, int], None]  # (identities found, identities needed, candidates tried)
-# (latents (N, D), the group each is aimed at) -> shifts (N, D) (generator.guidance)
-Guide = Callable[[np.ndarray, Sequence[Group]], np.ndarray]
+# (latents (N, D), the group each is aimed at) -> (shifts (N, D), reached (N,) bool): the shift
+# that aims each latent at its group, and whether it gets there uncapped (generator.guidance.aim)
+Guide = Callable[[np.ndarray, Sequence[Group]], tuple[np.ndarray, np.ndarray]]
 
 
 class GroupFillError(RuntimeError):
@@ -62,6 +63,7 @@ def sample_identities(
     report: dict[str, Any] | None = None,
     guide: Guide | None = None,
     accept: Callable[[dict[str, Any]], bool] | None = None,
+    screen: int = 1,
 ) -> list[IdentityDraw]:
     """Fill ``design.groups`` with ``design.identities_per_group`` identities each.
 
@@ -71,7 +73,7 @@ def sample_identities(
 
     ``report``, when given, is filled with how the groups filled (see :func:`acceptance`):
     ``candidates`` tried, ``faces_found`` among them, and per group name ``accepted``,
-    ``tried_while_open`` (candidates drawn while the group still needed identities),
+    ``tried_while_open`` (candidates rendered while the group still needed identities),
     ``matched_while_open`` (those the sensors placed in the group) and ``acceptance_rate``
     (matched / tried while open: how rare the group is among the generator's faces).
 
@@ -83,6 +85,12 @@ def sample_identities(
     expression): a face it refuses joins no group and counts as not matched. A guided report
     adds per group ``aimed`` (candidates aimed at it), ``aimed_matched`` (those whose face the
     sensors placed in it and the baseline rule accepted) and ``aimed_rate``, their ratio.
+
+    ``screen`` (guided sampling only): each rendered slot takes the first of ``screen`` drawn
+    latents per slot whose aim its shift reaches uncapped (``reached``), so that rendering, the
+    costly step, is spent on candidates the prediction places in the group; the mapping from
+    seed to latent is cheap. Skipped latents are never rendered and keep their candidate
+    numbers (the search stays deterministic); ``report["screened"]`` counts the latents drawn.
     """
     need = design.identities_per_group
     total = design.n_identities
@@ -94,19 +102,29 @@ def sample_identities(
     open_matched = {g: 0 for g in design.groups}
     aimed = {g: 0 for g in design.groups}  # guided: candidates aimed at the group ...
     aimed_matched = {g: 0 for g in design.groups}  # ... and those that read as it
+    drawn = 0
     while tried < budget and sum(len(v) for v in filled.values()) < total:
         if should_stop is not None and should_stop():
             break
-        ks = list(range(tried, min(tried + batch_size, budget)))
+        slots = min(batch_size, budget - tried)
+        pool = slots * (screen if guide is not None else 1)
+        ks = list(range(drawn, drawn + pool))
         seeds = [derive_seed(audit_seed, "candidate", k) for k in ks]
         latents = generator.sample_latents(seeds)
+        drawn += pool
         shifts = np.zeros_like(latents, dtype=np.float64)
-        targets: list[Group | None] = [None] * len(ks)
+        targets: list[Group | None] = [None] * slots
+        chosen = list(range(slots))
         if guide is not None:
             open_groups = [g for g in design.groups if len(filled[g]) < need]
-            targets = [open_groups[j % len(open_groups)] for j in range(len(ks))]
-            shifts = np.round(guide(latents, targets), 6)
-            latents = (latents + shifts).astype(np.float32)
+            targets = [open_groups[j % len(open_groups)] for j in range(slots)]
+            if pool == slots:
+                shifts = guide(latents, targets)[0]
+            else:
+                chosen, shifts = _screen(latents, targets, guide)
+            shifts = np.round(shifts, 6)
+            latents = (latents[chosen] + shifts).astype(np.float32)
+            ks, seeds = [ks[i] for i in chosen], [seeds[i] for i in chosen]
         labels = list(labeller(generator.generate(latents)))
         faces += sum(lab is not None for lab in labels)
         for j, lab in enumerate(labels):
@@ -129,7 +147,7 @@ def sample_identities(
                 if np.any(shift):
                     sensors["latent_shift"] = [round(float(x), 6) for x in shift]
                 filled[group].append(IdentityDraw(group, len(filled[group]), k, seed, sensors))
-        tried = ks[-1] + 1
+        tried += slots
         if progress is not None:
             progress(sum(len(v) for v in filled.values()), total, tried)
     found = {g.name: len(v) for g, v in filled.items()}
@@ -138,6 +156,7 @@ def sample_identities(
                                                          open_matched[g])
                                                 for g in design.groups}))
         report["refused_by_baseline_rule"] = refused
+        report["screened"] = drawn
         report["guided"] = guide is not None
         if guide is not None:
             for g in design.groups:
@@ -148,6 +167,23 @@ def sample_identities(
     if not stopped and any(n < need for n in found.values()):
         raise GroupFillError(found, need, tried)
     return [d for g in design.groups for d in filled[g]]
+
+
+def _screen(latents: np.ndarray, targets: Sequence[Group], guide: Guide
+            ) -> tuple[list[int], np.ndarray]:
+    """For slot ``j`` aimed at ``targets[j]``, the first unused latent of the pool ``(P, D)``
+    whose shift reaches that group uncapped (else the first unused one): the chosen pool
+    indices and their shifts ``(slots, D)``."""
+    aims = {g: guide(latents, [g] * len(latents)) for g in dict.fromkeys(targets)}
+    used: set[int] = set()
+    chosen = []
+    for g in targets:
+        reached = aims[g][1]
+        free = [i for i in range(len(latents)) if i not in used]
+        i = next((i for i in free if reached[i]), free[0])
+        used.add(i)
+        chosen.append(i)
+    return chosen, np.stack([aims[g][0][i] for g, i in zip(targets, chosen, strict=True)])
 
 
 def acceptance(tried: int, faces: int,

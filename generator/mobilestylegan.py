@@ -161,6 +161,9 @@ class MobileStyleGAN:
     #: candidates rendered per sampling round: small, since a round is rendered whole even when
     #: its first faces fill the last groups (0.4-0.7 s per face on 2 cores)
     sampling_batch: int = 16
+    #: latents drawn per rendered candidate in guided sampling: a rendered one is the first whose
+    #: aim is reachable within the shift cap (mapping a seed costs about 1 ms, rendering 200 ms+)
+    sampling_screen: int = 8
     check_policy: dict[str, Any] = field(default_factory=lambda: dict(CHECK_POLICY))
 
     @property

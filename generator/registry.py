@@ -120,16 +120,17 @@ class LatentBackend:
 
         guide = None
         if directions is not None and (aims is not None or self.baseline_bands):
-            from generator.guidance import shift_into_bands
+            from generator.guidance import aim
 
             def guide(latents, groups):
                 bands = [[*self.baseline_bands, *(aims(g) if aims else [])] for g in groups]
-                return shift_into_bands(latents, directions, bands, hold=hold)
+                return aim(latents, directions, bands, hold=hold)
 
         return sample_identities(design, self.latent, labeller, audit_seed, progress=progress,
                                  should_stop=should_stop, report=report, guide=guide,
                                  accept=getattr(self.latent, "accepts_baseline", None),
-                                 batch_size=getattr(self.latent, "sampling_batch", 64))
+                                 batch_size=getattr(self.latent, "sampling_batch", 64),
+                                 screen=getattr(self.latent, "sampling_screen", 1))
 
     def _view(self, cells):
         """The generator as the cells see it: each seed's latent plus its stored shift."""

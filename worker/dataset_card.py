@@ -175,8 +175,11 @@ def _acceptance_text(sampling: dict[str, Any]) -> str:
              if v.get("acceptance_rate") is not None]
     if not rates:
         return ""
-    return (f" Of {sampling.get('candidates', 0):,} generated candidates, the share the sensors "
-            f"placed in each group while it was open: {', '.join(rates)}.")
+    screened = sampling.get("screened")
+    drawn = (f" (picked from {screened:,} latents by their predicted attributes)"
+             if screened and screened > sampling.get("candidates", 0) else "")
+    return (f" Of {sampling.get('candidates', 0):,} rendered candidates{drawn}, the share the "
+            f"sensors placed in each group while it was open: {', '.join(rates)}.")
 
 
 def _image_size_text(generator: dict[str, Any]) -> str:

@@ -431,7 +431,9 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
         "identity_sampling": {
             "rule": "candidates are rendered from seeded latents and join the first group whose "
                     "levels the sensors confirm; acceptance_rate = candidates the sensors placed "
-                    "in the group / candidates drawn while it still needed identities",
+                    "in the group / candidates rendered while it still needed identities; "
+                    "screened (guided sampling): latents drawn, of which only the first per "
+                    "rendered slot whose predicted attributes its shift can reach was rendered",
             **((audit.stage_progress or {}).get("sampling", {}).get("acceptance") or {})},
         "generator_checks": {**generator_checks(images),
                              "skin_tone_label_moves": skin_tone_label_moves(audit)},

@@ -85,7 +85,7 @@ def test_guided_sampling_fills_a_rare_group_faster_and_keeps_the_shift():
         for i, g in enumerate(groups):
             if g.as_dict["perceived_gender"] == "male":
                 shifts[i, 0] = max(0.0, 2.0 - float(latents[i, 0]))
-        return shifts
+        return shifts, np.ones(len(latents), dtype=bool)
 
     plain, guided = {}, {}
     sample_identities(design, TinyGenerator(), rare_labeller, 3, batch_size=4, report=plain)
@@ -109,3 +109,55 @@ def test_bands_on_one_sensor_are_intersected():
 
     assert merge([Band("age", low=24.0), Band("yaw", -4, 4), Band("age", None, 26.0)]) == [
         Band("age", 24.0, 26.0), Band("yaw", -4, 4)]
+
+
+def test_screening_renders_only_candidates_the_prediction_places_in_their_group():
+    from generator.config import parse_config
+    from generator.design import derive_seed, plan_design
+    from generator.identities import sample_identities
+    from tests.generator.test_identities import TinyGenerator
+
+    rendered = []
+
+    def rare_labeller(images):  # "male" only when the first latent value exceeds 1.5
+        rendered.extend(float(im[0, 0, 0]) for im in images)
+        return [{"perceived_gender": "male" if float(im[0, 0, 0]) > 1.5 else "female",
+                 "sensors": {}} for im in images]
+
+    design = plan_design(parse_config({"name": "x", "seed": 3,
+                                       "groups": {"perceived_gender": ["female", "male"]},
+                                       "identities_per_group": 6, "factors": {"blur": [1]}}))
+
+    def guide(latents, groups):  # no shift; a latent "reaches" its group when it already is in it
+        male = np.array([g.as_dict["perceived_gender"] == "male" for g in groups])
+        return np.zeros(latents.shape), np.where(male, latents[:, 0] > 1.5, latents[:, 0] <= 1.5)
+
+    plain, screened = {}, {}
+    sample_identities(design, TinyGenerator(), rare_labeller, 3, batch_size=4, report=plain,
+                      guide=guide)
+    rendered.clear()
+    draws = sample_identities(design, TinyGenerator(), rare_labeller, 3, batch_size=4,
+                              report=screened, guide=guide, screen=32)
+    # P(N(0,1) > 1.5) = 0.067: unscreened, the male slots need about 15 renders per identity;
+    # screened, a pool of 4 x 32 latents holds about 8.6 for at most 4 male slots, so (almost)
+    # every render is a match: 12 identities in 12 to 16 renders
+    assert screened["candidates"] == len(rendered) <= 16 < plain["candidates"]
+    assert screened["screened"] == 32 * screened["candidates"]
+    assert screened["groups"]["male"]["aimed_rate"] == 1.0
+    for d in draws:  # candidate numbers still name the seed of the latent rendered
+        assert d.latent_seed == derive_seed(3, "candidate", d.candidate)
+        v = float(TinyGenerator().sample_latents([d.latent_seed])[0, 0])
+        assert (v > 1.5) == (d.group.as_dict["perceived_gender"] == "male")
+    again = sample_identities(design, TinyGenerator(), rare_labeller, 3, batch_size=4,
+                              guide=guide, screen=32)
+    assert [(d.candidate, d.group) for d in again] == [(d.candidate, d.group) for d in draws]
+
+
+def test_aim_says_which_shifts_were_capped():
+    from generator.guidance import aim
+
+    ds = directions()
+    u = np.zeros((2, 8))
+    shifts, reached = aim(u, ds, [[Band("yaw", low=1.0)], [Band("yaw", low=1000.0)]], max_shift=3.0)
+    assert reached.tolist() == [True, False]
+    assert np.linalg.norm(shifts[1]) == pytest.approx(3.0)
