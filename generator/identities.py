@@ -48,6 +48,8 @@ class IdentityDraw:
     candidate: int
     latent_seed: int
     sensors: dict[str, Any] = field(default_factory=dict)
+    #: the rendered face (H, W, 3) uint8 the sensors read, when sampling was asked to keep it
+    image: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def sample_identities(
@@ -64,6 +66,7 @@ def sample_identities(
     guide: Guide | None = None,
     accept: Callable[[dict[str, Any]], bool] | None = None,
     screen: int = 1,
+    keep_images: bool = False,
 ) -> list[IdentityDraw]:
     """Fill ``design.groups`` with ``design.identities_per_group`` identities each.
 
@@ -91,6 +94,10 @@ def sample_identities(
     costly step, is spent on candidates the prediction places in the group; the mapping from
     seed to latent is cheap. Skipped latents are never rendered and keep their candidate
     numbers (the search stays deterministic); ``report["screened"]`` counts the latents drawn.
+
+    ``keep_images``: each draw carries the face it was accepted on (``IdentityDraw.image``), the
+    same pixels its baseline renders again (generators render each latent on its own), so the
+    caller need not render the baselines again right away.
     """
     need = design.identities_per_group
     total = design.n_identities
@@ -125,13 +132,15 @@ def sample_identities(
             shifts = np.round(shifts, 6)
             latents = (latents[chosen] + shifts).astype(np.float32)
             ks, seeds = [ks[i] for i in chosen], [seeds[i] for i in chosen]
-        labels = list(labeller(generator.generate(latents)))
+        pixels = generator.generate(latents)
+        labels = list(labeller(pixels))
         faces += sum(lab is not None for lab in labels)
         for j, lab in enumerate(labels):
             if lab is not None and accept is not None and not accept(lab):
                 labels[j] = None
                 refused += 1
-        for k, seed, lab, shift, target in zip(ks, seeds, labels, shifts, targets, strict=True):
+        for j, (k, seed, lab, shift, target) in enumerate(
+                zip(ks, seeds, labels, shifts, targets, strict=True)):
             matches = set() if lab is None else {
                 g for g, want in wanted if all(lab.get(a) == v for a, v in want.items())}
             if target is not None:
@@ -146,7 +155,8 @@ def sample_identities(
                 sensors = dict(lab.get("sensors", {}))
                 if np.any(shift):
                     sensors["latent_shift"] = [round(float(x), 6) for x in shift]
-                filled[group].append(IdentityDraw(group, len(filled[group]), k, seed, sensors))
+                filled[group].append(IdentityDraw(group, len(filled[group]), k, seed, sensors,
+                                                  pixels[j] if keep_images else None))
         tried += slots
         if progress is not None:
             progress(sum(len(v) for v in filled.values()), total, tried)

@@ -62,10 +62,12 @@ class GeneratorBackend(Protocol):
     def sample_identities(self, design, labeller: Labeller, audit_seed: int, *,
                           encoder: Encoder | None = None, progress: Progress | None = None,
                           should_stop: Callable[[], bool] | None = None,
-                          report: dict[str, Any] | None = None) -> list:
+                          report: dict[str, Any] | None = None,
+                          keep_images: bool = False) -> list:
         """Identities filling every group: ``list[generator.identities.IdentityDraw]``;
         ``report`` (when given and the backend keeps one) is filled with per-group acceptance
-        rates (:func:`generator.identities.acceptance`)."""
+        rates (:func:`generator.identities.acceptance`); with ``keep_images`` a backend that
+        can may give each draw the face it was accepted on (its baseline's pixels)."""
         ...
 
     def render_and_check(self, cells: Sequence[IdentityCell], variants, audit_seed: int, sense,
@@ -111,7 +113,7 @@ class LatentBackend:
 
     def sample_identities(self, design, labeller, audit_seed, *, encoder=None, progress=None,
                           should_stop=None, report=None, directions=None, aims=None,
-                          hold: Sequence[str] = ()):
+                          hold: Sequence[str] = (), keep_images: bool = False):
         """``directions`` and ``aims(group) -> list[Band]`` (the group's boundaries) turn on
         guided sampling (:mod:`generator.guidance`), holding the predictions of ``hold``; the
         generator's baseline rule (``accepts_baseline(labels) -> bool``) refuses candidates
@@ -130,7 +132,8 @@ class LatentBackend:
                                  should_stop=should_stop, report=report, guide=guide,
                                  accept=getattr(self.latent, "accepts_baseline", None),
                                  batch_size=getattr(self.latent, "sampling_batch", 64),
-                                 screen=getattr(self.latent, "sampling_screen", 1))
+                                 screen=getattr(self.latent, "sampling_screen", 1),
+                                 keep_images=keep_images)
 
     def _view(self, cells):
         """The generator as the cells see it: each seed's latent plus its stored shift."""

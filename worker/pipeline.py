@@ -8,9 +8,10 @@ Stages (the Audit row's state in brackets)::
 
 Each stage receives a ``dispatch(name, *args)`` callable that schedules the next stage: Celery's
 ``send_task`` in the workers, an in-process queue in ``run_audit``. Every stage is idempotent:
-outputs are keyed by design cell and overwritten on rerun, state changes are compare-and-set
-updates (``filter(state=old).update(state=new)``), so a batch that runs twice or two batches that
-finish together advance the audit exactly once.
+outputs are keyed by design cell, a batch skips the cells it finds done and overwrites the rest,
+state changes are compare-and-set updates (``filter(state=old).update(state=new)``), so a batch
+that is sent twice does its work once, and two batches that finish together advance the audit
+exactly once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import errno
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import cv2
@@ -50,6 +51,10 @@ Dispatch = Callable[..., None]
 
 class StageError(Exception):
     """An expected failure with a message for the researcher (shown on the audit page)."""
+
+
+class AuditDeleted(Exception):
+    """The audit was deleted while one of its stages ran."""
 
 
 #: Failures worth retrying: the database or the broker went away or was locked for a moment
@@ -104,7 +109,20 @@ def stage_errors(audit_id: int, stage: str) -> Iterator[None]:
     from generator.identities import GroupFillError
 
     try:
-        yield
+        try:
+            yield
+        except Exception as exc:
+            if isinstance(exc, TRANSIENT_ERRORS) or Audit.objects.filter(pk=audit_id).exists():
+                raise
+            raise AuditDeleted from exc
+    except AuditDeleted:
+        # Deleted while this batch ran (after a cancel): its inserts failed on their foreign
+        # keys, or its rows were gone. Stop quietly and remove any file it wrote after the
+        # deletion had removed the audit's files.
+        from webapp.audits.storage import delete_audit_files
+
+        log.info("audit %s was deleted while %s; the batch stops", audit_id, stage)
+        delete_audit_files(audit_id)
     except TRANSIENT_ERRORS:
         raise  # the task retries with back-off (worker.tasks); the audit keeps its state
     except (StageError, GroupFillError, ModelError, GeneratorLoadError) as exc:
@@ -198,6 +216,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
         config = _config(audit)
         design = plan_design(config)
         _choose_identity_judge(config)  # refuse before any work when no model can judge
+        sampled: dict[int, np.ndarray] | None = None  # latent seed -> baseline pixels
         if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
             backend = get_backend(config.generator)
             last = [0.0]
@@ -213,6 +232,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
             draws = backend.sample_identities(design, labeller, config.seed, encoder=encoder,
                                               progress=progress, report=report,
                                               should_stop=lambda: _is_cancelled(audit_id),
+                                              keep_images=design.n_identities <= KEEP_SAMPLED,
                                               **guidance)
             if _is_cancelled(audit_id):
                 return
@@ -227,15 +247,21 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
                     index_in_group=d.index_in_group, candidate=d.candidate,
                     latent_seed=d.latent_seed, sensors=sensors, conditioning=conditioning))
             SyntheticIdentity.objects.bulk_create(rows, ignore_conflicts=True)
+            if all(d.image is not None for d in draws):
+                sampled = {int(d.latent_seed): d.image for d in draws}
         _set_stage(audit_id, "sampling", done=design.n_identities, total=design.n_identities)
         if _latent_factors(config):
             _learn_directions_with_progress(audit_id, config)
-        _identity_policy(audit_id, config)
+        _identity_policy(audit_id, config, baselines=sampled)
         ids = list(SyntheticIdentity.objects.filter(audit=audit).order_by("id")
                    .values_list("id", flat=True))
         for chunk in _chunks(ids, settings.FACEAUDIT_GENERATE_BATCH):
             dispatch("generate_images", audit_id, chunk)
 
+
+#: Up to this many identities, sampling keeps each accepted face in memory (about 0.8 MB at 512
+#: px) so that the identity judge's cut-off reads them instead of rendering the baselines again.
+KEEP_SAMPLED = 256
 
 #: Readings of a draw that say how to render the identity again, stored as its conditioning: a
 #: diffusion anchor's embedding and prompt, or a latent generator's guidance shift.
@@ -338,22 +364,25 @@ def _choose_identity_judge(config: AuditConfig) -> tuple[str, str] | None:
         raise StageError(str(exc)) from None
 
 
-def _identity_policy(audit_id: int, config: AuditConfig, generator=None):
+def _identity_policy(audit_id: int, config: AuditConfig, generator=None,
+                     baselines: dict[int, np.ndarray] | None = None):
     """The audit's :class:`generator.editing.CheckPolicy`: the generator's own tolerances (a
     backend may carry ``check_policy``, measured on its faces) with the audit's identity judge
     and cut-off, fixing both first if the audit has none yet (idempotent: every caller computes
-    the same values from the same baselines)."""
+    the same values from the same baselines). ``baselines``: latent seed -> the baseline's
+    pixels as sampling rendered them, used where they cover every stored identity."""
     from generator.editing import CheckPolicy
 
     judge = Audit.objects.only("identity_judge").get(pk=audit_id).identity_judge
     if not judge:
-        judge = _fix_identity_judge(audit_id, config)
+        judge = _fix_identity_judge(audit_id, config, baselines)
     return CheckPolicy(**getattr(generator, "check_policy", {}),
                        identity_min_similarity=judge.get("cutoff"),
                        identity_judge=judge.get("model"))
 
 
-def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
+def _fix_identity_judge(audit_id: int, config: AuditConfig,
+                        baselines: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
     """Choose the identity judge and fix its cut-off from the whole audit's baselines, before
     any edit is judged; stored on the audit row (and from there in summary.json, the manifest
     and the report). Never a model under test (worker.runtime.choose_identity_judge)."""
@@ -369,7 +398,10 @@ def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
         model, why = choice
         identities = list(SyntheticIdentity.objects.filter(audit_id=audit_id).order_by(
             "group_name", "index_in_group"))
-        pixels = get_backend(config.generator).baselines(_cells(identities))
+        if baselines is not None and all(int(i.latent_seed) in baselines for i in identities):
+            pixels = np.stack([baselines[int(i.latent_seed)] for i in identities])
+        else:
+            pixels = get_backend(config.generator).baselines(_cells(identities))
         readings = get_sense(model)(pixels)
         found = np.asarray(readings["face_found"], dtype=bool)
         cutoff, n_pairs = identity_cutoff(np.asarray(readings["embedding"])[found],
@@ -390,40 +422,53 @@ def _fix_identity_judge(audit_id: int, config: AuditConfig) -> dict[str, Any]:
 def generate_images(audit_id: int, identity_ids: list[int], dispatch: Dispatch) -> None:
     """Render baseline + variants of the given identities with their checks (generator
     accountability), store them, and when the last image of the audit exists, move on to
-    scoring."""
-
-    from worker.runtime import get_backend, get_directions, get_sense
-
+    scoring. Identities that already have every image (a batch sent again) are skipped."""
     audit = Audit.objects.filter(pk=audit_id).first()
     if audit is None or audit.state != State.GENERATING:  # deleted, cancelled, or already moved on
         return
     with stage_errors(audit_id, "generating images"):
-        config = _config(audit)
-        design = plan_design(config)
-        identities = list(SyntheticIdentity.objects.filter(audit=audit, pk__in=identity_ids)
-                          .order_by("id"))
-        backend = get_backend(config.generator)
-        policy = _identity_policy(audit_id, config, backend)
-        sense = get_sense(policy.identity_judge)
-        directions = (get_directions(backend.latent)
-                      if _latent_factors(config) and backend.latent is not None else None)
-        rendered = backend.render_and_check(_cells(identities), design.variants, config.seed,
-                                            sense, policy, directions)
-        for identity, row in zip(identities, rendered, strict=True):
-            for img in row:
-                data = encode_png(img.pixels)
-                name = save_file(storage_name(audit_id, image_relpath(identity, img.variant.key)),
-                                 data)
-                GeneratedImage.objects.update_or_create(
-                    identity=identity, variant=img.variant.key,
-                    defaults={"audit": audit, "factor": img.variant.factor,
-                              "level": img.variant.level, "file": name,
-                              "sha256": hashlib.sha256(data).hexdigest(),
-                              "recipe": img.recipe, "checks": img.checks or {}})
+        design = plan_design(_config(audit))
+        identities = _identities_to_render(audit, identity_ids, len(design.variants))
+        if identities:
+            _render_and_store(audit, identities, design)
         _touch(audit_id)
         if _is_cancelled(audit_id):
             return
         _finish_generation(audit_id, design.n_images, dispatch)
+
+
+def _identities_to_render(audit: Audit, identity_ids: list[int], n_variants: int) -> list:
+    """The given identities of the audit that still lack some of their ``n_variants`` images."""
+    return list(SyntheticIdentity.objects.filter(audit=audit, pk__in=identity_ids)
+                .annotate(n_images=models.Count("images")).filter(n_images__lt=n_variants)
+                .order_by("id"))
+
+
+def _render_and_store(audit: Audit, identities: list, design) -> None:
+    """Render the identities' baselines and variants with their checks and store each image
+    (file and row), replacing whatever part of them an earlier run left."""
+    from worker.runtime import get_backend, get_directions, get_sense
+
+    audit_id = audit.pk
+    config = _config(audit)
+    backend = get_backend(config.generator)
+    policy = _identity_policy(audit_id, config, backend)
+    sense = get_sense(policy.identity_judge)
+    directions = (get_directions(backend.latent)
+                  if _latent_factors(config) and backend.latent is not None else None)
+    rendered = backend.render_and_check(_cells(identities), design.variants, config.seed,
+                                        sense, policy, directions)
+    for identity, row in zip(identities, rendered, strict=True):
+        for img in row:
+            data = encode_png(img.pixels)
+            name = save_file(storage_name(audit_id, image_relpath(identity, img.variant.key)),
+                             data)
+            GeneratedImage.objects.update_or_create(
+                identity=identity, variant=img.variant.key,
+                defaults={"audit": audit, "factor": img.variant.factor,
+                          "level": img.variant.level, "file": name,
+                          "sha256": hashlib.sha256(data).hexdigest(),
+                          "recipe": img.recipe, "checks": img.checks or {}})
 
 
 def _finish_generation(audit_id: int, n_images: int, dispatch: Dispatch) -> None:
@@ -439,45 +484,53 @@ def _finish_generation(audit_id: int, n_images: int, dispatch: Dispatch) -> None
 
 def score_images(audit_id: int, image_ids: list[int], dispatch: Dispatch) -> None:
     """Detect, align, embed (each FR model) and sense the given images; when every image of the
-    audit has been analysed, move on to aggregation."""
-    from worker.runtime import get_analyzer, quality_model, score_threads
-
+    audit has been analysed, move on to aggregation. Images already analysed (a batch sent
+    again) are skipped: an image's analysis is stored after its embeddings."""
     audit = Audit.objects.filter(pk=audit_id).first()
     if audit is None or audit.state != State.SCORING:  # deleted, cancelled, or already moved on
         return
     with stage_errors(audit_id, "scoring images"):
-        config = _config(audit)
-        analyzer = get_analyzer(tuple(config.fr_models), quality=quality_model(),
-                                threads=score_threads())
-        images = list(GeneratedImage.objects.filter(audit=audit, pk__in=image_ids).order_by("id"))
-        batch = analyzer.analyze([read_image(img.file) for img in images])
-        recognizers = analyzer.recognizers
-        for i, img in enumerate(images):
-            row = batch.row(i)
-            found = bool(batch.face_found[i])
-            for fr_model in config.fr_models:
-                if found:
-                    vec = np.asarray(batch.embeddings[fr_model][i], dtype="<f4")
-                    Embedding.objects.update_or_create(
-                        image=img, fr_model=fr_model,
-                        defaults={"weights_sha256": recognizers[fr_model].weights_sha256,
-                                  "vector": vec.tobytes()})
-                else:
-                    Embedding.objects.filter(image=img, fr_model=fr_model).delete()
-            FaceAnalysis.objects.update_or_create(
-                image=img,
-                defaults={"face_found": found, "det_score": row.get("det_score"),
-                          "bbox": row.get("bbox"), "keypoints": row.get("kps"),
-                          "sensors": {k: row.get(k) for k in
-                                      ("male_probability", "age", "ita", "skin_tone_index",
-                                       "skin_hue", "brightness", "yaw", "pitch", "roll", "smile",
-                                       "mouth_open", "sharpness", "sharpness_normalised",
-                                       "illumination_uniformity", "quality")},
-                          "detector": analyzer.detector.name})
+        images = list(GeneratedImage.objects.filter(audit=audit, pk__in=image_ids,
+                                                    analysis__isnull=True).order_by("id"))
+        if images:
+            _analyse_and_store(_config(audit), images)
         _touch(audit_id)
         if _is_cancelled(audit_id):
             return
         _finish_scoring(audit_id, audit.n_images_planned, dispatch)
+
+
+def _analyse_and_store(config: AuditConfig, images: list) -> None:
+    """Analyse the images with the audit's FR models and store each one's embeddings, then its
+    analysis (replacing what an earlier run left)."""
+    from worker.runtime import get_analyzer, quality_model, score_threads
+
+    analyzer = get_analyzer(tuple(config.fr_models), quality=quality_model(),
+                            threads=score_threads())
+    batch = analyzer.analyze([read_image(img.file) for img in images])
+    recognizers = analyzer.recognizers
+    for i, img in enumerate(images):
+        row = batch.row(i)
+        found = bool(batch.face_found[i])
+        for fr_model in config.fr_models:
+            if found:
+                vec = np.asarray(batch.embeddings[fr_model][i], dtype="<f4")
+                Embedding.objects.update_or_create(
+                    image=img, fr_model=fr_model,
+                    defaults={"weights_sha256": recognizers[fr_model].weights_sha256,
+                              "vector": vec.tobytes()})
+            else:
+                Embedding.objects.filter(image=img, fr_model=fr_model).delete()
+        FaceAnalysis.objects.update_or_create(
+            image=img,
+            defaults={"face_found": found, "det_score": row.get("det_score"),
+                      "bbox": row.get("bbox"), "keypoints": row.get("kps"),
+                      "sensors": {k: row.get(k) for k in
+                                  ("male_probability", "age", "ita", "skin_tone_index",
+                                   "skin_hue", "brightness", "yaw", "pitch", "roll", "smile",
+                                   "mouth_open", "sharpness", "sharpness_normalised",
+                                   "illumination_uniformity", "quality")},
+                      "detector": analyzer.detector.name})
 
 
 def _finish_scoring(audit_id: int, n_images: int, dispatch: Dispatch) -> None:
@@ -521,16 +574,22 @@ def _stage_from_rows(audit: Audit, n_identities: int) -> str:
     return State.AGGREGATING
 
 
-def resume(audit_id: int, dispatch: Dispatch) -> str:
+#: A stage task waiting in the broker's queue: ``(stage name, args)``, args as sent.
+Waiting = tuple[str, list]
+
+
+def resume(audit_id: int, dispatch: Dispatch, waiting: Iterable[Waiting] = ()) -> str:
     """Send again whatever work an unfinished audit still needs, judged from its rows; a failed
     audit is first put back in the state of the stage it had reached (its error cleared).
 
-    Safe to call at any time, also while workers are busy with the audit: every stage is
-    idempotent, so work sent twice is done twice and stored once. Returns a sentence that says
-    what was sent (for the page, the admin and ``manage.py resume_audit``).
-    """
-    from django.conf import settings
+    ``waiting``: the audit's stage tasks known to be still in the broker's queue, as ``(stage
+    name, args)`` (``worker.recovery`` reads them); the work they carry is not sent again.
 
+    Safe to call at any time, also while workers are busy with the audit: every stage is
+    idempotent, so work sent twice is stored once (and a batch that finds its work done skips
+    it). Returns a sentence that says what was sent (for the page, the admin, ``manage.py
+    resume_audit`` and ``serve``).
+    """
     audit = Audit.objects.get(pk=audit_id)
     if audit.state in (State.DONE, State.CANCELLED):
         return f"nothing to resume: the audit is {audit.get_state_display().lower()}"
@@ -541,34 +600,71 @@ def resume(audit_id: int, dispatch: Dispatch) -> str:
                 state=stage, error="", finished_at=None):
             return "nothing to resume: the audit changed state meanwhile"
         audit.refresh_from_db()
+    waiting = list(waiting)
     if audit.state == State.QUEUED:
-        dispatch("start_audit", audit_id)
-        return "start sent again"
+        return _send_once(audit_id, "start_audit", waiting, dispatch, "start")
     if audit.state == State.GENERATING:
-        if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
-            dispatch("sample_identities", audit_id)
-            return "identity sampling sent again"
-        n_variants = len(design.variants)
-        missing = list(SyntheticIdentity.objects.filter(audit=audit)
-                       .annotate(n=models.Count("images")).filter(n__lt=n_variants)
-                       .order_by("id").values_list("id", flat=True))
-        for chunk in _chunks(missing, settings.FACEAUDIT_GENERATE_BATCH):
-            dispatch("generate_images", audit_id, chunk)
-        if not missing:
-            _finish_generation(audit_id, design.n_images, dispatch)
-            return "generation complete; scoring sent"
-        return f"generation sent again for {len(missing)} identities"
+        return _resume_generation(audit, design, waiting, dispatch)
     if audit.state == State.SCORING:
-        missing = list(GeneratedImage.objects.filter(audit=audit, analysis__isnull=True)
-                       .order_by("id").values_list("id", flat=True))
-        for chunk in _chunks(missing, settings.FACEAUDIT_SCORE_BATCH):
-            dispatch("score_images", audit_id, chunk)
-        if not missing:
-            _finish_scoring(audit_id, audit.n_images_planned, dispatch)
-            return "scoring complete; statistics sent"
-        return f"scoring sent again for {len(missing)} images"
-    dispatch("aggregate", audit_id)
-    return "statistics sent again"
+        return _resume_scoring(audit, waiting, dispatch)
+    return _send_once(audit_id, "aggregate", waiting, dispatch, "statistics")
+
+
+def _send_once(audit_id: int, name: str, waiting: list[Waiting], dispatch: Dispatch,
+               what: str) -> str:
+    """Send stage ``name`` (no batch) again unless it is waiting in the queue."""
+    if any(n == name for n, _ in waiting):
+        return f"{what} is waiting in the queue"
+    dispatch(name, audit_id)
+    return f"{what} sent again"
+
+
+def _resume_generation(audit: Audit, design, waiting: list[Waiting], dispatch: Dispatch) -> str:
+    """Identity sampling if it is unfinished, else the identities that lack images, else the
+    move to scoring."""
+    from django.conf import settings
+
+    if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
+        return _send_once(audit.pk, "sample_identities", waiting, dispatch, "identity sampling")
+    missing = list(SyntheticIdentity.objects.filter(audit=audit)
+                   .annotate(n=models.Count("images")).filter(n__lt=len(design.variants))
+                   .order_by("id").values_list("id", flat=True))
+    if not missing:
+        _finish_generation(audit.pk, design.n_images, dispatch)
+        return "generation complete; scoring sent"
+    return _send_batches(audit.pk, "generate_images", missing, settings.FACEAUDIT_GENERATE_BATCH,
+                         waiting, dispatch, ("generation", "identities"))
+
+
+def _resume_scoring(audit: Audit, waiting: list[Waiting], dispatch: Dispatch) -> str:
+    """The images without an analysis, else the move to statistics."""
+    from django.conf import settings
+
+    missing = list(GeneratedImage.objects.filter(audit=audit, analysis__isnull=True)
+                   .order_by("id").values_list("id", flat=True))
+    if not missing:
+        _finish_scoring(audit.pk, audit.n_images_planned, dispatch)
+        return "scoring complete; statistics sent"
+    return _send_batches(audit.pk, "score_images", missing, settings.FACEAUDIT_SCORE_BATCH,
+                         waiting, dispatch, ("scoring", "images"))
+
+
+def _send_batches(audit_id: int, name: str, missing: list[int], size: int,
+                  waiting: list[Waiting], dispatch: Dispatch, words: tuple[str, str]) -> str:
+    """Send, in batches of ``size``, the ``missing`` ids (identities or images) that no waiting
+    ``name`` batch carries; a sentence that says what was sent, ``words`` naming the stage and
+    what it works on."""
+    queued = {i for n, args in waiting if n == name and len(args) > 1 for i in args[1]}
+    lost = [i for i in missing if i not in queued]
+    for chunk in _chunks(lost, size):
+        dispatch(name, audit_id, chunk)
+    stage, noun = words
+    if not lost:
+        return f"{stage} of {len(missing)} {noun} is waiting in the queue"
+    sentence = f"{stage} sent again for {len(lost)} {noun}"
+    if len(lost) < len(missing):
+        sentence += f" ({len(missing) - len(lost)} more waiting in the queue)"
+    return sentence
 
 
 def _build_export_cache(audit_id: int) -> None:

@@ -55,7 +55,7 @@ class PromptBackend:
                  int(c.latent_seed)) for c in cells]
 
     def sample_identities(self, design, labeller, audit_seed, *, encoder=None, progress=None,
-                          should_stop=None, report=None):
+                          should_stop=None, report=None, keep_images=False):
         from generator.diffusion.audit import sample_prompt_identities
 
         if encoder is None:

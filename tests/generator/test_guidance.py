@@ -161,3 +161,33 @@ def test_aim_says_which_shifts_were_capped():
     shifts, reached = aim(u, ds, [[Band("yaw", low=1.0)], [Band("yaw", low=1000.0)]], max_shift=3.0)
     assert reached.tolist() == [True, False]
     assert np.linalg.norm(shifts[1]) == pytest.approx(3.0)
+
+
+def test_kept_sampling_images_are_the_baselines_rendered_again():
+    from generator.config import parse_config
+    from generator.design import plan_design
+    from generator.identities import sample_identities
+    from tests.generator.test_identities import TinyGenerator
+
+    def labeller(images):
+        return [{"perceived_gender": "male" if float(im[0, 0, 0]) > 0.5 else "female",
+                 "sensors": {}} for im in images]
+
+    def guide(latents, groups):  # push "male" slots up by 0.7 in the first latent value
+        male = np.array([g.as_dict["perceived_gender"] == "male" for g in groups])
+        shifts = np.zeros(latents.shape)
+        shifts[male, 0] = 0.7123456789
+        return shifts, np.ones(len(latents), dtype=bool)
+
+    design = plan_design(parse_config({"name": "x", "seed": 3,
+                                       "groups": {"perceived_gender": ["female", "male"]},
+                                       "identities_per_group": 4, "factors": {"blur": [1]}}))
+    draws = sample_identities(design, TinyGenerator(), labeller, 3, batch_size=3, guide=guide,
+                              screen=2, keep_images=True)
+    assert any("latent_shift" in d.sensors for d in draws)
+    for d in draws:
+        view = ShiftedLatents(TinyGenerator(), {d.latent_seed: d.sensors["latent_shift"]}
+                              if "latent_shift" in d.sensors else {})
+        again = view.generate(view.sample_latents([d.latent_seed]))[0]
+        assert again.dtype == d.image.dtype and np.array_equal(again, d.image)
+    assert all(d.image is None for d in sample_identities(design, TinyGenerator(), labeller, 3))
