@@ -16,7 +16,10 @@ A config is a plain mapping (YAML or JSON on disk)::
     target_fmr: [0.001]           # one global threshold per FR model at each target
 
 :func:`parse_config` checks everything and raises :class:`ConfigError` whose ``errors`` map each
-offending field to a message that says what to change. Nothing here imports Django or torch.
+offending field to a message that says what to change; messages repeat at most ``MAX_ECHO``
+characters of a value, and lists are limited to what a report can show (``MAX_*`` below). An
+axis may hold one level (every group then shares it); the groups must be at least two in all.
+YAML anchors and aliases are refused. Nothing here imports Django or torch.
 """
 
 from __future__ import annotations
@@ -116,12 +119,26 @@ def prompt_factors() -> dict[str, tuple[str, ...]]:
             for f, levels in PROMPT_FACTORS.items()}
 DEFAULT_FR_MODELS: tuple[str, ...] = ("mobilefacenet",)
 
-# Size limits keep one audit within what a lab machine can do in hours, not weeks.
+# Size limits keep one audit within what a lab machine can do in hours, not weeks, and every
+# list within what the report can show (each target FMR and threshold is one operating point
+# with its own tables and charts; each factor level one column of every factor table).
 MAX_IDENTITIES_PER_GROUP = 500
 MAX_IMAGES = 100_000
 MAX_LEVELS_PER_FACTOR = 10
+#: Levels on one demographic axis: the six ITA bands are the most an axis can use.
+MAX_LEVELS_PER_AXIS = 6
+MAX_TARGET_FMRS = 10
+MAX_THRESHOLDS = 10
+MAX_FR_MODELS = 5
+#: At least this many groups in all: an audit compares groups (disparities, the group x
+#: condition interaction need two); one axis may hold a single level, which is then constant.
+MIN_GROUPS = 2
 MAX_NAME_LENGTH = 200
 MAX_CONFIG_BYTES = 64 * 1024
+#: Characters of a user's value that an error message repeats (then "...").
+MAX_ECHO = 80
+#: Unknown fields named one by one; more are counted in one message.
+MAX_UNKNOWN_FIELDS_NAMED = 5
 FIELDS = ("name", "description", "seed", "groups", "identities_per_group", "factors", "generator",
           "fr_models", "target_fmr", "thresholds")
 
@@ -168,6 +185,47 @@ class AuditConfig:
         return asdict(self)
 
 
+def _clip(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters plus "..." (an error repeats only so much input)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _show(value: Any, depth: int = 0) -> str:
+    """A user's value for an error message, as a person would write it: lists joined by
+    commas (``15, abc``, never ``['15', 'abc']``), nested ones in brackets, at most MAX_ECHO
+    characters (then "..."). Items are rendered only up to the limit and nesting only three
+    deep, so a huge or deep value costs no more than a short one."""
+    if isinstance(value, (list, tuple, Mapping)):
+        if depth >= 3:
+            return "..."
+        pairs = value.items() if isinstance(value, Mapping) else ((None, v) for v in value)
+        parts: list[str] = []
+        size = 0
+        for key, item in pairs:
+            if size > MAX_ECHO:
+                parts.append("...")
+                break
+            part = _show(item, depth + 1)
+            if isinstance(item, (list, tuple)):
+                part = f"[{part}]"
+            if key is not None:
+                part = f"{_show(key, depth + 1)}: {part}"
+            parts.append(part)
+            size += len(part) + 2
+        text = ", ".join(parts)
+        return _clip("{" + text + "}" if isinstance(value, Mapping) else text)
+    if isinstance(value, float):
+        return f"{value:g}"
+    try:
+        return _clip(str(value))
+    except ValueError:  # an int beyond Python's 4,300-digit limit on int -> str
+        return "(a number too long to show)"
+
+
+def _too_many(what: str, n: int, limit: int, fix: str) -> str:
+    return f"{n:,} {what}; at most {limit} (what a report can show): {fix}"
+
+
 def _as_list(value: Any) -> list[Any] | None:
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",")]
@@ -209,19 +267,28 @@ def _parse_groups(raw: Any, errors: dict[str, str]) -> dict[str, list[str]]:
         errors["groups"] = ("give at least one demographic axis with its levels, e.g. "
                             "perceived_gender: [female, male]; axes: " + ", ".join(GROUP_AXES))
         return {}
+    if len(raw) > len(GROUP_AXES):
+        errors["groups"] = (f"{len(raw):,} axes; there are {len(GROUP_AXES)}: "
+                            + ", ".join(GROUP_AXES))
+        return {}
     groups: dict[str, list[str]] = {}
     for axis, levels in raw.items():
-        key = f"groups.{axis}"
+        key = f"groups.{_show(axis)}"
         if axis not in GROUP_AXES:
-            errors[key] = f"unknown axis {axis!r}; choose from {', '.join(GROUP_AXES)}"
+            errors[key] = f"unknown axis {_show(axis)!r}; choose from {', '.join(GROUP_AXES)}"
             continue
         items = _as_list(levels)
-        if not items or len(items) < 2:
-            errors[key] = f"list at least two levels to compare, from {', '.join(GROUP_AXES[axis])}"
+        if not items:
+            errors[key] = f"list one or more levels, from {', '.join(GROUP_AXES[axis])}"
             continue
-        bad = [str(x) for x in items if str(x) not in GROUP_AXES[axis]]
+        limit = min(MAX_LEVELS_PER_AXIS, len(GROUP_AXES[axis]))
+        if len(items) > limit:
+            errors[key] = (f"{len(items):,} levels; at most {limit} on this axis: list each "
+                           f"level once, from {', '.join(GROUP_AXES[axis])}")
+            continue
+        bad = [x for x in items if str(x) not in GROUP_AXES[axis]]
         if bad:
-            errors[key] = (f"unknown level(s) {', '.join(bad)}; choose from "
+            errors[key] = (f"unknown level(s) {_show(bad)}; choose from "
                            f"{', '.join(GROUP_AXES[axis])}")
             continue
         names = [str(x) for x in items]
@@ -234,6 +301,11 @@ def _parse_groups(raw: Any, errors: dict[str, str]) -> dict[str, list[str]]:
                            "either lighter, darker or the six bands")
             continue
         groups[str(axis)] = names
+    n_groups = math.prod(len(v) for v in groups.values())
+    if groups and len(groups) == len(raw) and n_groups < MIN_GROUPS:
+        errors["groups"] = (f"these levels make {n_groups} group; an audit compares at least "
+                            f"{MIN_GROUPS}: list two or more levels on at least one axis (an "
+                            "axis with one level only restricts every group to it)")
     return groups
 
 
@@ -246,16 +318,23 @@ def _parse_factors(raw: Any, errors: dict[str, str],
         errors["factors"] = ("vary at least one factor, e.g. blur: [1.5, 3]; factors: "
                              + ", ".join(allowed))
         return {}
+    if len(raw) > len(FACTORS) + len(prompts):
+        errors["factors"] = (f"{len(raw):,} factors; choose each at most once from "
+                             + ", ".join(allowed))
+        return {}
     factors: dict[str, list[float | str]] = {}
     for name, levels in raw.items():
-        key = f"factors.{name}"
+        key = f"factors.{_show(name)}"
         if str(name) in prompts:
             items = _as_list(levels)
             names = [str(x) for x in items or []]
             bad = [x for x in names if x not in prompts[str(name)]]
-            if not names or bad:
+            if len(names) > MAX_LEVELS_PER_FACTOR:
+                errors[key] = _too_many("levels", len(names), MAX_LEVELS_PER_FACTOR,
+                                        "keep the levels you want to compare")
+            elif not names or bad:
                 errors[key] = (f"choose named levels from {', '.join(prompts[str(name)])}"
-                               + (f" (not {', '.join(bad)})" if bad else ""))
+                               + (f" (not {_show(bad)})" if bad else ""))
             elif len(set(names)) != len(names):
                 errors[key] = "each level may appear only once"
             else:
@@ -267,18 +346,20 @@ def _parse_factors(raw: Any, errors: dict[str, str],
                            f"generator use the prompt factors {', '.join(prompts)}")
             continue
         if spec is None:
-            errors[key] = f"unknown factor {name!r}; choose from {', '.join(FACTORS)}"
+            errors[key] = f"unknown factor {_show(name)!r}; choose from {', '.join(FACTORS)}"
             continue
         items = _as_list(levels)
         if not items:
             errors[key] = f"give one or more levels ({spec.unit}), separated by commas"
             continue
         if len(items) > MAX_LEVELS_PER_FACTOR:
-            errors[key] = f"at most {MAX_LEVELS_PER_FACTOR} levels per factor"
+            errors[key] = _too_many("levels", len(items), MAX_LEVELS_PER_FACTOR,
+                                    "keep the levels you want to compare, or split the "
+                                    "factor over two audits")
             continue
         values = [_number(x) for x in items]
         if any(v is None for v in values):
-            errors[key] = f"levels must be numbers ({spec.unit}); got {items!r}"
+            errors[key] = f"levels must be numbers ({spec.unit}); got {_show(items)}"
             continue
         out = [float(v) for v in values if v is not None]
         if spec.integer and any(v != int(v) for v in out):
@@ -311,9 +392,13 @@ def parse_config(
         raise ConfigError({"config": "the config must be a mapping of fields to values "
                                      f"(fields: {', '.join(FIELDS)})"})
     errors: dict[str, str] = {}
-    for key in data:
-        if key not in FIELDS:
-            errors[str(key)] = f"unknown field; known fields: {', '.join(FIELDS)}"
+    unknown = [key for key in data if key not in FIELDS]
+    for key in unknown[:MAX_UNKNOWN_FIELDS_NAMED]:
+        errors[_show(key)] = f"unknown field; known fields: {', '.join(FIELDS)}"
+    if len(unknown) > MAX_UNKNOWN_FIELDS_NAMED:
+        errors["config"] = (f"{len(unknown):,} unknown fields (the first "
+                            f"{MAX_UNKNOWN_FIELDS_NAMED} are named); known fields: "
+                            + ", ".join(FIELDS))
 
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -347,7 +432,8 @@ def parse_config(
         errors["generator"] = f"a generator name; choose from {', '.join(generators)}"
         generator = DEFAULT_GENERATOR
     elif generator not in GENERATORS:
-        errors["generator"] = f"unknown generator {generator!r}; choose from {', '.join(generators)}"
+        errors["generator"] = (f"unknown generator {_show(generator)!r}; choose from "
+                               f"{', '.join(generators)}")
     elif generator not in generators:
         errors["generator"] = (f"{generator} is not set up on this installation (its weights are "
                                f"configured with FACEAUDIT_DIFFUSION); choose from "
@@ -360,10 +446,14 @@ def parse_config(
     if not fr_models:
         errors["fr_models"] = f"choose at least one FR model from {', '.join(available)}"
         fr_models = []
+    elif len(fr_models) > MAX_FR_MODELS:
+        errors["fr_models"] = _too_many("FR models", len(fr_models), MAX_FR_MODELS,
+                                        "compare the others in a second audit")
+        fr_models = []
     else:
-        unknown = [str(m) for m in fr_models if str(m) not in available]
+        unknown = [m for m in fr_models if str(m) not in available]
         if unknown:
-            errors["fr_models"] = (f"unknown or unavailable model(s) {', '.join(unknown)}; "
+            errors["fr_models"] = (f"unknown or unavailable model(s) {_show(unknown)}; "
                                    f"choose from {', '.join(available)}")
         elif len(set(map(str, fr_models))) != len(fr_models):
             errors["fr_models"] = "each model may appear only once"
@@ -371,7 +461,11 @@ def parse_config(
 
     fmr_items = _as_list(data.get("target_fmr", [1e-3]))
     fmrs = [_number(x) for x in fmr_items or []]
-    if not fmrs or any(f is None or not 0 < f < 0.5 for f in fmrs):
+    if len(fmrs) > MAX_TARGET_FMRS:
+        errors["target_fmr"] = _too_many("target FMRs", len(fmrs), MAX_TARGET_FMRS,
+                                         "keep the false-match rates you will report")
+        fmrs = []
+    elif not fmrs or any(f is None or not 0 < f < 0.5 for f in fmrs):
         errors["target_fmr"] = "one or more false-match rates between 0 and 0.5, e.g. 0.001"
         fmrs = []
     target_fmr = sorted({float(f) for f in fmrs if f is not None}, reverse=True)
@@ -379,7 +473,11 @@ def parse_config(
     raw_thresholds = data.get("thresholds", []) or []
     items = _as_list(raw_thresholds)
     values = [_number(x) for x in items or []]
-    if items is None or any(v is None or not -1.0 <= v <= 1.0 for v in values):
+    if len(values) > MAX_THRESHOLDS:
+        errors["thresholds"] = _too_many("thresholds", len(values), MAX_THRESHOLDS,
+                                         "keep the decision thresholds you will report")
+        values = []
+    elif items is None or any(v is None or not -1.0 <= v <= 1.0 for v in values):
         errors["thresholds"] = ("optional fixed decision thresholds on the cosine scale, numbers "
                                 "from -1 to 1, e.g. 0.4")
         values = []
@@ -416,17 +514,53 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return parse_config_text(text, yaml_syntax=p.suffix.lower() in (".yaml", ".yml"))
 
 
+class _AliasRefused(Exception):
+    def __init__(self, mark: Any):
+        super().__init__()
+        self.line = mark.line + 1 if mark is not None else None
+
+
+def _no_alias_loader():
+    """A safe YAML loader that refuses anchors (``&name``) and aliases (``*name``): an alias
+    repeats a whole subtree, so a few hundred bytes of nested aliases (the "billion laughs")
+    expand to gigabytes. A config never needs them."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):  # type: ignore[override]
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise _AliasRefused(event.start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
 def parse_config_text(text: str, *, yaml_syntax: bool = True) -> dict[str, Any]:
-    """Parse config text (YAML, a superset of JSON, or strict JSON) into a mapping."""
+    """Parse config text (YAML, a superset of JSON, or strict JSON) into a mapping.
+
+    YAML anchors and aliases are refused (see :func:`_no_alias_loader`), as is text over
+    MAX_CONFIG_BYTES; error messages quote at most a short part of the input.
+    """
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError({"config": f"the config is {size:,} bytes; the limit is "
+                                     f"{MAX_CONFIG_BYTES:,}"})
     try:
         if yaml_syntax:
             import yaml
 
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 (a SafeLoader)
         else:
             data = json.loads(text)
+    except _AliasRefused as exc:
+        where = f" (line {exc.line})" if exc.line else ""
+        raise ConfigError({"config": f"YAML anchors and aliases (&name, *name) are not accepted "
+                                     f"in audit configs{where}: write the list out in full"}
+                          ) from None
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError carry the line number
-        raise ConfigError({"config": f"not valid {'YAML' if yaml_syntax else 'JSON'}: {exc}"}) from None
+        raise ConfigError({"config": f"not valid {'YAML' if yaml_syntax else 'JSON'}: "
+                                     f"{_clip(str(exc), 4 * MAX_ECHO)}"}) from None
     if not isinstance(data, dict):
         raise ConfigError({"config": "the file must hold a mapping of fields to values"})
     return data

@@ -101,3 +101,15 @@ def test_run_audit_names_every_bad_field_without_a_traceback(tmp_path):
     assert "factors.warp: unknown factor" in proc.stderr
     assert "groups:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_run_audit_refuses_yaml_aliases_and_never_prints_the_expansion(tmp_path):
+    # 729 levels once the aliases are expanded; the refusal names the fix instead
+    bomb = ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n" + CONFIG.replace(
+                "  blur: [1.0]", "  blur: *c"))
+    proc, out = run_audit(tmp_path, bomb)
+    assert proc.returncode != 0
+    assert "anchors and aliases" in proc.stderr and "write the list out" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr) < 1_000
+    assert not out.exists()

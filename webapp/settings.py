@@ -161,6 +161,10 @@ FACEAUDIT_MODEL_DIR = Path(env_str("FACEAUDIT_MODEL_DIR") or VAR_DIR / "models")
 # Seconds per image on 2 CPU cores for the default generator + scoring, measured with
 # bench/ (used only for the form's run-time estimate).
 FACEAUDIT_SECONDS_PER_IMAGE = float(env_str("FACEAUDIT_SECONDS_PER_IMAGE") or 0.05)
+# Images one account may have planned in audits not yet finished (queued or running); an
+# audit beyond that is refused until earlier ones finish (webapp.audits.launch). The default
+# is one audit of the largest allowed design (generator.config.MAX_IMAGES); 0: no cap.
+FACEAUDIT_MAX_QUEUED_IMAGES_PER_USER = env_int("FACEAUDIT_MAX_QUEUED_IMAGES_PER_USER", 100_000)
 FACEAUDIT_GENERATE_BATCH = env_int("FACEAUDIT_GENERATE_BATCH", 16)  # identities per gpu task
 FACEAUDIT_SCORE_BATCH = env_int("FACEAUDIT_SCORE_BATCH", 128)  # images per cpu task
 FACEAUDIT_TORCH_DEVICE = env_str("FACEAUDIT_TORCH_DEVICE", "cpu")

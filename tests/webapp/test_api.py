@@ -167,7 +167,11 @@ def test_create_stores_the_config_enqueues_once_and_answers_201(
     ({"factors": {"downscale": [100]}}, "factors.downscale", "between 4 and 63"),
     ({"factors": {}}, "factors", "vary at least one factor"),
     ({"groups": {"hair": ["a", "b"]}}, "groups.hair", "unknown axis"),
-    ({"groups": {"perceived_gender": ["female"]}}, "groups.perceived_gender", "at least two"),
+    ({"groups": {"perceived_gender": ["female"]}}, "groups", "make 1 group"),
+    ({"thresholds": [round(i / 1000, 3) for i in range(2000)]}, "thresholds",
+     "2,000 thresholds; at most 10"),
+    ({"target_fmr": [0.01 + i / 1000 for i in range(11)]}, "target_fmr", "at most 10"),
+    ({"factors": {"blur": ["15", "abc"]}}, "factors.blur", "got 15, abc"),
     ({"target_fmr": [2]}, "target_fmr", "between 0 and 0.5"),
     ({"name": ""}, "name", "give the audit a name"),
     ({"name": "a\x00b"}, "name", "NUL"),
@@ -307,3 +311,52 @@ def test_create_refuses_latent_edits_when_every_fr_model_is_under_test(client, a
     assert response.status_code == 400
     assert "no FR model is left to judge" in response.json()["errors"]["fr_models"][0]
     assert not Audit.objects.exists()
+
+
+def test_an_axis_with_one_level_restricts_every_group(client, alice,
+                                                      django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    body = {**VALID, "groups": {"perceived_gender": ["female"], "skin_tone": ["lighter", "darker"]}}
+    with django_capture_on_commit_callbacks(execute=False):
+        response = post_json(client, reverse("audits:api-list"), body)
+    assert response.status_code == 201, response.content
+    # 2 groups (female / lighter, female / darker) x 3 identities x (2 + 3 levels)
+    assert Audit.objects.get().n_images_planned == 2 * 3 * 5
+
+
+def test_long_values_are_cut_in_error_messages(client, alice):
+    client.force_login(alice)
+    body = {**VALID, "factors": {"blur": ["x" * 20_000]}, "generator": "g" * 20_000}
+    response = post_json(client, reverse("audits:api-list"), body)
+    assert response.status_code == 400
+    assert len(response.content) < 2_000
+    assert response.json()["errors"]["factors.blur"][0].endswith("got " + "x" * 80 + "...")
+
+
+def test_queued_images_per_user_are_capped(client, alice, bob, settings,
+                                           django_capture_on_commit_callbacks):
+    settings.FACEAUDIT_MAX_QUEUED_IMAGES_PER_USER = 70  # VALID makes 2 x 3 x 5 = 30 images
+    url = reverse("audits:api-list")
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert post_json(client, url, VALID).status_code == 201  # 30 queued
+        assert post_json(client, url, VALID).status_code == 201  # 60 queued
+        body = assert_json_error(post_json(client, url, VALID), 429)  # 90 > 70
+    assert len(callbacks) == 2 and Audit.objects.count() == 2
+    assert "already hold 60 images" in body["error"] and "limit of 70" in body["error"]
+    assert body["errors"]["config"] == [body["error"]]
+    assert (body["queued_images"], body["max_queued_images"]) == (60, 70)
+    # checking a design is not queuing it
+    assert post_json(client, url + "?check=1", VALID).status_code == 200
+    # the cap is per account, and finished audits no longer count
+    client.force_login(bob)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert post_json(client, url, VALID).status_code == 201
+    client.force_login(alice)
+    first = Audit.objects.filter(owner=alice).first()
+    Audit.objects.filter(pk=first.pk).update(state=Audit.State.DONE)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert post_json(client, url, VALID).status_code == 201
+    settings.FACEAUDIT_MAX_QUEUED_IMAGES_PER_USER = 20
+    body = assert_json_error(post_json(client, url, VALID), 429)
+    assert "makes 30 images, more than the 20" in body["error"]

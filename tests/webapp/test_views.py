@@ -127,7 +127,9 @@ def test_check_shows_the_image_count_without_creating(client, alice):
     ("factor_downscale", "100", "factor_downscale", "between 4 and 63"),
     ("target_fmr", "2", "target_fmr", "between 0 and 0.5"),
     ("name", "", "name", "give the audit a name"),
-    ("axis_perceived_gender", ["female"], "axis_perceived_gender", "at least two"),
+    ("factor_blur", "15, abc", "factor_blur", "got 15, abc"),
+    ("target_fmr", ", ".join(f"{0.001 * (i + 1):.3f}" for i in range(11)), "target_fmr",
+     "11 target FMRs; at most 10"),
 ])
 def test_bad_input_gets_a_message_at_the_field_and_no_audit(client, alice, field, value,
                                                           error_field, fragment):
@@ -200,3 +202,37 @@ def test_launch_is_refused_when_no_fr_model_is_left_to_judge_identity(client, al
     ok = client.post(reverse("audits:create"), {**FORM, "action": "check",
                                                 "fr_models": ["mobilefacenet", "dlib_resnet"]})
     assert "no FR model is left to judge" not in ok.content.decode()
+
+
+def test_one_level_on_an_axis_is_accepted_when_another_axis_varies(
+        client, alice, django_capture_on_commit_callbacks):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(reverse("audits:create"), {
+            **FORM, "axis_perceived_gender": ["female"], "axis_skin_tone": ["lighter", "darker"]})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    audit = Audit.objects.get()
+    assert audit.config["groups"] == {"perceived_gender": ["female"],
+                                      "skin_tone": ["lighter", "darker"]}
+    assert audit.n_images_planned == 2 * 3 * 4  # 2 groups, 3 identities, 4 images each
+
+
+def test_a_single_group_in_all_is_explained(client, alice):
+    client.force_login(alice)
+    page = client.post(reverse("audits:create"),
+                       {**FORM, "axis_perceived_gender": ["female"]}).content.decode()
+    assert "Demographic groups: these levels make 1 group" in page
+    assert not Audit.objects.exists()
+
+
+def test_queued_images_beyond_the_per_user_cap_are_refused_in_the_form(
+        client, alice, settings, django_capture_on_commit_callbacks):
+    settings.FACEAUDIT_MAX_QUEUED_IMAGES_PER_USER = 40  # FORM makes 2 x 3 x 4 = 24 images
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert client.post(reverse("audits:create"), FORM).status_code == 302
+        response = client.post(reverse("audits:create"), FORM)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "already hold 24 images queued or running" in page and "limit of 40" in page
+    assert Audit.objects.count() == 1

@@ -18,7 +18,6 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.paginator import EmptyPage, Paginator
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -191,7 +190,7 @@ def create_audit(request: HttpRequest) -> HttpResponse:
     """Validate a JSON config (the config-file schema) and enqueue the audit: 201 + Location,
     with the design's ``plan``. ``?check=1`` only validates and plans (200, nothing created);
     ``?planning_fnmr=`` and ``?planning_icc=`` set the plan's assumptions."""
-    from worker.dispatch import enqueue_audit
+    from webapp.audits.launch import QueueFull, launch_audit, max_queued_images, queued_images
 
     options = plan_options(request)
     if isinstance(options, HttpResponse):
@@ -207,11 +206,12 @@ def create_audit(request: HttpRequest) -> HttpResponse:
     if check_only:
         return JsonResponse({"valid": True, "config": config.to_dict(),
                              "n_images_planned": config.n_images, "plan": plan})
-    with transaction.atomic():
-        audit = Audit.objects.create(owner=request.user, name=config.name,
-                                     config=config.to_dict(), seed=config.seed,
-                                     n_images_planned=config.n_images)
-        enqueue_audit(audit.pk)
+    try:
+        audit = launch_audit(request.user, config)
+    except QueueFull as exc:
+        return error(429, str(exc), {"config": [str(exc)]},
+                     queued_images=queued_images(request.user),
+                     max_queued_images=max_queued_images())
     response = JsonResponse({**audit_full(audit), "plan": plan}, status=201)
     response["Location"] = request.build_absolute_uri(reverse("audits:api-detail",
                                                               args=[audit.pk]))

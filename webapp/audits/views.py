@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import (
     FileResponse,
     Http404,
@@ -40,7 +39,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def audit_create(request: HttpRequest) -> HttpResponse:
-    from worker.dispatch import enqueue_audit
+    from webapp.audits.launch import QueueFull, launch_audit
 
     form = AuditForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -49,11 +48,12 @@ def audit_create(request: HttpRequest) -> HttpResponse:
                           {"form": form, "estimate": form.estimate(), "checked": True})
         config = form.config
         assert config is not None
-        with transaction.atomic():
-            audit = Audit.objects.create(owner=request.user, name=config.name,
-                                         config=config.to_dict(), seed=config.seed,
-                                         n_images_planned=config.n_images)
-            enqueue_audit(audit.pk)
+        try:
+            audit = launch_audit(request.user, config)
+        except QueueFull as exc:
+            form.add_error(None, str(exc))
+            return render(request, "audits/audit_form.html",
+                          {"form": form, "estimate": form.estimate()})
         messages.success(request, f"Audit queued: {config.n_images:,} images will be made.")
         return redirect("audits:detail", pk=audit.pk)
     # An invalid form is shown again with its messages (200, as Django's FormView does).
