@@ -46,6 +46,7 @@ from .sensors import (
     GenderAgeSensor,
     brightness,
     coarse_skin_tone_from_index,
+    gender_age_sensor,
     illumination_uniformity,
     ita_band,
     perceived_gender,
@@ -249,7 +250,7 @@ class FaceAnalyzer:
         self.recognizers = {
             name: load_recognizer(registry, name, **threads) for name in recognizers
         }
-        self.genderage = GenderAgeSensor(registry, **threads)
+        self.genderage = gender_age_sensor(registry, **threads)
         self.models = {self.detector.name: self.detector.weights_sha256}
         for name, rec in self.recognizers.items():
             # A recognizer with helper models (dlib's landmark model) lists them all.
@@ -301,7 +302,11 @@ class FaceAnalyzer:
                     embeddings[name][idx] = rec.embed_images(face_images, faces)
                 else:
                     embeddings[name][idx] = rec.embed(aligned)
-            male_probability[idx], age[idx] = self.genderage.predict(aligned)
+            if isinstance(self.genderage, GenderAgeSensor):
+                male_probability[idx], age[idx] = self.genderage.predict(aligned)
+            else:  # insightface's model crops around the detector's box itself
+                male_probability[idx], age[idx] = self.genderage.predict_faces(
+                    [images_rgb[i] for i in idx], bbox[idx])
             ita[idx], tone_index[idx], hue[idx] = skin_colour_measures(aligned)
             bright[idx] = brightness(aligned)
             sharp[idx], sharp_norm[idx] = sharpness_measures(aligned)

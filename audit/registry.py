@@ -16,8 +16,10 @@ only; :meth:`ModelRegistry.available_recognizers` lists every usable FR model of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +62,14 @@ class ModelSpec:
     """One pinned model file.
 
     ``embedding_size`` is the output dimension of recognition models and ``None`` otherwise.
+    ``sha256`` None: no published hash exists (an insightface pack member); the hash is
+    recorded in the model directory the first time the file is verified and checked against
+    that record ever after (:func:`register_hash`).
     """
 
     name: str
     filename: str
-    sha256: str
+    sha256: str | None
     role: Role
     licence: str
     source: str
@@ -113,6 +118,15 @@ KNOWN_MODELS: tuple[ModelSpec, ...] = (
         "https://github.com/deepinsight/insightface/tree/master/attribute",
     ),
     ModelSpec(
+        name="genderage_insightface",
+        filename="buffalo_s/genderage.onnx",
+        sha256=None,
+        role="attribute",
+        licence=_INSIGHTFACE_LICENCE,
+        source="insightface model pack buffalo_s (genderage.onnx), "
+        "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_s.zip",
+    ),
+    ModelSpec(
         name="lightqnet",
         filename="lightqnet_dm100.onnx",
         sha256="cfdbbb95046a9c8a844b8446245c9756d07cdafdd9e00f219ca072cb236412a8",
@@ -123,6 +137,30 @@ KNOWN_MODELS: tuple[ModelSpec, ...] = (
 )
 
 _BY_NAME: dict[str, ModelSpec] = {spec.name: spec for spec in KNOWN_MODELS}
+
+#: File in the model directory recording the hashes of files no source publishes a hash for.
+REGISTERED_HASHES = "registered-hashes.json"
+
+
+def registered_hashes(model_dir: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
+    """``{filename: {"sha256": ..., "source": ...}}`` recorded in ``model_dir``."""
+    path = Path(model_dir) / REGISTERED_HASHES
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def register_hash(model_dir: str | os.PathLike[str], filename: str, sha256: str,
+                  source: str) -> None:
+    """Record ``filename``'s sha256 (first verification), written atomically."""
+    data = registered_hashes(model_dir)
+    data[filename] = {"sha256": sha256, "source": source}
+    path = Path(model_dir) / REGISTERED_HASHES
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -281,16 +319,48 @@ class ModelRegistry:
         spec = self.spec(name)
         path = self.path(name)
         actual = _sha256(path)
-        if actual != spec.sha256:
-            raise ModelHashMismatch(name, path, spec.sha256, actual)
+        expected = spec.sha256
+        if expected is None:  # no published hash: the one recorded at first verification
+            record = registered_hashes(self.model_dir).get(spec.filename)
+            if record is None:
+                with contextlib.suppress(OSError):  # a read-only folder: nothing to record
+                    register_hash(self.model_dir, spec.filename, actual, "found in the model "
+                                  "directory (not fetched by FaceAudit)")
+                return path
+            expected = record.get("sha256")
+        if actual != expected:
+            raise ModelHashMismatch(name, path, str(expected), actual)
         return path
 
-    def available(self) -> list[str]:
-        """Names of known models whose files exist (not hash-checked), in registry order.
+    def sha256(self, name: str) -> str:
+        """The verified sha256 of a model file (pinned, or recorded at first verification)."""
+        return _sha256(self.verify(name))
 
-        Model-directory files only; see :meth:`available_packages` for package models.
-        """
-        return [spec.name for spec in KNOWN_MODELS if (self.model_dir / spec.filename).is_file()]
+    def available(self) -> list[str]:
+        """Names of known models whose files exist and verify (sha256, hashed once per process
+        and file), in registry order: a damaged or re-saved copy is not offered, see
+        :meth:`damaged`. Model-directory files only; see :meth:`available_packages`."""
+        names = []
+        for spec in KNOWN_MODELS:
+            if not (self.model_dir / spec.filename).is_file():
+                continue
+            try:
+                self.verify(spec.name)
+            except ModelError:
+                continue
+            names.append(spec.name)
+        return names
+
+    def damaged(self) -> dict[str, str]:
+        """``{name: why}`` for known model files present whose sha256 is not the pinned one."""
+        out = {}
+        for spec in KNOWN_MODELS:
+            if (self.model_dir / spec.filename).is_file():
+                try:
+                    self.verify(spec.name)
+                except ModelHashMismatch as exc:
+                    out[spec.name] = str(exc)
+        return out
 
     # --- models shipped inside pip packages -----------------------------------------------------
 

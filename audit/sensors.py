@@ -107,6 +107,78 @@ class GenderAgeSensor:
         return male_probability, age
 
 
+class InsightfaceGenderAgeSensor:
+    """insightface's own gender-age model (``genderage.onnx`` of the buffalo packs), the
+    stand-in that a machine without ``genderage_2018.onnx`` fetches (:mod:`audit.fetch`).
+
+    Fed as insightface's ``model_zoo.attribute.Attribute.get`` feeds it (its class is loaded
+    here, so the input mean and std are the ones insightface reads from the graph): a 96x96
+    crop centred on the detector's box, scaled so that 1.5 times the box's longer side fills
+    it, no rotation (``face_align.transform``), BGR image swapped to RGB by
+    ``cv2.dnn.blobFromImage``. Output 3 values: female and male scores, then age / 100.
+    ``male_probability`` is the softmax of the two scores (insightface itself takes their
+    argmax, the same label at 0.5); age is rounded to whole years as insightface does.
+    """
+
+    model_name = "genderage_insightface"
+
+    def __init__(self, registry: ModelRegistry, *, intra_op_num_threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from insightface.model_zoo.attribute import Attribute
+
+        from .recognition import session_options
+
+        spec = registry.spec(self.model_name)
+        path = registry.verify(self.model_name)
+        self.name, self.licence = spec.name, spec.licence
+        self.weights_sha256 = registry.sha256(self.model_name)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"],
+                                       sess_options=session_options(intra_op_num_threads))
+        self._attr = Attribute(model_file=str(path), session=session)
+        if self._attr.taskname != "genderage":
+            raise ModelError(f"{path} is not a gender-age model (output {self._attr.taskname})")
+
+    def predict_faces(self, images_rgb, bboxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Perceived gender and age of the faces in boxes ``(N, 4)`` (x1, y1, x2, y2 pixels)
+        of N RGB images: ``(male_probability (N,) float32, age (N,) int64 years)``."""
+        from insightface.utils import face_align
+
+        attr = self._attr
+        size = int(attr.input_size[0])
+        n = len(bboxes)
+        male = np.zeros(n, dtype=np.float32)
+        age = np.zeros(n, dtype=np.int64)
+        for i, (image, box) in enumerate(zip(images_rgb, np.asarray(bboxes, float), strict=True)):
+            w, h = box[2] - box[0], box[3] - box[1]
+            centre = ((box[2] + box[0]) / 2, (box[3] + box[1]) / 2)
+            bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
+            crop, _ = face_align.transform(bgr, centre, size, size / (max(w, h) * 1.5), 0)
+            blob = cv2.dnn.blobFromImage(crop, 1.0 / attr.input_std, (size, size),
+                                         (attr.input_mean,) * 3, swapRB=True)
+            pred = attr.session.run(attr.output_names, {attr.input_name: blob})[0][0]
+            scores = np.asarray(pred[:2], dtype=np.float64)
+            e = np.exp(scores - scores.max())
+            male[i] = e[1] / e.sum()
+            age[i] = int(np.round(float(pred[2]) * 100))
+        return male, age
+
+
+def gender_age_model(registry: ModelRegistry) -> str:
+    """The gender-age model of the model directory: the 2018 model the sensors' thresholds
+    were set on when present, else insightface's buffalo_s model when that is."""
+    available = registry.available()
+    if "genderage" not in available and "genderage_insightface" in available:
+        return "genderage_insightface"
+    return "genderage"
+
+
+def gender_age_sensor(registry: ModelRegistry, **threads):
+    """The sensor of :func:`gender_age_model`."""
+    if gender_age_model(registry) == "genderage_insightface":
+        return InsightfaceGenderAgeSensor(registry, **threads)
+    return GenderAgeSensor(registry, **threads)
+
+
 def perceived_gender(male_probability: float) -> str:
     """``"male"`` if ``male_probability >= 0.5`` else ``"female"``; ``"unknown"`` for NaN."""
     if math.isnan(male_probability):

@@ -163,6 +163,16 @@ def _acquisition(images: pd.DataFrame) -> dict[str, Any]:
             "by_group": {g: block(d) for g, d in images.groupby("group", sort=True)}}
 
 
+def _registered_sha256(registry, name: str) -> str | None:
+    """The recorded sha256 of a model file no source publishes a hash for (None if absent)."""
+    from audit.registry import ModelError
+
+    try:
+        return registry.sha256(name)
+    except (ModelError, AttributeError):
+        return None
+
+
 def _spec(registry, name: str):
     """A model's registry entry, whether a model-directory file or a package model."""
     from types import SimpleNamespace
@@ -412,6 +422,7 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
     from audit.curves import det_curves, score_histograms
     from audit.rates import error_rates, threshold_at_fmr
     from audit.registry import ModelRegistry
+    from audit.sensors import gender_age_model
     from worker.runtime import model_dir
 
     registry = ModelRegistry(model_dir())
@@ -446,9 +457,9 @@ def compute_results(audit: Audit) -> tuple[dict[str, Any], pd.DataFrame, dict[st
             "generator": generator_provenance(audit, config.generator),
             **{name: {"role": spec.role,
                       "file": getattr(spec, "filename", None) or getattr(spec, "package", ""),
-                      "weights_sha256": spec.sha256, "licence": spec.licence,
-                      "source": spec.source}
-               for name in ("scrfd_500m", "genderage", *config.fr_models,
+                      "weights_sha256": spec.sha256 or _registered_sha256(registry, name),
+                      "licence": spec.licence, "source": spec.source}
+               for name in ("scrfd_500m", gender_age_model(registry), *config.fr_models,
                             *[m for m in [(audit.identity_judge or {}).get("model")]
                               if m and m not in config.fr_models])
                for spec in [_spec(registry, name)]},

@@ -14,13 +14,18 @@ from audit.registry import (
 )
 
 NAMES = {"scrfd_500m", "scrfd_2.5g", "mobilefacenet", "genderage", "lightqnet"}
+#: insightface pack members: no published hash, recorded at first verification
+PACK_MEMBERS = {"genderage_insightface"}
 
 
-def test_it_knows_the_five_shared_models():
-    assert {spec.name for spec in KNOWN_MODELS} == NAMES
-    assert len({spec.filename for spec in KNOWN_MODELS}) == 5
+def test_it_knows_the_five_shared_models_and_the_pack_member():
+    assert {spec.name for spec in KNOWN_MODELS} == NAMES | PACK_MEMBERS
+    assert len({spec.filename for spec in KNOWN_MODELS}) == 6
     for spec in KNOWN_MODELS:
-        assert re.fullmatch(r"[0-9a-f]{64}", spec.sha256), spec.name
+        if spec.name in PACK_MEMBERS:
+            assert spec.sha256 is None
+        else:
+            assert re.fullmatch(r"[0-9a-f]{64}", spec.sha256), spec.name
         assert spec.licence and spec.source
     roles = {spec.name: spec.role for spec in KNOWN_MODELS}
     assert roles == {
@@ -28,6 +33,7 @@ def test_it_knows_the_five_shared_models():
         "scrfd_2.5g": "detector",
         "mobilefacenet": "recognition",
         "genderage": "attribute",
+        "genderage_insightface": "attribute",
         "lightqnet": "quality",
     }
     sizes = {spec.name: spec.embedding_size for spec in KNOWN_MODELS}
@@ -85,9 +91,31 @@ def test_a_replaced_file_is_hashed_again(tmp_path):
     assert second.value.actual == hashlib.sha256(b"second, longer").hexdigest()
 
 
-def test_available_lists_only_files_that_exist(tmp_path):
-    (tmp_path / "genderage_2018.onnx").write_bytes(b"x")
+def test_available_lists_only_files_that_exist_and_verify(tmp_path, registry):
+    good = registry.verify("genderage").read_bytes()
+    (tmp_path / "genderage_2018.onnx").write_bytes(good)
     assert ModelRegistry(tmp_path).available() == ["genderage"]
+    # a copy re-saved with other metadata (different bytes) is not offered, and is named
+    (tmp_path / "mobilefacenet.onnx").write_bytes(registry.verify("mobilefacenet").read_bytes()
+                                                  + b"\x00")
+    assert ModelRegistry(tmp_path).available() == ["genderage"]
+    assert list(ModelRegistry(tmp_path).damaged()) == ["mobilefacenet"]
+
+
+def test_a_pack_member_is_recorded_at_first_verification_and_checked_after(tmp_path):
+    from audit.registry import registered_hashes
+
+    path = tmp_path / "buffalo_s" / "genderage.onnx"
+    path.parent.mkdir()
+    path.write_bytes(b"first copy")
+    registry = ModelRegistry(tmp_path)
+    assert registry.available() == ["genderage_insightface"]
+    record = registered_hashes(tmp_path)["buffalo_s/genderage.onnx"]
+    assert record["sha256"] == hashlib.sha256(b"first copy").hexdigest()
+    path.write_bytes(b"swapped later")
+    with pytest.raises(ModelHashMismatch):
+        registry.verify("genderage_insightface")
+    assert registry.available() == []
 
 
 def test_an_unknown_name_lists_the_choices(tmp_path):
