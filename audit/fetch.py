@@ -93,10 +93,11 @@ NOT_SERVED: dict[str, str] = {
     "scrfd_2.5g": "an optional larger detector; scrfd_500m is the default",
 }
 
-#: The model files a default audit needs (detector, perceived gender and age, the FR model the
-#: form proposes); the attribute model is either genderage file.
-REQUIRED: tuple[tuple[str, ...], ...] = (("scrfd_500m",), ("genderage", "genderage_insightface"),
-                                         ("mobilefacenet",))
+#: The model files every audit's scoring needs (detector; perceived gender and age, from either
+#: genderage file) ...
+SCORING: tuple[tuple[str, ...], ...] = (("scrfd_500m",), ("genderage", "genderage_insightface"))
+#: ... and with the FR model the form proposes, what a default audit needs.
+REQUIRED: tuple[tuple[str, ...], ...] = (*SCORING, ("mobilefacenet",))
 
 
 class FetchError(ModelError):
@@ -112,22 +113,29 @@ def mirrored(url: str) -> str:
     return f"{mirror}/{url.split('://', 1)[-1]}"
 
 
-def missing_required(registry: ModelRegistry) -> list[tuple[str, ...]]:
-    """The entries of :data:`REQUIRED` none of whose files is in the model directory."""
+def missing_required(registry: ModelRegistry,
+                     entries: Sequence[tuple[str, ...]] = REQUIRED) -> list[tuple[str, ...]]:
+    """The ``entries`` (default :data:`REQUIRED`) none of whose files is in the model directory
+    and intact."""
     have = set(registry.available())
-    return [names for names in REQUIRED if not have.intersection(names)]
+    return [names for names in entries if not have.intersection(names)]
 
 
-def describe_missing(registry: ModelRegistry) -> list[str]:
-    """One line per missing required model: the file, where it goes and where it comes from."""
+def describe_missing(registry: ModelRegistry,
+                     entries: Sequence[tuple[str, ...]] = REQUIRED) -> list[str]:
+    """One line per missing model of ``entries``: the file, where it goes and where it comes
+    from (a damaged copy is named as such)."""
+    damaged = registry.damaged()
     lines = []
-    for names in missing_required(registry):
+    for names in missing_required(registry, entries):
         name = next((n for n in names if n in SOURCES), names[0])
         spec = registry.spec(name)
         src = SOURCES.get(name)
         where = (f"{src.url} (member {src.member})" if src and src.member else
                  src.url if src else spec.source)
-        lines.append(f"{spec.filename} ({spec.role}, {name}): put it at "
+        state = next((f"{n}'s copy is damaged or another version (its SHA-256 differs); "
+                      for n in names if n in damaged), "")
+        lines.append(f"{spec.filename} ({spec.role}, {name}): {state}put it at "
                      f"{registry.model_dir / spec.filename}; it comes from {where}; "
                      f"licence: {spec.licence}")
     return lines
@@ -300,6 +308,6 @@ def default_names() -> Sequence[str]:
     return [next(n for n in entry if n in SOURCES) for entry in REQUIRED]
 
 
-__all__ = ["FetchError", "ModelNotFoundError", "REQUIRED", "SOURCES", "Source", "NOT_SERVED",
+__all__ = ["FetchError", "ModelNotFoundError", "REQUIRED", "SCORING", "SOURCES", "Source", "NOT_SERVED",
            "default_names", "describe_missing", "download", "extract_member", "fetch",
            "fetch_required", "missing_required", "mirrored"]

@@ -82,6 +82,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
             ],
         },
+                "webapp.audits.model_status.banner",
     },
 ]
 

@@ -190,7 +190,13 @@ def create_audit(request: HttpRequest) -> HttpResponse:
     """Validate a JSON config (the config-file schema) and enqueue the audit: 201 + Location,
     with the design's ``plan``. ``?check=1`` only validates and plans (200, nothing created);
     ``?planning_fnmr=`` and ``?planning_icc=`` set the plan's assumptions."""
-    from webapp.audits.launch import QueueFull, launch_audit, max_queued_images, queued_images
+    from webapp.audits.launch import (
+        ModelsMissing,
+        QueueFull,
+        launch_audit,
+        max_queued_images,
+        queued_images,
+    )
 
     options = plan_options(request)
     if isinstance(options, HttpResponse):
@@ -208,6 +214,8 @@ def create_audit(request: HttpRequest) -> HttpResponse:
                              "n_images_planned": config.n_images, "plan": plan})
     try:
         audit = launch_audit(request.user, config)
+    except ModelsMissing as exc:
+        return error(409, str(exc), {"models": [str(exc)]})
     except QueueFull as exc:
         return error(429, str(exc), {"config": [str(exc)]},
                      queued_images=queued_images(request.user),

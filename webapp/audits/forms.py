@@ -33,6 +33,21 @@ from generator.config import (
 )
 
 
+def _unavailable_fr_models() -> dict[str, str]:
+    from webapp.audits.model_status import unavailable_fr_models
+
+    try:
+        return unavailable_fr_models()
+    except OSError:
+        return {}
+
+
+def _scoring_problem() -> str | None:
+    from webapp.audits.model_status import scoring_problem
+
+    return scoring_problem()
+
+
 def available_fr_models() -> list[str]:
     from worker.runtime import available_fr_models as found
 
@@ -111,6 +126,7 @@ class AuditForm(forms.Form):
         self.config: AuditConfig | None = None
         self.assumptions: Assumptions | None = None
         self.fr_choices = available_fr_models()
+        self.unavailable_fr_models = _unavailable_fr_models()
         self.generator_choices = available_generators()
         self.fields["generator"].choices = [(k, f"{k}: {GENERATORS[k]}")
                                             for k in self.generator_choices]
@@ -211,6 +227,9 @@ class AuditForm(forms.Form):
         problem = identity_judge_problem(self.config)
         if problem:
             self.add_error("fr_models", problem)
+        problem = _scoring_problem()
+        if problem:
+            self.add_error(None, problem)
         return cleaned
 
     def _assumptions(self, cleaned: dict[str, Any]) -> Assumptions | None:

@@ -19,8 +19,16 @@ from webapp.audits.models import Audit
 DEFAULT_MAX_QUEUED_IMAGES_PER_USER = MAX_IMAGES
 
 
-class QueueFull(Exception):
+class LaunchRefused(Exception):
+    """The audit cannot be launched now; ``str()`` says why and what to do."""
+
+
+class QueueFull(LaunchRefused):
     """The user's unfinished audits already hold too many images; ``str()`` says what to do."""
+
+
+class ModelsMissing(LaunchRefused):
+    """A face model every audit's scoring needs is missing; ``str()`` names the files."""
 
 
 def max_queued_images() -> int:
@@ -56,11 +64,17 @@ def queue_problem(owner, n_images: int) -> str | None:
 def launch_audit(owner, config: AuditConfig) -> Audit:
     """Create the audit row for ``config`` and enqueue it once the transaction commits.
 
-    Raises :class:`QueueFull` when the owner's queued work would exceed the cap. The owner's
-    row is locked while counting, so two simultaneous launches cannot both slip under it.
+    Raises :class:`ModelsMissing` when no image could be scored (a required face model is
+    missing: refused now rather than failing in the worker), :class:`QueueFull` when the
+    owner's queued work would exceed the cap. The owner's row is locked while counting, so two
+    simultaneous launches cannot both slip under it.
     """
+    from webapp.audits.model_status import scoring_problem
     from worker.dispatch import enqueue_audit
 
+    problem = scoring_problem()
+    if problem:
+        raise ModelsMissing(problem)
     with transaction.atomic():
         list(get_user_model().objects.select_for_update().filter(pk=owner.pk)
              .values_list("pk", flat=True))

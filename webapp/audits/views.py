@@ -39,7 +39,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def audit_create(request: HttpRequest) -> HttpResponse:
-    from webapp.audits.launch import QueueFull, launch_audit
+    from webapp.audits.launch import LaunchRefused, launch_audit
 
     form = AuditForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -50,7 +50,7 @@ def audit_create(request: HttpRequest) -> HttpResponse:
         assert config is not None
         try:
             audit = launch_audit(request.user, config)
-        except QueueFull as exc:
+        except LaunchRefused as exc:
             form.add_error(None, str(exc))
             return render(request, "audits/audit_form.html",
                           {"form": form, "estimate": form.estimate()})
