@@ -80,9 +80,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "webapp.audits.model_status.banner",
             ],
         },
-                "webapp.audits.model_status.banner",
     },
 ]
 
