@@ -188,3 +188,61 @@ def test_the_report_is_built_once_per_stored_result_and_then_served_from_storage
     assert b"stored copy" not in fresh and fresh.decode().count("plotly.js v") == 1
     now = sorted(folder.glob("report-*.html"))
     assert len(now) == 1 and now[0] != stored[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_requests_at_once_both_get_the_report_and_one_file_stays(
+        alice, media_root, monkeypatch):
+    """Two requests for a report nobody has asked for yet, at the same moment: both get it, it
+    is built once, exactly one file ``report-<stamp>.html`` stays, and later requests are
+    served from it."""
+    import threading
+    import time
+
+    from django.db import connection
+    from django.test import Client
+
+    from webapp.audits import report
+    from webapp.audits.storage import result_stamp
+
+    audit = done_audit(alice)
+    builds = []
+    original = report.build_report
+
+    def slow_build(a):
+        builds.append(threading.get_ident())
+        time.sleep(0.5)  # both requests are past their "does the file exist?" check by now
+        return original(a)
+
+    monkeypatch.setattr(report, "build_report", slow_build)
+    url = reverse("audits:report", args=[audit.pk])
+    start = threading.Barrier(2)
+    answers = [None, None]
+
+    def fetch(i):
+        try:
+            client = Client(raise_request_exception=False)
+            client.force_login(alice)
+            start.wait(timeout=10)
+            response = client.get(url)
+            answers[i] = (response.status_code, response.content)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [a[0] for a in answers] == [200, 200]
+    assert answers[0][1] == answers[1][1] and answers[0][1].decode().count("plotly.js v") == 1
+    folder = media_root / "audits" / str(audit.pk) / "results"
+    expected = f"report-{result_stamp(audit.result)}.html"
+    assert sorted(p.name for p in folder.iterdir() if "report" in p.name or p.name.startswith(".")) \
+        == [expected]
+    assert (folder / expected).read_bytes() == answers[0][1]
+    assert len(builds) == 1
+    client = Client()
+    client.force_login(alice)
+    assert client.get(url).content == answers[0][1]
+    assert len(builds) == 1  # served from the file, not built again

@@ -7,7 +7,11 @@ storage backend that implements them, not only the local file system.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 
 from django.core.files.storage import default_storage
@@ -61,23 +65,88 @@ def result_stamp(result) -> str:
     return hashlib.sha256(result.created_at.isoformat().encode()).hexdigest()[:16]
 
 
-def keep_built(folder: str, filename: str, build: Callable[[], bytes],
-               stale: Callable[[str], bool]) -> str:
-    """The storage name ``folder/filename``: the file when it exists, else ``build()`` saved
-    there, after which the files of ``folder`` that ``stale(name)`` marks (built from an
-    earlier result) are deleted. Used for pages built from a stored result on first request
-    and then served to every web process from the file."""
+#: Prefix of the temporary files :func:`write_atomically` writes before renaming them into place;
+#: such a file belongs to a build still under way and is never taken for a stale one.
+TEMP_PREFIX = ".tmp-"
+
+_BUILD_GUARD = threading.Lock()
+_BUILD_LOCKS: weakref.WeakValueDictionary[str, _NameLock] = weakref.WeakValueDictionary()
+
+
+class _NameLock:
+    """A lock for one storage name (weakly referenced: dropped once no thread holds it)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+def _lock_for(name: str) -> _NameLock:
+    with _BUILD_GUARD:
+        entry = _BUILD_LOCKS.get(name)
+        if entry is None:
+            entry = _BUILD_LOCKS[name] = _NameLock()
+        return entry
+
+
+def write_atomically(name: str, data: bytes) -> None:
+    """Store ``data`` under exactly ``name``, replacing any file there, such that a reader sees
+    either the old file or the whole new one, never a partial or missing file: on a local file
+    system through a temporary file in the same folder renamed over ``name``; on other storages
+    by saving (storages that rename on collision get their renamed copy removed again, as the
+    file already there was built from the same result)."""
     from django.core.files.base import ContentFile
 
+    try:
+        path = default_storage.path(name)
+    except NotImplementedError:
+        saved = default_storage.save(name, ContentFile(data))
+        if saved != name:
+            default_storage.delete(saved)
+        return
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        mode = getattr(default_storage, "file_permissions_mode", None)
+        if mode is None:  # what a plain open() would have given: 0o666 less the umask
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def keep_built(folder: str, filename: str, build: Callable[[], bytes],
+               stale: Callable[[str], bool]) -> str:
+    """The storage name ``folder/filename``: the file when it exists, else ``build()`` written
+    there (atomically), after which the other files of ``folder`` that ``stale(name)`` marks
+    (built from an earlier result) are deleted. Used for pages built from a stored result on
+    first request and then served to every web process from the file.
+
+    Requests in one process build a file once (a lock per name; the others wait for it and
+    read it). Requests in several processes may each build it, but every build writes the same
+    name by renaming a finished temporary file over it, and ``folder/filename`` itself is
+    never deleted: any request can always open it."""
     name = f"{folder}/{filename}"
     if default_storage.exists(name):
         return name
-    saved = default_storage.save(name, ContentFile(build()))
+    entry = _lock_for(name)  # held here: the weak mapping keeps it while a thread has it
+    with entry.lock:
+        if default_storage.exists(name):  # built by another thread while this one waited
+            return name
+        write_atomically(name, build())
     try:
         _, files = default_storage.listdir(folder)
     except (FileNotFoundError, NotImplementedError):
         files = []
     for other in files:
-        if f"{folder}/{other}" != saved and stale(other):
-            default_storage.delete(f"{folder}/{other}")
-    return saved
+        if other != filename and not other.startswith(TEMP_PREFIX) and stale(other):
+            with contextlib.suppress(FileNotFoundError):
+                default_storage.delete(f"{folder}/{other}")
+    return name
