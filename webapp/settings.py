@@ -56,6 +56,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that X-Frame-Options is also on what the middleware below answers by
+    # itself: static files (whitenoise) and the 400 for a disallowed Host header.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "webapp.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -64,7 +67,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -119,6 +121,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Sign-in throttle (webapp.audits.signin): after this many failed sign-ins within the window
+# (seconds) for one account or from one client address, sign-in is refused, the right password
+# included, until the oldest of them has left the window. Behind a reverse proxy
+# (FACEAUDIT_BEHIND_TLS_PROXY=1) the client address is the one it appends to X-Forwarded-For.
+FACEAUDIT_SIGNIN_MAX_FAILURES = env_int("FACEAUDIT_SIGNIN_MAX_FAILURES", 5)
+FACEAUDIT_SIGNIN_WINDOW = env_int("FACEAUDIT_SIGNIN_WINDOW", 900)
+FACEAUDIT_SIGNIN_TRUST_FORWARDED_FOR = PRODUCTION and env_bool("FACEAUDIT_BEHIND_TLS_PROXY", False)
 LOGIN_REDIRECT_URL = "audits:list"
 LOGOUT_REDIRECT_URL = "login"
 

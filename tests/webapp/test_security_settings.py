@@ -69,3 +69,17 @@ def test_csrf_protects_the_forms(alice):
     client.force_login(alice)
     response = client.post("/audits/new/", {"name": "x"})
     assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_static_files_and_the_bad_host_answer_carry_the_security_headers_too(client):
+    """Responses the middleware gives by itself, without reaching a view: a static file
+    (whitenoise) and the 400 for a Host header not in ALLOWED_HOSTS."""
+    static = client.get("/static/audits/app.css")
+    bad_host = client.get("/accounts/login/", HTTP_HOST="attacker.example")
+    assert static.status_code == 200 and bad_host.status_code == 400
+    for response in (static, bad_host):
+        assert response["X-Frame-Options"] == "DENY"
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["Referrer-Policy"] == "same-origin"
+        assert "frame-ancestors 'none'" in response["Content-Security-Policy"]

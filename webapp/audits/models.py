@@ -157,3 +157,16 @@ class AuditResult(models.Model):
                               help_text="export file name -> CSV in the storage "
                                         "(factor_effects.csv, interaction.csv, ...)")
     created_at = models.DateTimeField(auto_now=True)
+
+
+class SignInFailure(models.Model):
+    """One failed sign-in (or one under way), counted against the account it named and the
+    client address it came from (``key``: ``account:<username>`` or ``address:<ip>``), for the
+    sign-in throttle (:mod:`webapp.audits.signin`). Kept in the database so that every web
+    process counts the same failures; rows older than the throttle's window are deleted."""
+
+    key = models.CharField(max_length=200)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "at"], name="signin_failure_key_at")]
