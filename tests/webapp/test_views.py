@@ -236,3 +236,68 @@ def test_queued_images_beyond_the_per_user_cap_are_refused_in_the_form(
     page = response.content.decode()
     assert "already hold 24 images queued or running" in page and "limit of 40" in page
     assert Audit.objects.count() == 1
+
+
+@pytest.mark.parametrize("state", [Audit.State.QUEUED, Audit.State.GENERATING,
+                                   Audit.State.SCORING, Audit.State.AGGREGATING,
+                                   Audit.State.FAILED, Audit.State.CANCELLED])
+def test_the_dataset_is_offered_and_served_only_once_the_audit_is_done(client, alice, media_root,
+                                                                       state):
+    """An unfinished, failed or cancelled audit has no download link, and its download URL
+    answers 409 with a page saying why, not a partial zip under the usual name."""
+    audit = make_done_audit(alice)  # every image stored, but in another state
+    Audit.objects.filter(pk=audit.pk).update(state=state)
+    client.force_login(alice)
+    url = reverse("audits:download", args=[audit.pk])
+    page = client.get(reverse("audits:detail", args=[audit.pk])).content.decode()
+    assert 'id="download"' not in page and url not in page
+    assert "The dataset can be downloaded once the audit has finished" in page
+    response = client.get(url)
+    assert response.status_code == 409 and not response.streaming
+    assert response["Content-Type"].startswith("text/html")
+    assert "Content-Disposition" not in response
+    assert "The dataset is not ready" in response.content.decode()
+    assert reverse("audits:detail", args=[audit.pk]) in response.content.decode()
+    # Once done, the page offers it and the URL serves the zip.
+    Audit.objects.filter(pk=audit.pk).update(state=Audit.State.DONE)
+    page = client.get(reverse("audits:detail", args=[audit.pk])).content.decode()
+    assert f'id="download" href="{url}"' in page
+    done = client.get(url)
+    assert done.status_code == 200 and done["Content-Type"] == "application/zip"
+    assert zipfile.ZipFile(io.BytesIO(b"".join(done.streaming_content))).testzip() is None
+
+
+def _bytes_under(folder):
+    import os
+
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder)
+               for f in files)
+
+
+def test_the_disk_use_of_a_running_audit_is_what_it_has_stored_so_far(client, alice, media_root):
+    """While an audit runs, the page and its progress poll show the bytes of the files stored
+    so far (not 0 until the end, not a figure from when the page was first opened)."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.template.defaultfilters import filesizeformat
+    from django.utils import timezone
+
+    audit = make_done_audit(alice)
+    Audit.objects.filter(pk=audit.pk).update(state=Audit.State.GENERATING)
+    folder = media_root / "audits" / str(audit.pk)
+    client.force_login(alice)
+    before = _bytes_under(folder)
+    assert before > 0
+    page = client.get(reverse("audits:detail", args=[audit.pk])).content.decode()
+    assert f'<span id="disk-use">{filesizeformat(before)} on disk</span>' in page
+    # A batch stores 3,000 more bytes of images and stamps the audit, as the worker does.
+    default_storage.save(f"audits/{audit.pk}/images/female/id009/baseline.png",
+                         ContentFile(b"\x89PNG" + b"x" * 2996))
+    Audit.objects.filter(pk=audit.pk).update(updated_at=timezone.now())
+    after = _bytes_under(folder)
+    assert after == before + 3000
+    data = client.get(reverse("audits:progress", args=[audit.pk])).json()
+    assert data["disk_use"] == after
+    assert data["disk_use_text"] == f"{filesizeformat(after)} on disk"
+    page = client.get(reverse("audits:detail", args=[audit.pk])).content.decode()
+    assert f'<span id="disk-use">{filesizeformat(after)} on disk</span>' in page

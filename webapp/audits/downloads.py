@@ -1,4 +1,4 @@
-"""Downloads of a finished audit: the dataset zip, the HTML fairness report and the result
+"""Downloads of a finished audit (state Done): the dataset zip, the HTML fairness report and the result
 tables.
 
 Every view requires sign-in and answers 404 for audits the user does not own (staff see all),
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 
@@ -35,10 +36,14 @@ def _attachment(response: HttpResponse, filename: str, inline: bool = False) -> 
 @login_required
 @require_GET
 def audit_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    """The balanced dataset export as a zip, streamed (see :mod:`worker.exports`)."""
+    """The balanced dataset export as a zip, streamed (see :mod:`worker.exports`). Only for a
+    finished audit: a queued, running, failed or cancelled one gets a 409 page saying so
+    instead of an incomplete zip under the usual name."""
     from worker.exports import stream_zip
 
     audit = _owned(request, pk)
+    if audit.state != Audit.State.DONE:
+        return render(request, "audits/download_unavailable.html", {"audit": audit}, status=409)
     if not audit.images.exists():
         raise Http404("This audit has no images yet.")
     filename = f"faceaudit-{audit.pk}-{slugify(audit.name)[:60] or 'audit'}.zip"

@@ -443,7 +443,13 @@ def audit_image(request: HttpRequest, pk: int, image_id: int) -> FileResponse:
 @login_required
 @require_GET
 def audit_progress(request: HttpRequest, pk: int) -> JsonResponse:
-    return JsonResponse(progress(_owned(request, pk)))
+    """The audit's progress, with its current disk use (the page shows both as they change)."""
+    from django.template.defaultfilters import filesizeformat
+
+    audit = _owned(request, pk)
+    used = disk_use(audit)
+    return JsonResponse({**progress(audit), "disk_use": used,
+                         "disk_use_text": f"{filesizeformat(used)} on disk"})
 
 
 @login_required
@@ -471,7 +477,12 @@ def audit_delete(request: HttpRequest, pk: int) -> HttpResponse:
                                   "work would write files after the deletion.")
         return redirect("audits:detail", pk=audit.pk)
     name = audit.name
-    audit.delete()
+    from webapp.audits.deletion import delete_audit
+
+    if not delete_audit(audit.pk):
+        messages.warning(request, "The audit could not be deleted just now: its last running "
+                                  "work is still storing results. Try again in a moment.")
+        return redirect("audits:detail", pk=audit.pk)
     messages.success(request, f"Deleted audit “{name}” with its images and results.")
     return redirect("audits:list")
 
@@ -490,15 +501,17 @@ def audit_resume(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def disk_use(audit: Audit) -> int:
-    """Bytes of the audit's files, cached for a minute (walking thousands of files per page
-    view would be slow)."""
+    """Bytes of the audit's files so far, kept for a while (walking thousands of files on every
+    progress poll would be slow): until the audit's row changes (every stored batch and stage
+    change stamps it), and at most 10 seconds while it runs, as files land before the stamp."""
     from django.core.cache import cache
 
     from webapp.audits.storage import disk_usage
 
-    key = f"disk-use:{audit.pk}:{audit.state}"
+    stamp = audit.updated_at.timestamp() if audit.updated_at else 0
+    key = f"disk-use:{audit.pk}:{audit.state}:{stamp}"
     value = cache.get(key)
     if value is None:
         value = disk_usage(audit.pk)
-        cache.set(key, value, timeout=60)
+        cache.set(key, value, timeout=60 if audit.is_final else 10)
     return value

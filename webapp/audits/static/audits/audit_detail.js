@@ -15,6 +15,8 @@
       bar.max = s.total || 1; bar.value = s.done;
       el.querySelector(".detail").textContent = s.detail || "";
     });
+    const disk = document.getElementById("disk-use");
+    if (disk && p.disk_use_text) disk.textContent = p.disk_use_text;
     stateEl.textContent = p.state_label;
     stateEl.className = "state state-" + p.state;
     stateEl.dataset.state = p.state;
