@@ -2,7 +2,9 @@
 
 Every task is idempotent (outputs keyed by design cell, state changes by compare-and-set), so
 ``acks_late`` is safe: a task whose worker dies mid-run is redelivered and simply redone
-(``task_reject_on_worker_lost`` and the broker's visibility timeout, webapp/settings.py).
+(``task_reject_on_worker_lost`` and the broker's visibility timeout, webapp/settings.py). The
+filesystem broker keeps no taken task: there ``manage.py serve`` sends the lost work again before
+it starts a new worker (worker.recovery).
 """
 
 from __future__ import annotations

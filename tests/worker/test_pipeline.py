@@ -96,6 +96,59 @@ def test_rerunning_a_batch_overwrites_instead_of_duplicating(finished):
     assert [a[0] for a in sent] == ["score_images"]
 
 
+def test_batches_sent_again_after_they_were_done_do_no_work(finished, monkeypatch):
+    """A batch re-sent after a lost worker (worker.recovery) or a Retry may already be done:
+    neither the generator nor the face models are touched, and the audit moves on once."""
+    from worker import runtime
+
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("a finished batch did its work again")
+
+    monkeypatch.setattr(runtime, "get_backend", must_not_run)
+    monkeypatch.setattr(runtime, "get_analyzer", must_not_run)
+    audit = finished
+    before = sorted(FaceAnalysis.objects.filter(image__audit=audit).values_list("pk", "det_score"))
+    sent = []
+    Audit.objects.filter(pk=audit.pk).update(state=Audit.State.GENERATING)
+    ids = list(SyntheticIdentity.objects.filter(audit=audit).values_list("id", flat=True))
+    pipeline.generate_images(audit.pk, ids[:3], lambda *a: sent.append(a))
+    audit.refresh_from_db()
+    assert audit.state == Audit.State.SCORING, audit.error
+    images = list(GeneratedImage.objects.filter(audit=audit).values_list("id", flat=True))
+    pipeline.score_images(audit.pk, images[:5], lambda *a: sent.append(a))
+    audit.refresh_from_db()
+    assert audit.state == Audit.State.AGGREGATING, audit.error
+    assert [a[0] for a in sent] == ["score_images", "aggregate"]
+    after = sorted(FaceAnalysis.objects.filter(image__audit=audit).values_list("pk", "det_score"))
+    assert after == before
+
+
+def test_a_batch_sent_again_renders_only_the_identities_missing_an_image(finished, monkeypatch):
+    """A worker that died while storing a batch left an identity with some of its images: the
+    batch sent again renders that identity alone, to the same bytes."""
+    from worker import runtime
+
+    audit = finished
+    ids = list(SyntheticIdentity.objects.filter(audit=audit).order_by("id")
+               .values_list("id", flat=True))
+    lost = GeneratedImage.objects.filter(identity_id=ids[1]).order_by("id").last()
+    lost.delete()
+    backend = runtime.get_backend(audit.config["generator"])
+    rendered = []
+    real_render = backend.render_and_check
+
+    def counting_render(cells, *args, **kwargs):
+        rendered.append(len(cells))
+        return real_render(cells, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "render_and_check", counting_render)
+    Audit.objects.filter(pk=audit.pk).update(state=Audit.State.GENERATING)
+    pipeline.generate_images(audit.pk, ids[:3], lambda *a: None)
+    assert rendered == [1]
+    again = GeneratedImage.objects.get(identity_id=ids[1], variant=lost.variant)
+    assert again.sha256 == lost.sha256
+
+
 def test_a_group_the_generator_cannot_fill_fails_with_a_plain_message(alice, media_root,
                                                                       models_available,
                                                                       monkeypatch):
