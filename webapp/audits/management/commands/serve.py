@@ -100,17 +100,21 @@ class Command(BaseCommand):
             "(shown once; change it in the admin)."))
 
     def _check_models(self) -> None:
+        """Say which models are there; name every missing one, where it goes and where it
+        comes from (the pages say the same, and refuse Launch until they are there)."""
+        from audit.fetch import describe_missing
         from audit.registry import ModelRegistry
 
         registry = ModelRegistry(settings.FACEAUDIT_MODEL_DIR)
         names = registry.available()
-        if not names:
-            self.stderr.write(self.style.ERROR(
-                f"No face models found in {settings.FACEAUDIT_MODEL_DIR}; set FACEAUDIT_MODEL_DIR "
-                "to the folder holding scrfd_500m_bnkps.onnx, mobilefacenet.onnx and "
-                "genderage_2018.onnx (see README). Audits will fail until then."))
-        else:
+        if names:
             self.stdout.write(f"Models in {settings.FACEAUDIT_MODEL_DIR}: {', '.join(names)}")
+        missing = describe_missing(registry)
+        if missing:
+            self.stderr.write(self.style.ERROR(
+                "Face models missing (audits cannot run until they are in place; "
+                "`python manage.py fetch_models` downloads them on a machine with internet):\n"
+                + "".join(f"  {line}\n" for line in missing)))
 
 
 def _interrupt(*_args) -> None:
