@@ -95,13 +95,14 @@ def aim(latents: np.ndarray, directions: DirectionSet, bands: Sequence[Sequence[
     out = np.zeros_like(latents)
     reached = np.ones(len(latents), dtype=bool)
     usable = {k for k, d in directions.directions.items() if np.isfinite(d.r2) and d.r2 >= min_r2}
+    preds = {s: predict(directions, s, latents) for s in usable}  # (N,) each, one product
     for i, row in enumerate(bands):
         aimed = [b for b in merge(row) if b.sensor in usable]
         held = [s for s in hold if s in usable and s not in {b.sensor for b in aimed}]
         if not aimed:
             continue
         names = [b.sensor for b in aimed] + held
-        pred = np.array([predict(directions, s, latents[i:i + 1])[0] for s in names])
+        pred = np.array([preds[s][i] for s in names])
         want = np.array([b.nearest(p) for b, p in zip(aimed, pred, strict=False)]
                         + list(pred[len(aimed):]))
         delta = want - pred
