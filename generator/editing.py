@@ -318,6 +318,7 @@ def render_and_check(
     sense: Sense,
     directions: DirectionSet | None = None,
     policy: CheckPolicy | None = None,
+    baselines: Sequence[np.ndarray | None] | None = None,
 ) -> list[list[RenderedImage]]:
     """Baseline and variants for each identity, each with ``checks`` and an extended recipe.
 
@@ -326,12 +327,14 @@ def render_and_check(
     of its batch: the generator renders each latent on its own (see
     :class:`generator.backends.TorchLatentGenerator`), retries are seeded per identity, and the
     identity judge's cut-off comes with ``policy`` (fixed once per audit, :func:`identity_cutoff`).
+    ``baselines[i]``, where not None, is identity ``i``'s baseline as already rendered (by
+    sampling: the same pixels), which is then not rendered again.
     """
     policy = policy or CheckPolicy()
     seeds = [int(s) for s in latent_seeds]
     n = len(seeds)
     z = generator.sample_latents(seeds).astype(np.float64)
-    base = generator.generate(z.astype(np.float32))
+    base = _baselines(generator, z, baselines)
     rb = sense(base)
     base_recipe = latent_recipe(generator)
     rows: list[list[RenderedImage]] = [[] for _ in range(n)]
@@ -359,6 +362,19 @@ def render_and_check(
             rows[i].append(RenderedImage(seeds[i], v, np.ascontiguousarray(pixels[i]), recipe,
                                          checks[i]))
     return rows
+
+
+def _baselines(generator, z: np.ndarray, given: Sequence[np.ndarray | None] | None
+               ) -> np.ndarray:
+    """``(N, H, W, 3)`` baselines of latents ``z`` (N, D): the ``given`` ones where not None,
+    the rest rendered (each latent renders on its own, so a subset renders the same pixels)."""
+    given = [None] * len(z) if given is None else list(given)
+    todo = [i for i, g in enumerate(given) if g is None]
+    if todo:
+        rendered = generator.generate(z[todo].astype(np.float32))
+        for k, i in enumerate(todo):
+            given[i] = rendered[k]
+    return np.stack([np.asarray(g) for g in given])
 
 
 def _latent_edit(generator, z, rb, seeds, v: Variant, audit_seed, sense, directions, policy):

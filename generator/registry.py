@@ -71,8 +71,10 @@ class GeneratorBackend(Protocol):
         ...
 
     def render_and_check(self, cells: Sequence[IdentityCell], variants, audit_seed: int, sense,
-                         policy, directions=None) -> list[list]:
-        """Per cell, its ``generator.render.RenderedImage`` for each variant, in order."""
+                         policy, directions=None, baselines=None) -> list[list]:
+        """Per cell, its ``generator.render.RenderedImage`` for each variant, in order;
+        ``baselines`` (optional, per cell or None) are baselines already rendered, which a
+        backend may use instead of rendering them again."""
         ...
 
     def baselines(self, cells: Sequence[IdentityCell]) -> np.ndarray:
@@ -145,11 +147,14 @@ class LatentBackend:
 
         return ShiftedLatents(self.latent, shifts)
 
-    def render_and_check(self, cells, variants, audit_seed, sense, policy, directions=None):
+    def render_and_check(self, cells, variants, audit_seed, sense, policy, directions=None,
+                         baselines=None):
+        """``baselines``: per cell, its baseline's pixels if already rendered (by sampling),
+        else None."""
         from generator.editing import render_and_check
 
         return render_and_check(self._view(cells), [c.latent_seed for c in cells], variants,
-                                audit_seed, sense, directions, policy)
+                                audit_seed, sense, directions, policy, baselines=baselines)
 
     def baselines(self, cells):
         g = self._view(cells)

@@ -207,7 +207,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
     image generation in batches."""
     from django.conf import settings
 
-    from worker.runtime import get_backend
+    from worker.runtime import get_backend, keep_sampled
 
     audit = Audit.objects.filter(pk=audit_id).first()
     if audit is None or audit.state != State.GENERATING:  # deleted, cancelled, or already moved on
@@ -249,6 +249,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
             SyntheticIdentity.objects.bulk_create(rows, ignore_conflicts=True)
             if all(d.image is not None for d in draws):
                 sampled = {int(d.latent_seed): d.image for d in draws}
+                keep_sampled(audit_id, sampled)
         _set_stage(audit_id, "sampling", done=design.n_identities, total=design.n_identities)
         if _latent_factors(config):
             _learn_directions_with_progress(audit_id, config)
@@ -447,7 +448,7 @@ def _identities_to_render(audit: Audit, identity_ids: list[int], n_variants: int
 def _render_and_store(audit: Audit, identities: list, design) -> None:
     """Render the identities' baselines and variants with their checks and store each image
     (file and row), replacing whatever part of them an earlier run left."""
-    from worker.runtime import get_backend, get_directions, get_sense
+    from worker.runtime import get_backend, get_directions, get_sense, take_sampled
 
     audit_id = audit.pk
     config = _config(audit)
@@ -456,8 +457,10 @@ def _render_and_store(audit: Audit, identities: list, design) -> None:
     sense = get_sense(policy.identity_judge)
     directions = (get_directions(backend.latent)
                   if _latent_factors(config) and backend.latent is not None else None)
+    kept = take_sampled(audit_id, [int(i.latent_seed) for i in identities])
+    extra = {"baselines": kept} if any(k is not None for k in kept) else {}
     rendered = backend.render_and_check(_cells(identities), design.variants, config.seed,
-                                        sense, policy, directions)
+                                        sense, policy, directions, **extra)
     for identity, row in zip(identities, rendered, strict=True):
         for img in row:
             data = encode_png(img.pixels)

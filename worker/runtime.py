@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from functools import lru_cache
+from typing import Any
 from pathlib import Path
 
 from django.conf import settings
 
 _lock = threading.Lock()
+
+#: Faces sampling accepted, by (audit id, latent seed), kept in this process until the batch that
+#: renders their identities takes them as its baselines (the same pixels it would render: each
+#: latent renders on its own). At most :data:`SAMPLED_KEPT` faces (about 0.8 MB each at 512 px);
+#: a batch in another process, or after eviction, renders its baselines as usual.
+SAMPLED_KEPT = 256
+_sampled: OrderedDict[tuple[int, int], Any] = OrderedDict()
+
+
+def keep_sampled(audit_id: int, faces: dict[int, Any]) -> None:
+    """Keep the sampled faces (latent seed -> (H, W, 3) uint8) of an audit for its batches."""
+    with _lock:
+        for seed, pixels in faces.items():
+            _sampled[(audit_id, int(seed))] = pixels
+        while len(_sampled) > SAMPLED_KEPT:
+            _sampled.popitem(last=False)
+
+
+def take_sampled(audit_id: int, seeds: list[int]) -> list[Any]:
+    """The kept faces of these seeds (None where not kept), each given out once."""
+    with _lock:
+        return [_sampled.pop((audit_id, int(s)), None) for s in seeds]
 
 
 def model_dir() -> Path:

@@ -64,7 +64,8 @@ class PromptBackend:
                                         render_kwargs=self.render_kwargs, progress=progress,
                                         should_stop=should_stop)
 
-    def render_and_check(self, cells, variants, audit_seed, sense, policy, directions=None):
+    def render_and_check(self, cells, variants, audit_seed, sense, policy, directions=None,
+                         baselines=None):
         from generator.diffusion.audit import render_prompt_and_check
 
         return render_prompt_and_check(self.renderer, self._specs(cells), variants, audit_seed,

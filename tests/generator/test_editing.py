@@ -174,3 +174,29 @@ def test_identity_kept_is_judged_against_the_cut_off_and_does_not_decide_edit_ok
     none = CheckPolicy(identity_min_similarity=None)
     c = check_image(base, 0, var, 0, "yaw", 15.0, none)
     assert c["identity_kept"] is None and c["passed"] is True
+
+
+def test_baselines_already_rendered_are_used_and_not_rendered_again(directions):
+    class Counting(ToyGenerator):
+        """Renders each latent on its own, as the real generators do (so a subset renders the
+        same values as the whole batch), and counts the renders."""
+
+        rendered = 0
+
+        def generate(self, latents):
+            Counting.rendered += len(latents)
+            return np.concatenate([super(Counting, self).generate(latents[i:i + 1])
+                                   for i in range(len(latents))])
+
+    seeds, variants = [5, 6, 7], [Variant("baseline", None), Variant("age", 20.0)]
+    plain = render_and_check(Counting(), seeds, variants, 9, sense, directions)
+    given = Counting().generate(ToyGenerator().sample_latents(seeds))
+    Counting.rendered = 0
+    gen = Counting()
+    reused = render_and_check(gen, seeds, variants, 9, sense, directions,
+                              baselines=[given[0], None, given[2]])
+    # the edit's first attempt renders 3, the baselines only the one not given
+    assert Counting.rendered == 1 + 3
+    for a, b in zip(plain, reused, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert np.array_equal(x.pixels, y.pixels) and x.checks == y.checks
