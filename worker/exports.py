@@ -6,6 +6,7 @@ Both hold the same files in the same layout::
     DATASET_CARD.md               composition, recipe, licences, intended use, limitations
     summary.json                  thresholds and per-group error rates (AuditResult.summary)
     manifest.csv                  one row per image
+    identities.csv                one row per identity: its seed and guidance shift
     manifest.parquet              the same rows, typed
     pairs_mated.csv               the mated comparison pairs, with image paths
     pairs_nonmated.csv            the non-mated comparison pairs, with image paths
@@ -134,6 +135,16 @@ manifest.csv (one row per image; manifest.parquet holds the same rows with typed
                   different identities' baselines over the whole audit, fixed before any edit
                   was judged) and whether the edit reached it; images judged another person stay
                   in the comparisons and are left out of the judged-same view only
+
+identities.csv (one row per synthetic identity, in identity_id order)
+    identity_id   as in manifest.csv
+    group         demographic group
+    latent_seed   seed of the identity's latent vector
+    latent_shift  for a generator that aims its candidates at their group (guided sampling):
+                  the shift added to the seed's latent, as a JSON list of numbers in the
+                  generator's latent space (whitened W for MobileStyleGAN); empty when none.
+                  The identity's face is generate(sample_latents([latent_seed]) + latent_shift)
+    sensors       what the attribute sensors read on the accepted face (JSON)
 
 pairs_mated.csv, pairs_nonmated.csv (one row per compared pair; the same pairs for every FR
 model)
@@ -617,6 +628,23 @@ def numbered_table_chunks(stored: str, plan: _Plan, fmt: str) -> Iterator[bytes]
 
 # --- the export as a list of files ---------------------------------------------------------------
 
+def identities_csv(audit: Audit, plan: _Plan) -> bytes:
+    """``identities.csv``: each identity's seed and guidance shift (what regenerates it)."""
+    rows = {i.pk: i for i in SyntheticIdentity.objects.filter(audit=audit)}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["identity_id", "group", "latent_seed", "latent_shift", "sensors"])
+    for pk, number in sorted(plan.identity_numbers.items(), key=lambda kv: kv[1]):
+        ident = rows.get(pk)
+        if ident is None:
+            continue
+        shift = (ident.conditioning or {}).get("latent_shift")
+        writer.writerow([number, ident.group_name, ident.latent_seed,
+                         "" if shift is None else json.dumps(shift),
+                         json.dumps(ident.sensors or {}, sort_keys=True)])
+    return out.getvalue().encode("utf-8")
+
+
 def export_files(audit: Audit) -> Iterator[ExportFile]:
     """Every file of the export in order; each file's content is produced only when its
     ``chunks()`` is called."""
@@ -625,6 +653,7 @@ def export_files(audit: Audit) -> Iterator[ExportFile]:
     yield ExportFile("README.txt", lambda: [README.format(name=audit.name).encode()])
     yield ExportFile("DATASET_CARD.md", lambda: [dataset_card(audit, plan).encode("utf-8")])
     yield ExportFile("summary.json", lambda: [summary_json(audit)])
+    yield ExportFile("identities.csv", lambda: [identities_csv(audit, plan)])
     for path, chunks in cacheable_members(audit, plan).items():
         yield ExportFile(path, chunks, precompressed=cache.get(path))
     for stem, stored in result_tables(audit):

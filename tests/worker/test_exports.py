@@ -276,3 +276,29 @@ def test_a_cache_older_than_the_result_is_not_used(exported):
 
             _build_export_cache(audit.pk)
         assert load_export_cache(audit)
+
+
+@pytest.mark.django_db
+def test_identities_csv_gives_each_identity_its_seed_and_guidance_shift(tmp_path, media_root):
+    from django.contrib.auth import get_user_model
+
+    from tests.webapp.factories import make_done_audit
+    from webapp.audits.models import SyntheticIdentity
+
+    audit = make_done_audit(get_user_model().objects.create_user("shifted"))
+    male1 = SyntheticIdentity.objects.get(audit=audit, group_name="male", index_in_group=1)
+    male1.conditioning = {"latent_shift": [0.25, -1.5, 0.0]}
+    male1.sensors = {"skin_tone_index": 61.2}
+    male1.save()
+    export_to_dir(audit, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "identities.csv").open()))
+    assert [r["identity_id"] for r in rows] == ["1", "2", "3", "4"]
+    assert [r["group"] for r in rows] == ["female", "female", "male", "male"]
+    assert [int(r["latent_seed"]) for r in rows] == [1000, 1001, 1002, 1003]
+    assert [r["latent_shift"] for r in rows[:3]] == ["", "", ""]
+    assert json.loads(rows[3]["latent_shift"]) == [0.25, -1.5, 0.0]
+    assert json.loads(rows[3]["sensors"]) == {"skin_tone_index": 61.2}
+    # the manifest's identity numbers name the same identities
+    manifest = list(csv.DictReader((tmp_path / "manifest.csv").open()))
+    seeds = {m["identity_id"]: m["latent_seed"] for m in manifest}
+    assert seeds == {r["identity_id"]: r["latent_seed"] for r in rows}
