@@ -145,13 +145,15 @@ def audit_brief(audit: Audit) -> dict[str, Any]:
 
 
 def audit_full(audit: Audit) -> dict[str, Any]:
-    """One audit with its config, error, timestamps and progress."""
+    """One audit with its config, error, timestamps and progress (with disk use)."""
+    from webapp.audits.views import progress_with_disk_use
+
     return {**audit_brief(audit), "final": audit.is_final, "error": audit.error,
             "seed": audit.seed, "config": audit.config,
             "started_at": _iso(audit.started_at), "finished_at": _iso(audit.finished_at),
             "updated_at": _iso(audit.updated_at),
             "has_results": audit.state == Audit.State.DONE and hasattr(audit, "result"),
-            "progress": progress(audit)}
+            "progress": progress_with_disk_use(audit)}
 
 
 # --- List and create --------------------------------------------------------------------------
@@ -346,8 +348,10 @@ def audit_detail(request: HttpRequest, pk: int) -> JsonResponse:
 
 @api_view("GET")
 def audit_progress(request: HttpRequest, pk: int) -> JsonResponse:
-    """Per-stage progress: the same JSON as the page's ``progress.json``."""
-    return JsonResponse(progress(owned(request, pk)))
+    """Per-stage progress and disk use: the same JSON as the page's ``progress.json``."""
+    from webapp.audits.views import progress_with_disk_use
+
+    return JsonResponse(progress_with_disk_use(owned(request, pk)))
 
 
 @api_view("POST")

@@ -444,12 +444,17 @@ def audit_image(request: HttpRequest, pk: int, image_id: int) -> FileResponse:
 @require_GET
 def audit_progress(request: HttpRequest, pk: int) -> JsonResponse:
     """The audit's progress, with its current disk use (the page shows both as they change)."""
+    return JsonResponse(progress_with_disk_use(_owned(request, pk)))
+
+
+def progress_with_disk_use(audit: Audit) -> dict:
+    """:func:`progress` plus ``disk_use`` (bytes stored so far) and its text: the page's
+    ``progress.json`` and the API's progress are this same JSON."""
     from django.template.defaultfilters import filesizeformat
 
-    audit = _owned(request, pk)
     used = disk_use(audit)
-    return JsonResponse({**progress(audit), "disk_use": used,
-                         "disk_use_text": f"{filesizeformat(used)} on disk"})
+    return {**progress(audit), "disk_use": used,
+            "disk_use_text": f"{filesizeformat(used)} on disk"}
 
 
 @login_required
