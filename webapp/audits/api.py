@@ -28,7 +28,6 @@ from audit.planner import Assumptions, PlanningError, parse_assumptions, plan_fo
 from generator.config import AuditConfig, ConfigError, parse_config
 from webapp.audits.forms import available_fr_models, available_generators, identity_judge_problem
 from webapp.audits.models import Audit
-from webapp.audits.progress import progress
 
 log = logging.getLogger(__name__)
 
