@@ -25,7 +25,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import socket
 import tempfile
 import time
 import urllib.error
@@ -220,8 +219,7 @@ def download(url: str, dest: Path, *, sha256: str | None = None, label: str | No
                 continue
             raise FetchError(f"downloading {label} from {url} failed: HTTP {exc.code} "
                              f"{exc.reason}") from None
-        except (urllib.error.URLError, http.client.HTTPException, socket.timeout,
-                ConnectionError) as exc:
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
             last = exc
     else:
         raise FetchError(f"downloading {label} from {url} did not finish after {attempts} tries "

@@ -50,7 +50,7 @@ def test_it_reads_the_faces_as_insightface_does(tmp_path, registry):
     half = photo.shape[1] // 2
     images = [np.ascontiguousarray(x) for x in
               (photo, photo[:, ::-1], photo[:, :half], photo[:, half:])]
-    found = [(im, d) for im, d in zip(images, FaceDetector(registry).detect_batch(images))
+    found = [(im, d) for im, d in zip(images, FaceDetector(registry).detect_batch(images), strict=True)
              if d.found]
     assert len(found) >= 3
     boxes = np.stack([d.bbox for _, d in found])
