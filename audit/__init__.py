@@ -16,6 +16,8 @@ Scoring (faces -> numbers):
   tone index, skin hue), brightness, sharpness,
   illumination uniformity; :mod:`audit.pose`: head yaw, pitch and roll from 5 keypoints.
 - :mod:`audit.analysis`: :class:`~audit.analysis.FaceAnalyzer`, all of the above in one batch.
+- :mod:`audit.conditioning`: the identity embedding a diffusion route is conditioned on,
+  computed as the route's authors did (insightface's detector at 640x640, their ArcFace).
 
 Statistics (numbers -> findings):
 

@@ -13,6 +13,9 @@ real photos (see ``shared/models/MODELS.md``):
 
 Trap: insightface's ``ArcFaceONNX`` guesses mean 0 / std 1 for this file from its first graph
 nodes; with that scaling different people score cosine 0.9-1.0. Do not use it for this model.
+
+insightface's own packs (:class:`InsightFacePackRecognizer`) are fed as insightface feeds them:
+the mean and std are read from the graph with insightface's rule (:func:`arcface_input_scaling`).
 """
 
 from __future__ import annotations
@@ -244,16 +247,18 @@ class OnnxCropRecognizer(Recognizer):
         return self._runner.batched
 
     @classmethod
-    def preprocess(cls, aligned: np.ndarray) -> np.ndarray:
-        """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - MEAN) / STD``."""
+    def preprocess(cls, aligned: np.ndarray, mean: float | None = None,
+                   std: float | None = None) -> np.ndarray:
+        """(N, 112, 112, 3) uint8 RGB -> (N, 3, 112, 112) float32, ``(x - mean) / std``
+        (default the class's ``MEAN`` and ``STD``)."""
         # Transposed while still uint8 (a quarter of the bytes), then scaled in place.
         x = check_aligned(aligned).transpose(0, 3, 1, 2).astype(np.float32, order="C")
-        x -= np.float32(cls.MEAN)
-        x /= np.float32(cls.STD)
+        x -= np.float32(cls.MEAN if mean is None else mean)
+        x /= np.float32(cls.STD if std is None else std)
         return x
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
-        x = self.preprocess(aligned)
+        x = self.preprocess(aligned, self.MEAN, self.STD)  # an instance may read its own
         if len(x) == 0:
             return np.zeros((0, self.embedding_size), dtype=np.float32)
         return l2_normalise(self._runner.run(x))
@@ -289,12 +294,31 @@ class MobileFaceNetRecognizer(OnnxCropRecognizer):
         )
 
 
+def arcface_input_scaling(model: str | PathLike[str] | onnx.ModelProto) -> tuple[float, float]:
+    """``(mean, std)`` with which insightface feeds this ArcFace graph, decided from the graph
+    exactly as ``insightface.model_zoo.arcface_onnx.ArcFaceONNX`` decides it: when one of the
+    first eight nodes is *named* like a subtraction (``Sub...`` or MXNet's ``_minus...``) and one
+    like a multiplication (``Mul...``/``_mul...``), the graph normalises its input itself (MXNet
+    exports) and gets raw pixels, ``(0.0, 1.0)``; otherwise ``(127.5, 127.5)``. Node names, not
+    op types, are what insightface reads, so they are what is read here. Loads the graph
+    structure only (no weights from external data, no onnxruntime)."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    names = [node.name for node in model.graph.node[:8]]
+    find_sub = any(n.startswith(("Sub", "_minus")) for n in names)
+    find_mul = any(n.startswith(("Mul", "_mul")) for n in names)
+    return (0.0, 1.0) if find_sub and find_mul else (127.5, 127.5)
+
+
 class InsightFacePackRecognizer(OnnxCropRecognizer):
     """The ArcFace recognition model of an insightface pack (buffalo_l, buffalo_s, antelopev2).
 
-    Preprocessing as insightface runs these graphs: RGB, ``(x - 127.5) / 127.5``, NCHW, 112x112
-    crops aligned to the ArcFace template. The file is the operator's copy: its SHA-256 is
-    computed at load and recorded (there is no pinned hash to check it against offline).
+    Preprocessing as insightface runs these graphs: RGB, NCHW, 112x112 crops aligned to the
+    ArcFace template, scaled ``(x - mean) / std`` with mean and std read from the graph the way
+    insightface reads them (:func:`arcface_input_scaling`: ``127.5 / 127.5`` unless the graph
+    starts by normalising its input itself; :attr:`MEAN` and :attr:`STD` of the instance). The
+    file is the operator's copy: its SHA-256 is computed at load and recorded (there is no
+    pinned hash to check it against offline).
     """
 
     MEAN = 127.5
@@ -319,6 +343,7 @@ class InsightFacePackRecognizer(OnnxCropRecognizer):
         self.name = pack
         self.weights_sha256 = digest.hexdigest()
         self.licence = INSIGHTFACE_LICENCE
+        self.MEAN, self.STD = arcface_input_scaling(path)
         self._runner = OnnxBatchRunner(path, intra_op_num_threads=intra_op_num_threads,
                                        dynamic_batch=dynamic_batch)
         self.embedding_size = int(self._runner.session.get_outputs()[0].shape[-1])

@@ -449,3 +449,112 @@ INSIGHTFACE_LICENCE = "insightface pretrained weights: non-commercial research o
 def available_packs(model_dir: str | os.PathLike[str]) -> list[str]:
     """insightface packs whose recognition file is present in ``model_dir``."""
     return [p for p, f in INSIGHTFACE_PACKS.items() if (Path(model_dir) / p / f).is_file()]
+
+
+#: The detector insightface's ``FaceAnalysis`` loads from each pack folder (the pack's SCRFD).
+INSIGHTFACE_PACK_DETECTORS: dict[str, str] = {
+    "buffalo_l": "det_10g.onnx",  # SCRFD-10GF with keypoints
+    "buffalo_s": "det_500m.onnx",  # SCRFD-500MF with keypoints
+    "antelopev2": "scrfd_10g_bnkps.onnx",  # SCRFD-10GF with keypoints
+}
+_INSIGHTFACE_PACK_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/{}.zip"
+
+#: Name of Arc2Face's own recogniser, and where it goes in the model directory: the Arc2Face
+#: download (https://huggingface.co/FoivosPar/Arc2Face: ``arc2face/``, ``encoder/`` and
+#: ``arcface.onnx`` at its root) kept as the folder ``arc2face``.
+ARC2FACE_RECOGNIZER = "arc2face_arcface"
+ARC2FACE_ARCFACE_FILE = "arc2face/arcface.onnx"
+ARC2FACE_LICENCE = ("Arc2Face weights (FoivosPar/Arc2Face, arcface.onnx included): CC BY-NC 4.0, "
+                    "non-commercial")
+
+
+@dataclass(frozen=True)
+class IdentityModel:
+    """The face-recognition embedding a diffusion route was trained on, and how its authors
+    computed it: insightface's ``FaceAnalysis`` pipeline with the SCRFD ``detector`` at
+    ``det_size`` x ``det_size``, then the ArcFace ``recognition`` graph on the face chosen by
+    ``face`` (``"first"``: ``faces[0]``, the best detector score; ``"largest"``: the largest
+    box), its embedding L2-normalised (``face.normed_embedding``).
+
+    ``detector`` and ``recognition`` are paths inside the model directory; ``sources`` says where
+    each comes from. The files are the operator's copies (no published hash): they are hashed
+    at load and the hashes recorded with the identities they embedded.
+    """
+
+    name: str
+    detector: str
+    recognition: str
+    face: Literal["first", "largest"]
+    trained_for: str
+    sources: dict[str, str]
+    licence: str
+    det_size: int = 640
+
+    def paths(self, model_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """``{"detector": path, "recognition": path}`` in ``model_dir`` (present or not)."""
+        root = Path(model_dir).expanduser()
+        return {"detector": root / self.detector, "recognition": root / self.recognition}
+
+
+IDENTITY_MODELS: dict[str, IdentityModel] = {
+    "buffalo_l": IdentityModel(
+        name="buffalo_l", detector="buffalo_l/det_10g.onnx", recognition="buffalo_l/w600k_r50.onnx",
+        face="first",
+        trained_for="IP-Adapter FaceID (SD 1.5 and SDXL), trained on buffalo_l's ArcFace "
+                    "(ResNet-50, WebFace600K) embedding: FaceAnalysis(name='buffalo_l'), "
+                    "det_size (640, 640), faces[0].normed_embedding",
+        sources={"detector": _INSIGHTFACE_PACK_URL.format("buffalo_l"),
+                 "recognition": _INSIGHTFACE_PACK_URL.format("buffalo_l")},
+        licence=INSIGHTFACE_LICENCE),
+    ARC2FACE_RECOGNIZER: IdentityModel(
+        name=ARC2FACE_RECOGNIZER, detector="antelopev2/scrfd_10g_bnkps.onnx",
+        recognition=ARC2FACE_ARCFACE_FILE, face="largest",
+        trained_for="Arc2Face, trained on its authors' ArcFace R100 (WebFace42M) embedding: "
+                    "FaceAnalysis(name='antelopev2') with arcface.onnx in place of "
+                    "glintr100.onnx, det_size (640, 640), the largest face's embedding "
+                    "L2-normalised",
+        sources={"detector": "insightface's antelopev2 model pack, the folder Arc2Face's README "
+                             "has you download (https://github.com/foivospar/Arc2Face; insightface "
+                             "does not serve antelopev2.zip from its releases, see "
+                             "https://github.com/deepinsight/insightface/tree/master/"
+                             "python-package)",
+                 "recognition": "https://huggingface.co/FoivosPar/Arc2Face (arcface.onnx at the "
+                                "repository's root, beside arc2face/ and encoder/)"},
+        licence=f"{ARC2FACE_LICENCE}; detector: {INSIGHTFACE_LICENCE}"),
+}
+"""Identity models by name: the only embedding each diffusion route accepts
+(:data:`generator.diffusion.backend.ROUTE_IDENTITY_MODELS`)."""
+
+
+def identity_model(name: str) -> IdentityModel:
+    """The :class:`IdentityModel` named ``name``; :class:`UnknownModelError` lists the known."""
+    try:
+        return IDENTITY_MODELS[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown identity model {name!r}; known identity models: "
+                                f"{', '.join(IDENTITY_MODELS)}") from None
+
+
+def missing_identity_files(model_dir: str | os.PathLike[str], name: str) -> list[str]:
+    """One line per file of identity model ``name`` missing from ``model_dir``: the file, where
+    it goes and where it comes from (empty when both are there). Imports nothing."""
+    spec = identity_model(name)
+    lines = []
+    for role, path in spec.paths(model_dir).items():
+        if not path.is_file():
+            what = "face detector" if role == "detector" else "ArcFace recogniser"
+            lines.append(f"identity model {name}: its {what} {Path(getattr(spec, role)).name} "
+                         f"is missing; put it at {path} (it comes from {spec.sources[role]})")
+    return lines
+
+
+def identity_model_paths(model_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:
+    """:meth:`IdentityModel.paths` after checking both files are there; otherwise
+    :class:`ModelNotFoundError` naming each missing file, where it goes and where it comes
+    from, and what the model is for."""
+    missing = missing_identity_files(model_dir, name)
+    if missing:
+        spec = identity_model(name)
+        raise ModelNotFoundError("; ".join(missing) + f". It is the embedding of "
+                                 f"{spec.trained_for} (licence: {spec.licence})")
+    return identity_model(name).paths(model_dir)

@@ -218,6 +218,7 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
         _choose_identity_judge(config)  # refuse before any work when no model can judge
         sampled: dict[int, np.ndarray] | None = None  # latent seed -> baseline pixels
         if SyntheticIdentity.objects.filter(audit=audit).count() < design.n_identities:
+            _check_identity_model(config)  # a diffusion route's identity model, before weights
             backend = get_backend(config.generator)
             last = [0.0]
 
@@ -236,6 +237,8 @@ def sample_identities(audit_id: int, dispatch: Dispatch) -> None:
                                               **guidance)
             if _is_cancelled(audit_id):
                 return
+            if report and hasattr(encoder, "describe"):
+                report["identity_model"] = encoder.describe()  # what the identities are
             if report:
                 _set_stage(audit_id, "sampling", acceptance=report)
             rows = []
@@ -297,20 +300,40 @@ def _directions_progress(audit_id: int):
 
 def _labeller_and_encoder(config: AuditConfig, backend):
     """The labeller that confirms a candidate's group (attribute sensors), and for a backend
-    conditioned on an FR embedding, the encoder that embeds its anchors with that model."""
+    conditioned on an FR embedding, the encoder that embeds its anchors with that model the way
+    the route's authors did (:class:`audit.conditioning.IdentityEncoder`: insightface's
+    detector at 640x640 on the whole image, not the analysis crop)."""
     from worker.labels import make_labeller
-    from worker.runtime import get_analyzer, score_threads
+    from worker.runtime import get_analyzer, model_dir, score_threads
 
     model = backend.conditioning_model
-    analyzer = get_analyzer((model,) if model else (), threads=score_threads())
-    labeller = make_labeller(analyzer, config.groups)
+    labeller = make_labeller(get_analyzer((), threads=score_threads()), config.groups)
     if model is None:
         return labeller, None
+    from audit.conditioning import identity_encoder
 
-    def encoder(images: np.ndarray) -> np.ndarray:
-        return np.asarray(analyzer.analyze(list(images)).embeddings[model])
+    return labeller, identity_encoder(model_dir(), model, intra_op_num_threads=score_threads())
 
-    return labeller, encoder
+
+def _check_identity_model(config: AuditConfig) -> None:
+    """For a diffusion route: a StageError naming the fix when its settings name another
+    identity model than the one it was trained on, or when that model's files are not in the
+    model directory (each file, where it goes, where it comes from). Cheap: called before any
+    weights are loaded (:func:`generator.diffusion.backend.route_problems`)."""
+    from django.conf import settings
+
+    from generator.registry import backend_spec
+
+    if not backend_spec(config.generator).prompt_driven:
+        return
+    from generator.diffusion.backend import route_problems
+    from worker.runtime import model_dir
+
+    problems = route_problems(config.generator,
+                              settings.FACEAUDIT_DIFFUSION.get(config.generator) or {},
+                              model_dir())
+    if problems:
+        raise StageError(" | ".join(problems))
 
 
 def _cells(identities: list) -> list:

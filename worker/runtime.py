@@ -172,7 +172,8 @@ def conditioning_model(config) -> str | None:
         return None
     from generator.diffusion.backend import render_options
 
-    return render_options(settings.FACEAUDIT_DIFFUSION.get(config.generator) or {})[0]
+    return render_options(settings.FACEAUDIT_DIFFUSION.get(config.generator) or {},
+                          config.generator)[0]
 
 
 def identity_judge_for(config) -> tuple[str, str] | None:

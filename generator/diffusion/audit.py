@@ -31,8 +31,13 @@ face that the sensors placed in its group:
 Either way the caller's ``labeller`` must confirm every axis level of the group (the words are
 never trusted), and the identity is then the caller's ``encoder`` applied to the anchor image:
 the FR embedding of the face the generator really made (for Arc2Face close to, but not the same
-as, the random vector). That ``encoder`` is the *conditioning* FR model (the ArcFace model the
-backend was trained with: InsightFace's ``buffalo_l``/``antelopev2`` recognisers).
+as, the random vector). That ``encoder`` is the *conditioning* FR model, the embedding the
+backend was trained on, computed the way its authors computed it
+(:class:`audit.conditioning.IdentityEncoder`: InsightFace's ``buffalo_l`` for IP-Adapter FaceID,
+Arc2Face's own ``arcface.onnx`` for Arc2Face). The identity's images are then rendered from that
+embedding, not from the anchor's inputs, so the first of them, the baseline, is rendered during
+sampling too and the ``labeller`` must confirm the group on it as well; a baseline the sensors
+place elsewhere refuses the candidate like any failed one (counted in the sampling report).
 
 **Variants** (:func:`render_prompt_and_check`). Per identity ``(group labels, embedding, seed)``:
 the baseline is :func:`~generator.diffusion.prompts.variant_prompt` ``(labels)`` (Arc2Face:
@@ -87,7 +92,13 @@ from generator.diffusion.prompts import (
     variant_prompt,
 )
 from generator.editing import CheckPolicy, Sense, check_image
-from generator.identities import GroupFillError, IdentityDraw, Labeller, Progress
+from generator.identities import (
+    GroupFillError,
+    IdentityDraw,
+    Labeller,
+    Progress,
+    acceptance,
+)
 from generator.render import RenderedImage, image_variant
 
 # images (N, H, W, 3) uint8 -> (N, id_dim) float identity embeddings of the conditioning FR
@@ -159,20 +170,41 @@ def sample_prompt_identities(
     max_candidates: int | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    report: dict[str, Any] | None = None,
+    keep_images: bool = False,
 ) -> list[IdentityDraw]:
     """Fill ``design.groups`` with ``design.identities_per_group`` identities each, from anchors
     rendered by ``backend`` (see the module docstring for the FaceID and Arc2Face routes).
 
-    A candidate is accepted when ``labeller`` confirms every axis level of the group and
-    ``encoder`` gives a finite embedding of its anchor image. ``batch_size`` anchors are
-    rendered per ``backend.render`` call. ``max_candidates`` is the budget *per group* (default
-    :data:`ANCHORS_PER_IDENTITY` x identities per group; Arc2Face's shared stream gets the budget
-    of all groups together). Accepted identities carry in ``sensors`` the labeller's readings
-    plus ``identity_embedding`` (list of floats), ``identity_embedding_sha256``,
-    ``anchor_prompt``, ``anchor_seed``, ``anchor_identity`` (``"zero"`` or the random unit
-    vector's seed) and ``anchor_render`` (the render settings); ``latent_seed`` is the anchor
-    seed and ``candidate`` its index in its stream. The result is deterministic for a given
-    backend, labeller, encoder, seed and batch size.
+    A candidate is accepted when ``labeller`` confirms every axis level of the group on its
+    anchor, ``encoder`` gives a finite embedding of the anchor's face, and ``labeller`` confirms
+    the group again on the identity's *baseline*: the image :func:`render_prompt_and_check`
+    makes first for it (:func:`baseline_prompt` with the embedding and the anchor's seed). The
+    baseline is another image than the anchor (FaceID: another prompt and the identity instead
+    of a zero row; Arc2Face: the encoder's vector instead of the random one), so it may show
+    another group; such a candidate is refused as a failed one (the next candidate is tried)
+    and counted. ``batch_size`` anchors are rendered per ``backend.render`` call, then the
+    baselines of those the anchor check passed. ``max_candidates`` is the budget of anchors
+    *per group* (default :data:`ANCHORS_PER_IDENTITY` x identities per group; Arc2Face's shared
+    stream gets the budget of all groups together). Candidates are judged in order, so the
+    identities do not depend on ``batch_size`` (beyond pixel rounding, see
+    :mod:`generator.diffusion.batching`).
+
+    Accepted identities carry in ``sensors`` the labeller's readings of the baseline, the
+    anchor's under ``anchor_sensors``, plus ``identity_embedding`` (list of floats),
+    ``identity_embedding_sha256``, ``anchor_prompt``, ``anchor_seed``, ``anchor_identity``
+    (``"zero"`` or the random unit vector's seed) and ``anchor_render`` (the render settings);
+    ``latent_seed`` is the anchor seed and ``candidate`` its index in its stream. With
+    ``keep_images`` each draw's ``image`` is its baseline as rendered here. The result is
+    deterministic for a given backend, labeller, encoder and seed.
+
+    ``report``, when given, is filled as :func:`generator.identities.acceptance` fills it
+    (``candidates``: anchors rendered; ``faces_found``: anchors the labeller read; per group
+    ``tried_while_open``, ``matched_while_open``: candidates whose anchor *and* baseline the
+    sensors placed in the group, ``acceptance_rate``), plus ``baselines_rendered``,
+    ``baseline_rejected`` (baselines the sensors placed outside their anchor's group) and
+    ``no_identity_embedding`` (anchors in a group whose face the encoder did not find), in all
+    and per group.
 
     ``progress(found, needed, tried)`` runs after each batch; ``should_stop`` is polled before
     each batch and, when true, the identities found so far are returned. Raises
@@ -201,11 +233,17 @@ def sample_prompt_identities(
         streams = [((g,), anchor_prompt(g.as_dict),
                     lambda k, g=g: derive_seed(audit_seed, "anchor", g.name, k),
                     lambda k: (zero, "zero"), per_group) for g in design.groups]
-    tried = 0
+    counts = {key: {g: 0 for g in design.groups} for key in
+              ("tried", "matched", "rejected", "no_embedding")}
+    tried = faces = baselines_rendered = 0
     stopped = False
+
+    def is_open(g: Group) -> bool:
+        return len(filled[g]) < need
+
     for groups, prompt, seed_of, identity_of, budget in streams:
         k = 0
-        while k < budget and any(len(filled[g]) < need for g in groups):
+        while k < budget and any(is_open(g) for g in groups):
             if should_stop is not None and should_stop():
                 stopped = True
                 break
@@ -217,24 +255,58 @@ def sample_prompt_identities(
             labels = list(labeller(images))
             if len(labels) != len(ks):
                 raise ValueError(f"labeller returned {len(labels)} results for {len(ks)} images")
-            wanted = [i for i, lab in enumerate(labels)
-                      if any(_matches(lab, g.as_dict) for g in groups)]
+            faces += sum(lab is not None for lab in labels)
+            # The group each anchor reads as, among those open now (a label names one level per
+            # axis, so at most one group of a design matches it).
+            group_of = {i: g for i, lab in enumerate(labels)
+                        for g in [next((g for g in groups if is_open(g)
+                                        and _matches(lab, g.as_dict)), None)] if g is not None}
+            wanted = sorted(group_of)
             embeddings = _encode(encoder, images[wanted], id_dim) if wanted else None
-            for row, i in enumerate(wanted):
-                emb = embeddings[row]
-                if not np.isfinite(emb).all():
-                    continue  # the FR model found no face: no identity to condition on
-                group = next((g for g in groups
-                              if len(filled[g]) < need and _matches(labels[i], g.as_dict)), None)
+            emb_of = {i: embeddings[row] for row, i in enumerate(wanted)
+                      if np.isfinite(embeddings[row]).all()}
+            # Baselines of the candidates with an identity: rendered as render_prompt_and_check
+            # renders them, in chunks of batch_size, and read by the same labeller.
+            todo = sorted(emb_of)
+            base_images: dict[int, np.ndarray] = {}
+            base_labels: dict[int, Any] = {}
+            for s in range(0, len(todo), batch_size):
+                part = todo[s:s + batch_size]
+                pix = backend.render(
+                    np.stack([emb_of[i].astype(np.float32) for i in part]),
+                    [baseline_prompt(group_of[i].as_dict, arc2face) for i in part],
+                    [seeds[i] for i in part], **settings)
+                labs = list(labeller(pix))
+                if len(labs) != len(part):
+                    raise ValueError(f"labeller returned {len(labs)} results for {len(part)} "
+                                     "images")
+                for i, img, lab in zip(part, pix, labs, strict=True):
+                    base_images[i], base_labels[i] = img, lab
+                baselines_rendered += len(part)
+            for i in range(len(ks)):  # in candidate order, as if one at a time
+                open_now = [g for g in groups if is_open(g)]
+                for g in open_now:
+                    counts["tried"][g] += 1
+                group = next((g for g in open_now if _matches(labels[i], g.as_dict)), None)
                 if group is None:
                     continue
-                sensors = {**dict(labels[i].get("sensors", {})),
+                if i not in emb_of:
+                    counts["no_embedding"][group] += 1  # no face for the FR model: no identity
+                    continue
+                if not _matches(base_labels[i], group.as_dict):
+                    counts["rejected"][group] += 1  # the identity's own face is another group's
+                    continue
+                counts["matched"][group] += 1
+                emb = emb_of[i]
+                sensors = {**dict((base_labels[i] or {}).get("sensors", {})),
+                           "anchor_sensors": dict(labels[i].get("sensors", {})),
                            "identity_embedding": [float(x) for x in emb.astype(np.float32)],
                            "identity_embedding_sha256": embedding_sha256(emb),
                            "anchor_prompt": prompt, "anchor_seed": int(seeds[i]),
                            "anchor_identity": rows[i][1], "anchor_render": dict(settings)}
                 filled[group].append(IdentityDraw(group, len(filled[group]), ks[i],
-                                                  int(seeds[i]), sensors))
+                                                  int(seeds[i]), sensors,
+                                                  base_images[i] if keep_images else None))
             k = ks[-1] + 1
             tried += len(ks)
             if progress is not None:
@@ -242,9 +314,28 @@ def sample_prompt_identities(
         if stopped:
             break
     found = {g.name: len(v) for g, v in filled.items()}
+    if report is not None:
+        report.update(acceptance(tried, faces, {
+            g.name: (len(filled[g]), counts["tried"][g], counts["matched"][g])
+            for g in design.groups}))
+        report["baselines_rendered"] = baselines_rendered
+        report["baseline_rejected"] = sum(counts["rejected"].values())
+        report["no_identity_embedding"] = sum(counts["no_embedding"].values())
+        report["rule"] = ("a candidate joins a group when the sensors place its anchor in it, "
+                          "the identity model finds its face, and the sensors place the "
+                          "identity's baseline (rendered from that embedding) in the same group")
+        for g in design.groups:
+            report["groups"][g.name].update(baseline_rejected=counts["rejected"][g],
+                                            no_identity_embedding=counts["no_embedding"][g])
     if not stopped and any(n < need for n in found.values()):
         raise GroupFillError(found, need, tried)
     return [d for g in design.groups for d in filled[g]]
+
+
+def baseline_prompt(labels: Mapping[str, str], arc2face: bool) -> str:
+    """The prompt of an identity's baseline: :func:`variant_prompt` of its group labels
+    (FaceID), or :func:`arc2face_prompt` (Arc2Face)."""
+    return arc2face_prompt(None) if arc2face else variant_prompt(dict(labels), None)
 
 
 def _random_anchor(audit_seed: int, k: int, id_dim: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -335,6 +426,8 @@ def render_prompt_and_check(
         return []
 
     def prompt_of(labels: Mapping[str, str], edit: PromptEdit | None) -> str:
+        if edit is None:
+            return baseline_prompt(labels, arc2face)
         return arc2face_prompt(edit) if arc2face else variant_prompt(labels, edit)
 
     # Cells to render: every baseline first, then each distinct (identity, prompt) of the
@@ -433,7 +526,7 @@ def render_prompt_baselines(
     arc2face = is_arc2face(backend)
     out = []
     for labels, emb, seed in identities:
-        prompt = arc2face_prompt(None) if arc2face else variant_prompt(dict(labels), None)
+        prompt = baseline_prompt(labels, arc2face)
         out.append(backend.render(np.asarray(emb, dtype=np.float32)[None], [prompt], [int(seed)],
                                   **settings)[0])
     return np.stack(out) if out else np.zeros((0, 0, 0, 3), dtype=np.uint8)

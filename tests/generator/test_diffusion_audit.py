@@ -216,7 +216,10 @@ def test_anchors_are_rendered_from_the_anchor_prompt_and_a_zero_identity(faceid,
         np.testing.assert_allclose(first.sensors["identity_embedding"],
                                    encoder(direct[[first.candidate]])[0].astype(np.float32))
     assert all(len(call[1]) <= 3 for call in rec.calls)
-    assert progress[-1][:2] == (4, 4) and progress[-1][2] == sum(len(c[2]) for c in rec.calls)
+    # Anchor calls have zero identity rows; the others render the accepted anchors' baselines.
+    anchors = [c for c in rec.calls if not c[0].any()]
+    assert all(c[0].all(axis=1).all() for c in rec.calls if c[0].any())
+    assert progress[-1][:2] == (4, 4) and progress[-1][2] == sum(len(c[2]) for c in anchors)
 
 
 def test_a_group_the_sensors_never_confirm_raises_group_fill_error_naming_it(faceid):
@@ -275,6 +278,130 @@ def test_arc2face_anchors_come_from_seeded_random_unit_vectors(arc2face):
     assert rows[0][0].recipe["prompt"] == "photo of a id person"
     assert rows[0][1].recipe["prompt"] == "photo of a id person, smiling"
     assert rows[0][1].recipe["generator"] == "diffusion-arc2face"
+
+
+def parity_labeller(images: np.ndarray) -> list[dict]:
+    """Gender from the parity of the pixel sum. On the tiny pipelines the seed sets most of the
+    image, so the smooth stand-in reads a baseline like its anchor; this one reads any change of
+    pixels as a possible change of group, so baselines often leave their anchor's group."""
+    return [{**lab, "perceived_gender": "male" if int(img.astype(np.int64).sum()) % 2
+             else "female"} for img, lab in zip(images, labeller(images), strict=True)]
+
+
+def one_by_one(backend, groups, need, budget, seed_of, identity_of, prompt_of, render,
+               labeller=parity_labeller):
+    """The identities sampling must accept, found independently: every candidate in order,
+    rendered alone; anchor read by the labeller, embedded by the encoder, then its baseline
+    (the identity's embedding, the baseline prompt, the anchor's seed) read again. Returns
+    ``{group name: accepted candidates}``, ``{group name: refused candidates}`` and the
+    baseline pixels by candidate."""
+    accepted = {g.name: [] for g in groups}
+    refused = {g.name: [] for g in groups}
+    baselines = {}
+    for k in range(budget):
+        open_groups = [g for g in groups if len(accepted[g.name]) < need]
+        if not open_groups:
+            break
+        anchor = backend.render(identity_of(k)[None], [prompt_of(None)], [seed_of(k)], **render)
+        lab = labeller(anchor)[0]
+        group = next((g for g in open_groups
+                      if all(lab[a] == v for a, v in g.as_dict.items())), None)
+        if group is None:
+            continue
+        emb = encoder(anchor)[0].astype(np.float32)
+        base = backend.render(emb[None], [prompt_of(group)], [seed_of(k)], **render)
+        baselines[k] = base[0]
+        blab = labeller(base)[0]
+        ok = all(blab[a] == v for a, v in group.as_dict.items())
+        (accepted if ok else refused)[group.name].append(k)
+    return accepted, refused, baselines
+
+
+def test_every_baseline_is_read_again_and_one_outside_its_group_refuses_the_candidate(faceid):
+    """FaceID: the baseline (variant prompt + the anchor's embedding) is another image than
+    the anchor (anchor prompt + zero row); the sensors must place it in the group too."""
+    female, male = GENDER.groups
+    expected = {}
+    for g in GENDER.groups:
+        got = one_by_one(faceid, [g], 2, 12, lambda k, g=g: derive_seed(SEED, "anchor", g.name, k),
+                         lambda k: np.zeros(ID_DIM, np.float32),
+                         lambda grp, g=g: (P.anchor_prompt(g.as_dict) if grp is None
+                                           else P.variant_prompt(grp.as_dict)), RENDER)
+        expected[g.name] = got
+    refused = {name: e[1][name] for name, e in expected.items()}
+    assert sum(map(len, refused.values())) > 0  # the stand-ins do refuse some baselines
+    report: dict = {}
+    draws = A.sample_prompt_identities(GENDER, faceid, parity_labeller, encoder, SEED,
+                                       render_kwargs=RENDER, batch_size=1, max_candidates=12,
+                                       report=report, keep_images=True)
+    assert {g.name: [d.candidate for d in draws if d.group == g] for g in GENDER.groups} == {
+        name: e[0][name] for name, e in expected.items()}
+    assert report["baseline_rejected"] == sum(map(len, refused.values()))
+    for name in refused:
+        assert report["groups"][name]["baseline_rejected"] == len(refused[name])
+        accepted = expected[name][0][name]
+        assert report["groups"][name]["accepted"] == len(accepted) == 2
+        # tried while open: every anchor of the group's stream up to its second acceptance
+        assert report["groups"][name]["tried_while_open"] == accepted[-1] + 1
+        assert report["groups"][name]["matched_while_open"] == 2
+    assert report["baselines_rendered"] == sum(
+        len(e[0][n]) + len(e[1][n]) for n, e in expected.items())
+    assert report["candidates"] == sum(e[0][n][-1] + 1 for n, e in expected.items())
+    for d in draws:
+        base = expected[d.group.name][2][d.candidate]
+        assert np.array_equal(d.image, base)  # kept: the baseline, as rendered alone
+        assert d.sensors["yaw"] == labeller(base[None])[0]["sensors"]["yaw"]
+        assert d.sensors["anchor_sensors"]["yaw"] != d.sensors["yaw"]
+    # Batches judge the same candidates in the same order: with the smooth stand-in (which
+    # pixel rounding between batch sizes cannot flip) the same identities at 1 and 4.
+    one, four = (A.sample_prompt_identities(GENDER, faceid, labeller, encoder, SEED,
+                                            render_kwargs=RENDER, batch_size=b, max_candidates=12)
+                 for b in (1, 4))
+    assert [(d.group, d.candidate) for d in one] == [(d.group, d.candidate) for d in four]
+
+
+def test_arc2face_baselines_are_read_again_too(arc2face):
+    render = {**RENDER, "guidance_scale": 3.0}
+    accepted, refused, _ = one_by_one(
+        arc2face, GENDER.groups, 2, 24, lambda k: derive_seed(SEED, "anchor", "arc2face", k),
+        lambda k: A.random_unit_identity(derive_seed(SEED, "anchor-identity", k), ID_DIM),
+        lambda grp: P.arc2face_prompt(), render)
+    report: dict = {}
+    draws = A.sample_prompt_identities(GENDER, arc2face, parity_labeller, encoder, SEED,
+                                       render_kwargs=render, batch_size=1, max_candidates=12,
+                                       report=report)
+    assert {g.name: [d.candidate for d in draws if d.group == g]
+            for g in GENDER.groups} == accepted
+    assert report["baseline_rejected"] == sum(map(len, refused.values())) > 0
+
+
+def test_a_group_whose_baselines_all_fall_outside_it_stays_short(faceid):
+    """Baselines without a face (here: every render with an identity comes back black and the
+    labeller finds no face in black) refuse every candidate: the group is never filled."""
+
+    class BlackBaselines(Recording):
+        def render(self, ids, prompts, seeds, **kw):
+            out = super().render(ids, prompts, seeds, **kw)
+            return np.zeros_like(out) if np.asarray(ids).any() else out
+
+    def no_face_in_black(images):
+        return [None if not img.any() else lab for img, lab in zip(images, labeller(images),
+                                                                   strict=True)]
+
+    backend = BlackBaselines(faceid)
+    report: dict = {}
+    with pytest.raises(GroupFillError, match="female"):
+        A.sample_prompt_identities(GENDER, backend, no_face_in_black, encoder, SEED,
+                                   render_kwargs=RENDER, max_candidates=4, report=report)
+    anchors = [c for c in backend.calls if not c[0].any()]
+    baselines = [c for c in backend.calls if c[0].any()]
+    matched = sum(lab is not None and lab["perceived_gender"] == g.name
+                  for g in GENDER.groups
+                  for c in anchors if c[1][0] == P.anchor_prompt(g.as_dict)
+                  for lab in labeller(faceid.render(c[0], c[1], c[2], **RENDER)))
+    assert matched == sum(len(c[2]) for c in baselines) > 0
+    assert report["baseline_rejected"] == matched and report["baselines_rendered"] == matched
+    assert all(v["accepted"] == 0 for v in report["groups"].values())
 
 
 # --- variants and checks ------------------------------------------------------------------------

@@ -37,6 +37,10 @@ def test_a_configured_diffusion_generator_runs_the_sampling_stage(
     for f in os.listdir(models_available):  # the real detector and sensors, in place
         (model_dir / f).symlink_to(models_available / f)
     tiny_arcface(model_dir / "buffalo_l" / "w600k_r50.onnx", dim=ID_DIM)
+    # buffalo_l's detector (the real SCRFD-2.5GF under its name): FaceID's identity is taken
+    # as its authors took it, FaceAnalysis' detector at 640 and then the ArcFace
+    (model_dir / "buffalo_l" / "det_10g.onnx").symlink_to(
+        models_available / "scrfd_2.5g_bnkps.onnx")
     settings.FACEAUDIT_MODEL_DIR = model_dir
     settings.FACEAUDIT_DIFFUSION = {"sd15-faceid": {
         "base_model": str(tmp_path / "sd"), "adapter": str(tmp_path / "faceid"),

@@ -76,6 +76,16 @@ def available_generators() -> list[str]:
     return configured()
 
 
+#: Shown under the generator when a diffusion generator is offered.
+DIFFUSION_IDENTITY_HELP = (
+    "diffusion generators take each identity from the embedding of the face-recognition model "
+    "they were trained on, computed as their authors computed it: IP-Adapter FaceID (SD 1.5, "
+    "SDXL) only from insightface buffalo_l's ArcFace, Arc2Face only from its own arcface.onnx "
+    "(the operator's configuration may name no other). That model never judges identity "
+    "drift, and an identity is kept only when the sensors place both its anchor face and its "
+    "baseline in its group")
+
+
 def prompt_field(factor: str) -> str:
     return f"prompt_{factor}"
 
@@ -132,6 +142,8 @@ class AuditForm(forms.Form):
                                             for k in self.generator_choices]
         if DEFAULT_GENERATOR not in self.generator_choices and self.generator_choices:
             self.fields["generator"].initial = self.generator_choices[0]
+        if any(g in PROMPT_GENERATORS for g in self.generator_choices):
+            self.fields["generator"].help_text = DIFFUSION_IDENTITY_HELP
         for name, levels in prompt_factors().items():
             self.fields[prompt_field(name)] = forms.MultipleChoiceField(
                 required=False, choices=[(lv, lv.replace("_", " ")) for lv in levels],
