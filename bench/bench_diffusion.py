@@ -4,11 +4,17 @@ project's generation path (``FaceIDGenerator.render``), on a GPU.
 What it builds: Stable Diffusion 1.5 at full size with RANDOM weights of the real architecture
 (UNet2DConditionModel with block_out_channels (320, 640, 1280, 1280) and cross_attention_dim 768,
 the CLIP ViT-L/14 text encoder, the SD VAE, SD 1.5's PNDM scheduler config) and a random
-IP-Adapter FaceID checkpoint in the ip-adapter-faceid_sd15.bin layout (512 -> 4 x 768 tokens).
-They are saved with ``save_pretrained`` / ``torch.save`` into a temporary folder and loaded back
-through ``load_faceid_generator`` (``from_pretrained`` + ``load_ip_adapter``), so the timed path
-is the one a worker runs. Random weights cost the same FLOPs as real ones; the images are noise.
-Real weights can be timed instead with ``--base-model`` and ``--adapter`` (ids or folders).
+IP-Adapter FaceID checkpoint in the upstream ``ip-adapter-faceid_sd15.bin`` save format: the
+``image_proj`` MLP (512 -> 1024 -> 4 x 768 tokens, LayerNorm), ``to_k_ip``/``to_v_ip`` for the 16
+cross-attention layers, and the FaceID LoRA at rank 128 on to_q, to_k, to_v and to_out of all 32
+attention layers (``{k}.to_q_lora.down.weight`` ...), in float16 as the published file
+(48.4 million numbers, 96.7 MB). diffusers applies that LoRA through PEFT (adapter
+``faceid_0``), so the timed UNet carries the PEFT LoRA layers that real weights bring; the script
+stops if the LoRA was not applied (``--lora-rank 0`` times the adapter without it). Everything
+is saved with ``save_pretrained`` / ``torch.save`` into a temporary folder and loaded back through
+``load_faceid_generator`` (``from_pretrained`` + ``load_ip_adapter``), so the timed path is the
+one a worker runs. Random weights cost the same FLOPs as real ones; the images are noise. Real
+weights can be timed instead with ``--base-model`` and ``--adapter`` (ids or folders).
 
 What it times, at 512x512, 25 steps, guidance 7.5, the same scheduler (DPM-Solver++ by default,
 ``--scheduler pndm`` for the one SD 1.5 ships) and batch sizes 1 and 32:
@@ -18,7 +24,13 @@ What it times, at 512x512, 25 steps, guidance 7.5, the same scheduler (DPM-Solve
   identity over the batch, so every row uses the same identity.
 - ``project``: ``FaceIDGenerator.render(ids (B, 512), prompts, seeds, ...)`` with the same
   identity in every row (its per-row path), per-cell CPU latents, the step callback and the
-  uint8 conversion.
+  uint8 conversion; one pipeline call per batch as a GPU worker runs it (``--one-row-per-call``
+  times one call per row, the CPU default, instead).
+
+After the timings it renders the first cell alone and in the largest batch through the project's
+path and prints how far apart the two are (final latents, and pixels in grey levels): zero with
+one call per row; with one call per batch, the rounding that batching brings on this device.
+``--json PATH`` writes the figures.
 
 Each configuration runs once untimed (warm-up; with ``--compile`` that run compiles, and the
 compiled UNet is reused for every later run of that batch size), then ``--repeats`` timed runs
@@ -109,29 +121,51 @@ def synthetic_tokenizer(words: str) -> Any:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
-def faceid_checkpoint(unet: Any, id_dim: int, seed: int = 0) -> dict[str, dict]:
-    """A random FaceID checkpoint in the ip-adapter-faceid_sd15.bin layout for ``unet``."""
+def faceid_checkpoint(unet: Any, id_dim: int, seed: int = 0, lora_rank: int = 128,
+                      dtype: Any = None) -> dict[str, dict]:
+    """A random FaceID checkpoint in the upstream ``ip-adapter-faceid_sd15.bin`` save format for
+    ``unet``: ``image_proj`` (the FaceID MLP) and ``ip_adapter``, which holds, for the k-th
+    attention processor of ``unet.attn_processors`` (attn1, attn2, attn1, ...), the FaceID LoRA
+    ``{k}.{to_q,to_k,to_v,to_out}_lora.{down,up}.weight`` (down ``(rank, in)``, up
+    ``(out, rank)``, shaped from that layer's projections) when ``lora_rank`` > 0, and for
+    cross-attention processors ``{k}.to_k_ip.weight``/``{k}.to_v_ip.weight`` shaped like ``to_k``.
+    Tensors in ``dtype`` (float16, as the published file, by default)."""
     import torch
 
+    dtype = dtype or torch.float16
     g = torch.Generator().manual_seed(seed)
     cross = unet.config.cross_attention_dim
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.randn(shape, generator=g) * 0.02
+        return (torch.randn(shape, generator=g) * 0.02).to(dtype)
 
     image_proj = {"proj.0.weight": rand(2 * id_dim, id_dim), "proj.0.bias": rand(2 * id_dim),
                   "proj.2.weight": rand(4 * cross, 2 * id_dim), "proj.2.bias": rand(4 * cross),
-                  "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
+                  "norm.weight": torch.ones(cross, dtype=dtype),
+                  "norm.bias": torch.zeros(cross, dtype=dtype)}
     ip_adapter = {}
     for k, name in enumerate(unet.attn_processors):
+        attn = unet.get_submodule(name.removesuffix(".processor"))
+        if lora_rank:
+            for proj, layer in (("to_q", attn.to_q), ("to_k", attn.to_k), ("to_v", attn.to_v),
+                                ("to_out", attn.to_out[0])):
+                out_features, in_features = layer.weight.shape
+                ip_adapter[f"{k}.{proj}_lora.down.weight"] = rand(lora_rank, in_features)
+                ip_adapter[f"{k}.{proj}_lora.up.weight"] = rand(out_features, lora_rank)
         if name.endswith("attn2.processor"):
-            shape = unet.get_submodule(name.removesuffix(".processor")).to_k.weight.shape
+            shape = attn.to_k.weight.shape
             ip_adapter[f"{k}.to_k_ip.weight"] = rand(*shape)
             ip_adapter[f"{k}.to_v_ip.weight"] = rand(*shape)
     return {"image_proj": image_proj, "ip_adapter": ip_adapter}
 
 
-def build_random_models(folder: Path, smoke: bool, device: str, id_dim: int) -> tuple[Path, Path]:
+def lora_layer_count(unet: Any) -> int:
+    """Linear layers of ``unet`` that PEFT has wrapped with a LoRA (``lora_A`` present)."""
+    return sum(1 for m in unet.modules() if hasattr(m, "lora_A") and len(m.lora_A) > 0)
+
+
+def build_random_models(folder: Path, smoke: bool, device: str, id_dim: int,
+                        lora_rank: int = 128) -> tuple[Path, Path]:
     """Save a random SD 1.5 (or tiny) pipeline and FaceID checkpoint under ``folder``."""
     import torch
     from diffusers import (
@@ -161,10 +195,12 @@ def build_random_models(folder: Path, smoke: bool, device: str, id_dim: int) -> 
         feature_extractor=None, image_encoder=None, requires_safety_checker=False)
     pipe.save_pretrained(folder / "sd15-random")
     (folder / "faceid").mkdir()
-    torch.save(faceid_checkpoint(pipe.unet, id_dim), folder / "faceid" / "ip-adapter-faceid.bin")
+    checkpoint = folder / "faceid" / "ip-adapter-faceid.bin"
+    torch.save(faceid_checkpoint(pipe.unet, id_dim, lora_rank=lora_rank), checkpoint)
     n = sum(p.numel() for p in unet.parameters()) / 1e6
     print(f"built random {'tiny' if smoke else 'SD 1.5'} pipeline (UNet {n:.0f}M parameters) "
-          f"and FaceID checkpoint in {time.perf_counter() - t:.1f} s")
+          f"and FaceID checkpoint ({checkpoint.stat().st_size / 1e6:.1f} MB, LoRA rank "
+          f"{lora_rank or 'none'}) in {time.perf_counter() - t:.1f} s")
     del pipe, unet, vae, text_encoder
     return folder / "sd15-random", folder / "faceid"
 
@@ -209,6 +245,13 @@ def main() -> int:
     parser.add_argument("--adapter", help="with --base-model: FaceID repo or folder")
     parser.add_argument("--weight-name", default="ip-adapter-faceid_sd15.bin")
     parser.add_argument("--workdir", help="where to save the random models (default: a temp dir)")
+    parser.add_argument("--lora-rank", type=int, default=128,
+                        help="rank of the FaceID LoRA in the random adapter (the published "
+                             "files: 128; 0: no LoRA)")
+    parser.add_argument("--one-row-per-call", action="store_true",
+                        help="time the project's path with one pipeline call per row (the CPU "
+                             "default) instead of one call per batch (the GPU default)")
+    parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
 
     import torch
@@ -252,18 +295,27 @@ def main() -> int:
                 parser.error("--base-model needs --adapter")
         else:
             id_dim = 16 if args.smoke else 512
-            base, adapter = build_random_models(Path(tmp), args.smoke, device, id_dim)
+            base, adapter = build_random_models(Path(tmp), args.smoke, device, id_dim,
+                                                args.lora_rank)
             weight_name = "ip-adapter-faceid.bin"
         t = time.perf_counter()
         gen = load_faceid_generator(base, adapter, weight_name=weight_name, device=device,
                                     precision=precision, scheduler=args.scheduler,
-                                    local_files_only=not args.base_model)
+                                    local_files_only=not args.base_model,
+                                    one_row_per_call=args.one_row_per_call)
         pipe = gen.pipe
         processors = sorted({type(p).__name__ for p in pipe.unet.attn_processors.values()})
+        lora_layers = lora_layer_count(pipe.unet)
         print(f"loaded through from_pretrained + load_ip_adapter in "
               f"{time.perf_counter() - t:.1f} s; weights sha256 {gen.weights_sha256[:16]}...; "
-              f"FaceID LoRA applied: {gen.lora_applied}; attention processors: "
-              f"{', '.join(processors)}")
+              f"FaceID LoRA applied: {gen.lora_applied} ({lora_layers} PEFT LoRA layers); "
+              f"attention processors: {', '.join(processors)}; one pipeline call per "
+              f"{'row' if gen.one_row_per_call else 'batch'}")
+        if not args.base_model and args.lora_rank and not gen.lora_applied:
+            print("bench_diffusion: the FaceID LoRA in the adapter was not applied (is peft "
+                  "installed?); the timings would leave out the LoRA layers real weights bring",
+                  file=sys.stderr)
+            return 3
         pipe.vae.disable_tiling()
         pipe.vae.disable_slicing()
         if args.channels_last:
@@ -291,6 +343,7 @@ def main() -> int:
                               guidance_scale=args.guidance, height=size, width=size)
 
         rows = []
+        checks = []
         for batch in batch_sizes:
             for name, fn in (("diffusers", lambda b=batch: plain(b)),
                              ("project", lambda b=batch: project(b))):
@@ -312,6 +365,28 @@ def main() -> int:
             print(f"  latents batch {batch}: max |diffusers - project| = {diff:.2e} "
                   f"(max |latent| {a.abs().max().item():.2f}, tolerance {tol:g} x max(1, that), "
                   f"finite {finite}): {verdict}")
+            checks.append({"batch": batch, "max_latent_diff": diff, "finite": finite,
+                           "verdict": verdict})
+
+        # The first cell alone and in the largest batch, through the project's path.
+        largest = max(batch_sizes)
+        ids = identity.repeat(largest, 1).numpy()
+        seeds = list(range(1000, 1000 + largest))
+        kw = {"steps": steps, "guidance_scale": args.guidance, "height": size, "width": size}
+        alone_latent = gen.final_latents(ids[:1], [PROMPT], seeds[:1], **kw)
+        batch_latent = gen.final_latents(ids, [PROMPT] * largest, seeds, **kw)
+        alone_image = gen.render(ids[:1], [PROMPT], seeds[:1], **kw)[0].astype(int)
+        batch_image = gen.render(ids, [PROMPT] * largest, seeds, **kw)[0].astype(int)
+        alone = {"batch": largest,
+                 "max_latent_diff": (alone_latent[0] - batch_latent[0]).abs().max().item(),
+                 "max_grey_levels": int(abs(alone_image - batch_image).max()),
+                 "pixel_values_differing": int((alone_image != batch_image).sum()),
+                 "pixel_values": int(alone_image.size)}
+        print(f"  first cell alone vs in a batch of {largest} (one call per "
+              f"{'row' if gen.one_row_per_call else 'batch'}): max |latent difference| "
+              f"{alone['max_latent_diff']:.2e}; {alone['pixel_values_differing']} of "
+              f"{alone['pixel_values']} pixel values differ, by at most "
+              f"{alone['max_grey_levels']} grey levels")
 
         print("\nsummary (median of timed runs)")
         print(f"{'path':<10}{'batch':>6}{'s/batch':>10}{'s/image':>10}{'images/s':>10}")
@@ -323,7 +398,21 @@ def main() -> int:
               "SDPA attention (diffusers default), VAE tiling/slicing off")
         if device == "cpu":
             print("CPU smoke run: the numbers only show that the script works.")
-    return 0
+        if args.json:
+            import json
+
+            Path(args.json).write_text(json.dumps({
+                "device": torch.cuda.get_device_name() if cuda else "cpu",
+                "smoke": args.smoke, "precision": precision, "size": size, "steps": steps,
+                "guidance": args.guidance, "scheduler": args.scheduler,
+                "lora_rank": 0 if args.base_model else args.lora_rank,
+                "lora_applied": gen.lora_applied, "lora_layers": lora_layers,
+                "one_row_per_call": gen.one_row_per_call,
+                "timings": [{"path": name, "batch": batch, "median_s_per_batch": median,
+                             "s_per_image": median / batch, "runs": times}
+                            for name, batch, median, times in rows],
+                "latent_checks": checks, "alone_vs_batch": alone}, indent=2))
+    return 0 if all(c["verdict"] == "OK" for c in checks) else 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,15 @@ Two routes, both through the real diffusers pipelines and loadable by hub id or 
   text encoder receives the ArcFace vector as the token embedding of the word "id" in
   "photo of a id person"; the result is passed as ``prompt_embeds``.
 
+Every row renders in its own pipeline call on the CPU (its bytes do not depend on its batch);
+on a GPU a batch shares one call by default (``one_row_per_call``, see
+:mod:`generator.diffusion.batching`). Adapter files are classified from their keys before the
+base model loads (:func:`generator.diffusion.faceid.adapter_layout`: FaceID Plus, image
+IP-Adapters and the kohya copy of the FaceID LoRA are refused with the file to use instead), and
+the base model and the adapter (or Arc2Face's weights) are pinned by their own revisions.
+:mod:`generator.diffusion.check` checks a configured route before an audit uses it
+(``manage.py check_diffusion``).
+
 Public names:
 
 - prompts (no torch): :func:`anchor_prompt`, :func:`variant_prompt`, :func:`prompt_slots`,
@@ -26,8 +35,9 @@ Public names:
   :class:`StepReporter`, :class:`GenerationCancelled`.
 - backends (import torch and diffusers; loaded on first use of these names):
   :class:`FaceIDGenerator` / :func:`load_faceid_generator`, :class:`Arc2FaceGenerator` /
-  :func:`load_arc2face_generator`; helpers in :mod:`generator.diffusion.loading`
-  (:func:`resolve_device`, :func:`resolve_dtype`, :func:`weights_sha256`).
+  :func:`load_arc2face_generator`, :func:`adapter_layout`; helpers in
+  :mod:`generator.diffusion.loading` (:func:`resolve_device`, :func:`resolve_dtype`,
+  :func:`weights_sha256`).
 
 Both generators offer ``render(identity_embeddings (N, D) float32, prompts, seeds, *, steps,
 guidance_scale, height, width, callback=None, should_stop=None) -> (N, H, W, 3) uint8``,
@@ -64,6 +74,7 @@ _LAZY = {
     "load_faceid_generator": "generator.diffusion.faceid",
     "Arc2FaceGenerator": "generator.diffusion.arc2face",
     "load_arc2face_generator": "generator.diffusion.arc2face",
+    "adapter_layout": "generator.diffusion.faceid",
     "resolve_device": "generator.diffusion.loading",
     "resolve_dtype": "generator.diffusion.loading",
     "weights_sha256": "generator.diffusion.loading",
@@ -80,6 +91,7 @@ __all__ = [
     "BASELINE_LEVELS",
     "PROMPT_FACTORS",
     "Arc2FaceGenerator",
+    "adapter_layout",
     "DiffusionCell",
     "FaceIDGenerator",
     "GenerationCancelled",

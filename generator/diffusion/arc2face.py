@@ -24,7 +24,12 @@ Loading (hub layout of ``FoivosPar/Arc2Face``: subfolders ``arc2face/`` (UNet) a
                                                    safety_checker=None, dtype=...)
 
 A folder holding the whole Arc2Face pipeline (``save_pretrained`` layout) loads with
-``arc2face_model=None``.
+``arc2face_model=None``. The SD 1.5 base and Arc2Face's weights are separate repositories:
+``base_revision`` and ``arc2face_revision`` pin each (a single ``revision`` is refused).
+
+The identity model: Arc2Face was trained on the embedding of its authors' own ArcFace R100
+(trained on WebFace42M), shipped as ``arcface.onnx`` in ``FoivosPar/Arc2Face``
+(:data:`IDENTITY_MODEL_FILE`); insightface's packs embed faces in other spaces.
 
 Arc2Face was trained on identity alone, so prompt edits appended to its prompt
 (:func:`generator.diffusion.prompts.arc2face_prompt`) are weak; the sensors must confirm them.
@@ -40,11 +45,18 @@ import numpy as np
 import torch
 
 from generator.backends import GeneratorLoadError
-from generator.diffusion.batching import ProgressFn, StopFn, call_pipeline, check_identity_batch
+from generator.diffusion.batching import (
+    ProgressFn,
+    StopFn,
+    call_pipeline_rows,
+    check_identity_batch,
+)
 from generator.diffusion.loading import (
     default_size,
     load_pipeline,
+    one_row_per_call_default,
     place,
+    refuse_single_revision,
     resolve_device,
     resolve_dtype,
     torch_components,
@@ -56,6 +68,13 @@ from generator.diffusion.prompts import ARC2FACE_PLACEHOLDER, ARC2FACE_PROMPT
 ARC2FACE_LICENCE = ("Arc2Face weights (FoivosPar/Arc2Face): CC BY-NC 4.0, non-commercial; "
                     "base Stable Diffusion 1.5: CreativeML OpenRAIL-M; identity vectors from "
                     "InsightFace ArcFace models: non-commercial research only")
+#: The face-recognition model Arc2Face was trained on: its authors' ArcFace R100 (WebFace42M),
+#: by the name FaceAudit's model registry gives it, and its file.
+IDENTITY_MODEL = "arc2face_arcface"
+IDENTITY_MODEL_FILE = "arcface.onnx"
+IDENTITY_MODEL_NOTE = ("Arc2Face was trained on the embedding of its authors' ArcFace R100 "
+                       "(WebFace42M), arcface.onnx in FoivosPar/Arc2Face, not on an insightface "
+                       "pack")
 
 
 class _PlaceholderEmbedding(torch.nn.Module):
@@ -87,6 +106,7 @@ class Arc2FaceGenerator:
     id_dim: int = 512
     placeholder: str = ARC2FACE_PLACEHOLDER
     negative_prompt: str | None = None
+    one_row_per_call: bool = True
 
     def recipe(self) -> dict[str, Any]:
         """Serialisable settings that, with prompt, seed and identity, reproduce an image."""
@@ -97,7 +117,8 @@ class Arc2FaceGenerator:
                 "scheduler_config": dict(self.pipe.scheduler.config),
                 "placeholder": self.placeholder, "negative_prompt": self.negative_prompt,
                 "identity_normalised": True,
-                "latent_sampler": "torch CPU Generator, randn per cell from its seed"}
+                "latent_sampler": "torch CPU Generator, randn per cell from its seed",
+                "one_row_per_call": self.one_row_per_call}
 
     def placeholder_token_id(self) -> int:
         """The tokenizer id of the placeholder word (one token, else ``ValueError``)."""
@@ -153,30 +174,39 @@ class Arc2FaceGenerator:
             kwargs["negative_prompt"] = [self.negative_prompt] * len(prompts)
         return kwargs
 
+    def _call(self, identity_embeddings: np.ndarray, prompts: list[str], seeds: list[int], *,
+              steps: int, guidance_scale: float, height: int | None, width: int | None,
+              output_type: str, callback: ProgressFn | None = None,
+              should_stop: StopFn | None = None) -> Any:
+        ids = check_identity_batch(identity_embeddings, prompts, seeds, self.id_dim)
+        prompts = list(prompts)
+        size = default_size(self.pipe)
+        return call_pipeline_rows(
+            self.pipe, seeds,
+            lambda rows: self._pipe_kwargs(ids[rows], [prompts[i] for i in rows], guidance_scale),
+            one_row_per_call=self.one_row_per_call, steps=steps, guidance_scale=guidance_scale,
+            height=height or size, width=width or size, callback=callback,
+            should_stop=should_stop, output_type=output_type)
+
     def render(self, identity_embeddings: np.ndarray, prompts: list[str], seeds: list[int], *,
                steps: int = 25, guidance_scale: float = 3.0, height: int | None = None,
                width: int | None = None, callback: ProgressFn | None = None,
                should_stop: StopFn | None = None) -> np.ndarray:
         """Images ``(N, H, W, 3) uint8`` RGB, row i from identity i, prompt i, seed i; prompts
         must contain the placeholder once (see :func:`~generator.diffusion.prompts.arc2face_prompt`).
-        Progress and cancellation as in :meth:`FaceIDGenerator.render
+        Rows, progress and cancellation as in :meth:`FaceIDGenerator.render
         <generator.diffusion.faceid.FaceIDGenerator.render>`."""
-        check_identity_batch(identity_embeddings, prompts, seeds, self.id_dim)
-        size = default_size(self.pipe)
-        return call_pipeline(self.pipe, seeds, steps=steps, guidance_scale=guidance_scale,
-                             height=height or size, width=width or size, callback=callback,
-                             should_stop=should_stop,
-                             **self._pipe_kwargs(identity_embeddings, prompts, guidance_scale))
+        return self._call(identity_embeddings, prompts, seeds, steps=steps,
+                          guidance_scale=guidance_scale, height=height, width=width,
+                          output_type="np", callback=callback, should_stop=should_stop)
 
     def final_latents(self, identity_embeddings: np.ndarray, prompts: list[str],
                       seeds: list[int], *, steps: int = 25, guidance_scale: float = 3.0,
                       height: int | None = None, width: int | None = None) -> torch.Tensor:
         """Denoised latents ``(N, C, H/f, W/f)`` float32 on the CPU, before the VAE."""
-        check_identity_batch(identity_embeddings, prompts, seeds, self.id_dim)
-        size = default_size(self.pipe)
-        return call_pipeline(self.pipe, seeds, steps=steps, guidance_scale=guidance_scale,
-                             height=height or size, width=width or size, output_type="latent",
-                             **self._pipe_kwargs(identity_embeddings, prompts, guidance_scale))
+        return self._call(identity_embeddings, prompts, seeds, steps=steps,
+                          guidance_scale=guidance_scale, height=height, width=width,
+                          output_type="latent")
 
 
 def load_arc2face_generator(
@@ -194,30 +224,39 @@ def load_arc2face_generator(
     model_id: str | None = None,
     hash_weights: bool = True,
     local_files_only: bool = False,
+    base_revision: str | None = None,
+    arc2face_revision: str | None = None,
+    one_row_per_call: bool | None = None,
     revision: str | None = None,
 ) -> Arc2FaceGenerator:
     """Load Arc2Face: ``base_model`` is SD 1.5 (hub id or folder) for tokenizer, VAE and
     scheduler; ``arc2face_model`` (e.g. ``"FoivosPar/Arc2Face"`` or a folder) supplies the UNet
     and text encoder from ``unet_subfolder`` and ``encoder_subfolder``. With
     ``arc2face_model=None``, ``base_model`` must be a complete Arc2Face pipeline folder.
-    ``scheduler`` defaults to DPM-Solver++ as in the Arc2Face demo."""
+    ``scheduler`` defaults to DPM-Solver++ as in the Arc2Face demo. ``base_revision`` and
+    ``arc2face_revision`` pin a commit, branch or tag of each repository (``revision`` is
+    refused). ``one_row_per_call``: as for
+    :func:`~generator.diffusion.faceid.load_faceid_generator`."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
+    refuse_single_revision(revision, base_key="base_revision", other_key="arc2face_revision",
+                           other="Arc2Face weights (arc2face_model)")
     device = resolve_device(device)
     dtype = resolve_dtype(device, precision)
-    hub = {"local_files_only": local_files_only, "revision": revision}
     components: dict[str, Any] = {}
     if arc2face_model is not None:
+        own = {"local_files_only": local_files_only, "revision": arc2face_revision}
         try:
             components["text_encoder"] = CLIPTextModel.from_pretrained(
-                str(arc2face_model), subfolder=encoder_subfolder, dtype=dtype, **hub)
+                str(arc2face_model), subfolder=encoder_subfolder, dtype=dtype, **own)
             components["unet"] = UNet2DConditionModel.from_pretrained(
-                str(arc2face_model), subfolder=unet_subfolder, dtype=dtype, **hub)
+                str(arc2face_model), subfolder=unet_subfolder, dtype=dtype, **own)
         except Exception as exc:
             raise GeneratorLoadError(f"cannot load the Arc2Face UNet/encoder from "
                                      f"{arc2face_model}: {exc}") from exc
-    pipe = load_pipeline(base_model, architecture="sd15", dtype=dtype, **hub, **components)
+    pipe = load_pipeline(base_model, architecture="sd15", dtype=dtype,
+                         local_files_only=local_files_only, revision=base_revision, **components)
     use_scheduler(pipe, scheduler)
     hidden = int(pipe.text_encoder.config.hidden_size)
     if not 0 < id_dim <= hidden:
@@ -228,6 +267,7 @@ def load_arc2face_generator(
     gen = Arc2FaceGenerator(
         pipe=pipe, licence=licence or ARC2FACE_LICENCE, weights_sha256=digest, id_dim=id_dim,
         negative_prompt=negative_prompt,
+        one_row_per_call=one_row_per_call_default(one_row_per_call, device),
         model_id=str(model_id or (f"{base_model}+{arc2face_model}" if arc2face_model
                                   else base_model)))
     gen.placeholder_token_id()  # fail at load time if the tokenizer splits the placeholder

@@ -4,18 +4,26 @@ Why a cell's image does not depend on its batch: every cell's initial latents ar
 own seed with a CPU ``torch.Generator`` (:func:`seeded_latents`), the same on every device, and
 that generator then feeds any noise the scheduler draws during sampling (ancestral and SDE
 samplers), one generator per row. Identity embeddings and prompts are per row too. What is left
-is floating-point rounding: matrix kernels may sum in a different order for another batch size,
-which moves pixel values by at most a grey level now and then (about 1e-6 in latent units on
-CPU). So re-running the same batches gives byte-identical images on the same platform, and a
-cell rendered in another batch matches to within rounding. :func:`plan_batches` is a pure
-function of the full cell list; a resumed run that wants byte-identity with an uninterrupted one
-should plan from the full design and re-render whole batches that have any cell missing.
+is floating-point rounding: matrix kernels may sum in a different order for another batch shape
+or another row position (seen on an Intel CPU: two equal rows of one batch of three differed by
+5.5e-6 in latent units, one pixel by one grey level). So on the CPU the generators run **one
+pipeline call per row** (:func:`call_pipeline_rows` with ``one_row_per_call``, the default off
+CUDA): a row is rendered by exactly the call that renders it alone, and its bytes do not depend
+on the batch, its position or the batch size. It costs time: on 2 AMD EPYC cores one SD 1.5 UNet
+step at 512 px took 31 s for one image under guidance and 21 s per image in a batch of four, so
+diffusion on a CPU, slow anyway, is about 1.5 times slower still. On a GPU, where batching is
+most of the throughput, the rows of a batch share one call by default; a row then matches its
+rendering alone to within rounding (about 1e-6 in latent units on a CPU, at most a grey level
+now and then in pixels; ``bench/bench_diffusion.py`` measures it on the GPU), and
+``one_row_per_call`` can be set to trade throughput for byte-identity. :func:`plan_batches` is a
+pure function of the full cell list.
 
 The step callback (:class:`StepReporter`) is passed to diffusers as ``callback_on_step_end``
 (``pipeline_stable_diffusion.py``, ``StableDiffusionPipeline.__call__``: it is called after every
 scheduler step as ``callback(pipe, i, t, callback_kwargs)`` and must return a dict). It reports
-``(steps done, total steps)`` and raises :class:`GenerationCancelled` as soon as ``should_stop()``
-is true, which unwinds out of ``pipe(...)`` before the remaining steps and the VAE decode run.
+``(steps done, total steps)`` over all the pipeline calls of one render (one call per row: the
+total is rows x steps) and raises :class:`GenerationCancelled` as soon as ``should_stop()`` is
+true, which unwinds out of ``pipe(...)`` before the remaining steps and the VAE decode run.
 """
 
 from __future__ import annotations
@@ -44,27 +52,37 @@ class GenerationCancelled(RuntimeError):
 
 
 class StepReporter:
-    """A ``callback_on_step_end`` for diffusers pipelines.
+    """A ``callback_on_step_end`` for diffusers pipelines, over the ``calls`` pipeline calls of
+    one render (one call per row, or one for the whole batch).
 
-    After each denoising step it calls ``on_progress(step, total)`` with ``step`` counting from 1
-    and ``total = pipe.num_timesteps`` (the length of the scheduler's timestep list, set before
-    the loop), then raises :class:`GenerationCancelled` if ``should_stop()`` is true.
+    After each denoising step it calls ``on_progress(done, total)`` with ``done`` counting steps
+    from 1 over all calls and ``total = calls * pipe.num_timesteps`` (the length of the
+    scheduler's timestep list, set before the loop), then raises :class:`GenerationCancelled` if
+    ``should_stop()`` is true. :meth:`next_call` moves on to the next call.
     """
 
-    def __init__(self, on_progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+    def __init__(self, on_progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+                 calls: int = 1):
         self.on_progress = on_progress
         self.should_stop = should_stop
+        self.calls = max(1, int(calls))
+        self.call = 0
         self.steps_done = 0
+        self.steps_per_call = 0
 
     def check_stop(self, total: int) -> None:
         """Raise :class:`GenerationCancelled` now if ``should_stop()`` is true."""
         if self.should_stop is not None and self.should_stop():
             raise GenerationCancelled(self.steps_done, total)
 
+    def next_call(self) -> None:
+        self.call += 1
+
     def __call__(self, pipe: Any, step_index: int, timestep: Any,
                  callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-        total = int(getattr(pipe, "num_timesteps", 0) or 0)
-        self.steps_done = step_index + 1
+        self.steps_per_call = int(getattr(pipe, "num_timesteps", 0) or 0)
+        total = self.calls * self.steps_per_call
+        self.steps_done = self.call * self.steps_per_call + step_index + 1
         if self.on_progress is not None:
             self.on_progress(self.steps_done, total)
         self.check_stop(total)
@@ -129,26 +147,24 @@ def check_identity_batch(identity_embeddings: Any, prompts: Sequence[str],
 def call_pipeline(pipe: Any, seeds: Sequence[int], *, steps: int, guidance_scale: float,
                   height: int, width: int, callback: ProgressFn | None = None,
                   should_stop: StopFn | None = None, output_type: str = "np",
-                  **pipe_kwargs: Any) -> Any:
+                  reporter: StepReporter | None = None, **pipe_kwargs: Any) -> Any:
     """One ``pipe(...)`` call for a batch with per-row seeds; the shared core of both backends.
 
     Passes ``latents`` from :func:`seeded_latents` (cast to the UNet's dtype and device; diffusers'
     ``prepare_latents`` only moves them and multiplies by ``scheduler.init_noise_sigma``), the
-    per-row generators as ``generator``, and a :class:`StepReporter` as ``callback_on_step_end``.
-    ``pipe_kwargs`` carry the prompt side (``prompt``/``prompt_embeds``, ``negative_prompt``,
+    per-row generators as ``generator``, and a :class:`StepReporter` as ``callback_on_step_end``
+    (``reporter``, else a new one from ``callback`` and ``should_stop``). ``pipe_kwargs`` carry
+    the prompt side (``prompt``/``prompt_embeds``, ``negative_prompt``,
     ``ip_adapter_image_embeds``). Returns ``(N, H, W, 3) uint8`` for ``output_type="np"``, or the
     final latents ``(N, C, h, w)`` as float32 on the CPU for ``output_type="latent"``.
     """
     import torch
 
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    check_size(pipe, steps, height, width)
+    if reporter is None:
+        reporter = StepReporter(callback, should_stop)
+    reporter.check_stop(steps * reporter.calls)
     scale = int(pipe.vae_scale_factor)
-    if height % (scale * 8) or width % (scale * 8):
-        raise ValueError(f"height and width must be multiples of {scale * 8} for this model, "
-                         f"got {height}x{width}")
-    reporter = StepReporter(callback, should_stop)
-    reporter.check_stop(steps)
     shape = (int(pipe.unet.config.in_channels), height // scale, width // scale)
     latents, generators = seeded_latents(seeds, shape)
     latents = latents.to(device=pipe.unet.device, dtype=pipe.unet.dtype)
@@ -160,6 +176,44 @@ def call_pipeline(pipe: Any, seeds: Sequence[int], *, steps: int, guidance_scale
     if output_type == "latent":
         return out.images.float().cpu()
     return images_to_uint8(out.images)
+
+
+def check_size(pipe: Any, steps: int, height: int, width: int) -> None:
+    """``ValueError`` unless ``steps >= 1`` and the size is a multiple of the latent grid's
+    smallest unit (``vae_scale_factor * 8``: the UNet halves the latents three times)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    scale = int(pipe.vae_scale_factor)
+    if height % (scale * 8) or width % (scale * 8):
+        raise ValueError(f"height and width must be multiples of {scale * 8} for this model, "
+                         f"got {height}x{width}")
+
+
+def call_pipeline_rows(pipe: Any, seeds: Sequence[int],
+                       kwargs_of: Callable[[list[int]], dict[str, Any]], *,
+                       one_row_per_call: bool, steps: int, guidance_scale: float, height: int,
+                       width: int, callback: ProgressFn | None = None,
+                       should_stop: StopFn | None = None, output_type: str = "np") -> Any:
+    """Render all rows of ``seeds`` through :func:`call_pipeline`: one call per row when
+    ``one_row_per_call`` (each row's bytes then do not depend on its batch), else one call for
+    all. ``kwargs_of(rows)`` gives the prompt-side keyword arguments for the rows (indices into
+    ``seeds``) of one call. Progress and cancellation span the calls (:class:`StepReporter`);
+    the output is the rows' images or latents in order, as one call would give them."""
+    import torch
+
+    n = len(seeds)
+    check_size(pipe, steps, height, width)
+    calls = [[i] for i in range(n)] if one_row_per_call else [list(range(n))]
+    reporter = StepReporter(callback, should_stop, calls=len(calls))
+    out = []
+    for rows in calls:
+        out.append(call_pipeline(pipe, [seeds[i] for i in rows], steps=steps,
+                                 guidance_scale=guidance_scale, height=height, width=width,
+                                 output_type=output_type, reporter=reporter, **kwargs_of(rows)))
+        reporter.next_call()
+    if len(out) == 1:
+        return out[0]
+    return torch.cat(out) if output_type == "latent" else np.concatenate(out)
 
 
 @dataclass(frozen=True)
@@ -228,16 +282,18 @@ def render_cells(renderer: IdentityRenderer, cells: Sequence[DiffusionCell],
     batch so the caller can store results as they come (nothing finished is lost on a stop).
 
     ``identity_embeddings`` is ``(n_identities, D) float32``; ``cell.identity`` indexes its rows.
-    ``on_progress(step, total)`` counts steps over all batches (``total = n_batches * steps``).
-    ``should_stop()`` is checked before each batch and after every step; when true,
-    :class:`GenerationCancelled` propagates after the batches already yielded.
+    ``on_progress(done, total)`` counts denoising work in image-steps over all batches
+    (``total`` = the sum over cells of their steps), whether the renderer runs a batch as one
+    call or one call per row. ``should_stop()`` is checked before each batch and after every
+    step; when true, :class:`GenerationCancelled` propagates after the batches already yielded.
     """
     identity_embeddings = np.asarray(identity_embeddings, dtype=np.float32)
     batches = plan_batches(cells, max_batch_size)
-    grand_total = sum(b[0].settings.steps for b in batches)
+    grand_total = sum(len(b) * b[0].settings.steps for b in batches)
     offset = 0
     for batch in batches:
         s = batch[0].settings
+        work = len(batch) * s.steps
         ids = [c.identity for c in batch]
         if min(ids) < 0 or max(ids) >= len(identity_embeddings):
             raise ValueError(f"cell identity index out of range 0..{len(identity_embeddings) - 1}")
@@ -245,18 +301,24 @@ def render_cells(renderer: IdentityRenderer, cells: Sequence[DiffusionCell],
             raise GenerationCancelled(offset, grand_total)
         progress = None
         if on_progress is not None:
-            progress = functools.partial(_report_shifted, on_progress, offset, grand_total)
+            progress = functools.partial(_report_shifted, on_progress, offset, work, grand_total)
         try:
             images = renderer.render(
                 identity_embeddings[ids], [c.prompt for c in batch], [c.seed for c in batch],
                 steps=s.steps, guidance_scale=s.guidance_scale, height=s.height, width=s.width,
                 callback=progress, should_stop=should_stop)
         except GenerationCancelled as exc:
-            raise GenerationCancelled(offset + exc.step, grand_total) from exc
-        offset += s.steps
+            raise GenerationCancelled(offset + _share(exc.step, exc.total, work),
+                                      grand_total) from exc
+        offset += work
         yield from zip(batch, images, strict=True)
 
 
-def _report_shifted(on_progress: ProgressFn, offset: int, grand_total: int, step: int,
-                    total: int) -> None:
-    on_progress(offset + step, grand_total)
+def _share(done: int, total: int, work: int) -> int:
+    """``done`` of ``total`` renderer steps as image-steps of a batch worth ``work``."""
+    return work * done // total if total > 0 else 0
+
+
+def _report_shifted(on_progress: ProgressFn, offset: int, work: int, grand_total: int,
+                    step: int, total: int) -> None:
+    on_progress(offset + _share(step, total, work), grand_total)

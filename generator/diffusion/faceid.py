@@ -26,8 +26,23 @@ layer (``"{k}.to_q_lora.down.weight"`` ... in the same ``ip_adapter`` dict); dif
 through PEFT when ``peft`` is installed (``_load_ip_adapter_loras`` then ``load_lora_weights``
 with adapter name ``faceid_0``) and otherwise logs a warning and skips it: identity likeness is
 then weaker. ``lora_applied`` and the recipe say which happened; ``require_lora=True`` makes a
-missing LoRA an error. The separate ``*_lora.safetensors`` files on the hub are the same LoRA for
-UIs that load LoRAs apart; do not load them on top (it would apply the LoRA twice).
+missing LoRA an error. The separate ``*_lora.safetensors`` files on the hub are the same LoRA in
+kohya's format (keys ``lora_unet_...``) for UIs that load LoRAs apart; they hold no adapter, and
+loading one on top would apply the LoRA twice.
+
+Checked before the base model is loaded (:func:`read_adapter`, :func:`adapter_layout`,
+:func:`refuse_unless_faceid`): the adapter file is found and its keys are classified the way
+diffusers chooses the image projection (``_convert_ip_adapter_image_proj_to_diffusers``: in that
+order, ``proj.weight`` an image IP-Adapter, ``proj.3.weight`` IP-Adapter Full,
+``perceiver_resampler.proj_in.weight`` FaceID Plus v1/v2, ``norm.weight`` FaceID, else
+IP-Adapter Plus). Anything but FaceID is refused with what it is and which file to use instead
+(a kohya LoRA file: "use the .bin, it already contains the LoRA"; diffusers itself would fail
+with the bare message ``'latents'``), and the adapter's cross-attention width is compared with
+the base UNet's config. The base model and the adapter are separate repositories with their own
+commits: ``base_revision`` and ``adapter_revision`` pin each; a single ``revision`` is refused.
+
+The identity model: the FaceID adapters were trained on the ArcFace embedding of insightface's
+``buffalo_l`` pack (``w600k_r50.onnx``, 512-d), :data:`IDENTITY_MODEL`.
 
 Identity conditioning per row: diffusers' ``prepare_ip_adapter_image_embeds`` repeats the given
 ``ip_adapter_image_embeds`` once per image of the batch (``pipeline_stable_diffusion.py`` in
@@ -45,8 +60,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +72,21 @@ from generator.backends import GeneratorLoadError
 from generator.diffusion.batching import (
     ProgressFn,
     StopFn,
-    call_pipeline,
+    call_pipeline_rows,
     check_identity_batch,
     normalise_rows,
 )
 from generator.diffusion.loading import (
     default_size,
+    detect_architecture,
     load_pipeline,
+    one_row_per_call_default,
     place,
+    read_component_config,
+    refuse_single_revision,
     resolve_device,
     resolve_dtype,
+    resolve_file,
     torch_components,
     use_scheduler,
     weights_sha256,
@@ -79,6 +99,152 @@ FACEID_LICENCE = ("IP-Adapter-FaceID (h94/IP-Adapter-FaceID): non-commercial res
                   "research only")
 #: The negative prompt of the diffusers FaceID example.
 DEFAULT_NEGATIVE_PROMPT = "monochrome, lowres, bad anatomy, worst quality, low quality"
+#: The insightface pack whose ArcFace embedding the FaceID adapters were trained on.
+IDENTITY_MODEL = "buffalo_l"
+IDENTITY_MODEL_NOTE = ("IP-Adapter FaceID was trained on the ArcFace embedding of insightface's "
+                       "buffalo_l pack (w600k_r50.onnx, 512-d)")
+#: What each adapter layout is, for messages (see :func:`adapter_layout`).
+ADAPTER_KINDS = {
+    "faceid": "IP-Adapter FaceID",
+    "faceid-plus": "IP-Adapter FaceID Plus (v1/v2: its image_proj has a perceiver_resampler)",
+    "ip-adapter": "an image-prompt IP-Adapter (image_proj has proj.weight)",
+    "ip-adapter-full": "IP-Adapter Full (image_proj has proj.3.weight)",
+    "ip-adapter-plus": "IP-Adapter Plus (image_proj has latents)",
+    "kohya-lora": "a LoRA in kohya's format (keys lora_unet_...)",
+    "lora": "a LoRA without an adapter (no image_proj/ip_adapter keys)",
+    "unknown": "not an IP-Adapter checkpoint (no image_proj/ip_adapter keys diffusers reads)",
+}
+
+
+@dataclass(frozen=True)
+class AdapterLayout:
+    """What an adapter file holds, read from its keys and shapes alone.
+
+    ``kind``: a key of :data:`ADAPTER_KINDS`. For ``"faceid"``: ``id_dim`` (identity width,
+    512 for ArcFace), ``cross_attention_dim`` (768 for SD 1.5, 2048 for SDXL), ``num_tokens``
+    (4; 16 for the portrait variant), ``ip_layers`` (indices of the attention processors with
+    ``to_k_ip``/``to_v_ip``) and ``ip_shapes`` (index -> ``to_k_ip`` shape), ``lora_rank`` and
+    ``lora_layers`` (processors with the FaceID LoRA; None/0 without it). ``example_key``: a
+    key of the file, for messages."""
+
+    kind: str
+    id_dim: int | None = None
+    cross_attention_dim: int | None = None
+    num_tokens: int | None = None
+    ip_layers: tuple[int, ...] = ()
+    ip_shapes: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    lora_rank: int | None = None
+    lora_layers: int = 0
+    example_key: str = ""
+
+    def describe(self) -> str:
+        if self.kind != "faceid":
+            return ADAPTER_KINDS[self.kind]
+        lora = (f"FaceID LoRA rank {self.lora_rank} on {self.lora_layers} attention layers"
+                if self.lora_rank else "no FaceID LoRA")
+        return (f"IP-Adapter FaceID: {self.id_dim}-d identity -> {self.num_tokens} tokens of "
+                f"{self.cross_attention_dim}, {len(self.ip_layers)} cross-attention layers, "
+                f"{lora}")
+
+
+def flat_shapes(state: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """``key -> shape`` of a (possibly nested, as in the ``.bin`` files) state dict, nested keys
+    joined with ``"."`` (``image_proj.norm.weight``), as a ``.safetensors`` adapter names them."""
+    out: dict[str, tuple[int, ...]] = {}
+    for key, value in state.items():
+        if isinstance(value, Mapping):
+            out.update(flat_shapes(value, f"{prefix}{key}."))
+        elif hasattr(value, "shape"):
+            out[f"{prefix}{key}"] = tuple(int(d) for d in value.shape)
+    return out
+
+
+def adapter_layout(shapes: Mapping[str, Sequence[int]]) -> AdapterLayout:
+    """Classify an adapter from ``key -> shape`` (keys as :func:`flat_shapes` gives them), in
+    the order diffusers decides which image projection to build (module docstring)."""
+    keys = list(shapes)
+    example = keys[0] if keys else ""
+    proj = {k.removeprefix("image_proj."): tuple(v) for k, v in shapes.items()
+            if k.startswith("image_proj.")}
+    ip = {k.removeprefix("ip_adapter."): tuple(v) for k, v in shapes.items()
+          if k.startswith("ip_adapter.")}
+    if not proj:
+        kohya = sorted(k for k in keys if k.startswith(("lora_unet_", "lora_te")))
+        if kohya:
+            return AdapterLayout("kohya-lora", example_key=kohya[0])
+        lora = sorted(k for k in keys if "lora" in k and not k.startswith("ip_adapter."))
+        if lora:
+            return AdapterLayout("lora", example_key=lora[0])
+        return AdapterLayout("unknown", example_key=min(keys, default=""))
+    if "proj.weight" in proj:
+        return AdapterLayout("ip-adapter", example_key=example)
+    if "proj.3.weight" in proj:
+        return AdapterLayout("ip-adapter-full", example_key=example)
+    if "perceiver_resampler.proj_in.weight" in proj:
+        return AdapterLayout("faceid-plus", example_key="image_proj.perceiver_resampler.proj_in"
+                             ".weight")
+    if "norm.weight" not in proj:
+        return AdapterLayout("ip-adapter-plus" if "latents" in proj else "unknown",
+                             example_key=example)
+    for needed in ("proj.0.weight", "proj.2.weight"):
+        if needed not in proj:
+            return AdapterLayout("unknown", example_key=example)
+    cross = proj["norm.weight"][0]
+    ip_shapes = {int(k.split(".")[0]): v for k, v in ip.items() if k.endswith(".to_k_ip.weight")}
+    lora = {int(k.split(".")[0]): v for k, v in ip.items() if k.endswith(".to_q_lora.down.weight")}
+    return AdapterLayout(
+        "faceid", id_dim=proj["proj.0.weight"][1], cross_attention_dim=cross,
+        num_tokens=proj["proj.2.weight"][0] // cross, ip_layers=tuple(sorted(ip_shapes)),
+        ip_shapes=ip_shapes, lora_rank=(max(v[0] for v in lora.values()) if lora else None),
+        lora_layers=len(lora), example_key=example)
+
+
+def read_adapter(path: str | Path) -> tuple[Any, dict[str, tuple[int, ...]]]:
+    """``(state, key -> shape)`` of an adapter file. ``.safetensors``: only the header is read
+    (``state`` is None; diffusers reads the tensors from the file). Other files (``.bin``) are
+    read as diffusers does (``load_state_dict``: ``torch.load`` with ``weights_only`` and
+    memory-mapped), and ``state`` is handed to ``load_ip_adapter`` so the file is read once."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return None, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        from diffusers.models.model_loading_utils import load_state_dict
+
+        state = load_state_dict(str(path))
+    except Exception as exc:
+        raise GeneratorLoadError(f"cannot read the adapter file {path}: {exc}") from exc
+    if not isinstance(state, Mapping):
+        raise GeneratorLoadError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state, flat_shapes(state)
+
+
+def refuse_unless_faceid(layout: AdapterLayout, path: str | Path) -> None:
+    """``GeneratorLoadError`` saying what the file is and which file to use, unless ``layout``
+    is IP-Adapter FaceID."""
+    name = Path(path).name
+    plain = "ip-adapter-faceid_sd15.bin or ip-adapter-faceid_sdxl.bin"
+    if layout.kind == "faceid":
+        return
+    if layout.kind in ("kohya-lora", "lora"):
+        stem = name.removesuffix(".safetensors").removesuffix(".bin").removesuffix("_lora")
+        raise GeneratorLoadError(
+            f"{name} is {ADAPTER_KINDS[layout.kind]} (e.g. {layout.example_key!r}): the FaceID "
+            f"LoRA alone, for tools that load LoRAs apart, not the adapter. Use the .bin, it "
+            f"already contains the LoRA: weight_name \"{stem}.bin\" ({plain})")
+    if layout.kind == "faceid-plus":
+        raise GeneratorLoadError(
+            f"{name} is {ADAPTER_KINDS[layout.kind]}: Plus also conditions on CLIP image "
+            f"features of a face crop, which FaceAudit does not supply; use the plain FaceID "
+            f"adapter ({plain})")
+    if layout.kind.startswith("ip-adapter"):
+        raise GeneratorLoadError(
+            f"{name} is {ADAPTER_KINDS[layout.kind]}, not FaceID: it conditions on CLIP image "
+            f"features, not on a face-recognition embedding; use {plain}")
+    raise GeneratorLoadError(f"{name} is {ADAPTER_KINDS['unknown']}; first key "
+                             f"{layout.example_key!r}; use {plain}")
 
 
 @contextlib.contextmanager
@@ -129,6 +295,7 @@ class FaceIDGenerator:
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     lora_applied: bool = False
     normalise: bool = True
+    one_row_per_call: bool = True
 
     def recipe(self) -> dict[str, Any]:
         """Serialisable settings that, with prompt, seed and identity, reproduce an image."""
@@ -139,13 +306,16 @@ class FaceIDGenerator:
                 "scheduler_config": dict(self.pipe.scheduler.config),
                 "ip_adapter_scale": self.ip_adapter_scale, "lora_applied": self.lora_applied,
                 "negative_prompt": self.negative_prompt, "identity_normalised": self.normalise,
-                "latent_sampler": "torch CPU Generator, randn per cell from its seed"}
+                "latent_sampler": "torch CPU Generator, randn per cell from its seed",
+                "one_row_per_call": self.one_row_per_call}
 
-    def _pipe_kwargs(self, identity_embeddings: Any, prompts: list[str], seeds: list[int],
-                     guidance_scale: float) -> dict[str, Any]:
+    def _identities(self, identity_embeddings: Any, prompts: list[str],
+                    seeds: list[int]) -> np.ndarray:
         ids = check_identity_batch(identity_embeddings, prompts, seeds, self.id_dim)
-        if self.normalise:
-            ids = normalise_rows(ids)
+        return normalise_rows(ids) if self.normalise else ids
+
+    def _pipe_kwargs(self, ids: np.ndarray, prompts: list[str],
+                     guidance_scale: float) -> dict[str, Any]:
         rows = torch.from_numpy(ids)[:, None, :]  # (N, 1, D): one reference image per row
         cfg = guidance_scale > 1 and self.pipe.unet.config.time_cond_proj_dim is None
         if cfg:
@@ -165,29 +335,40 @@ class FaceIDGenerator:
 
         ``identity_embeddings`` is ``(N, id_dim)`` float (ArcFace: 512; rows are L2-normalised
         here unless ``normalise`` is off). ``height``/``width`` default to the model's native
-        size. ``callback(step, total)`` runs after every denoising step; ``should_stop()`` is
-        checked before the call and after every step and raises
-        :class:`~generator.diffusion.batching.GenerationCancelled`.
+        size. With ``one_row_per_call`` every row is rendered by its own pipeline call (its
+        bytes do not depend on the batch), else the batch shares one call.
+        ``callback(done, total)`` runs after every denoising step, counted over the calls
+        (``total`` = calls x steps); ``should_stop()`` is checked before the first call and after
+        every step and raises :class:`~generator.diffusion.batching.GenerationCancelled`.
         """
+        return self._call(identity_embeddings, prompts, seeds, steps=steps,
+                          guidance_scale=guidance_scale, height=height, width=width,
+                          callback=callback, should_stop=should_stop, output_type="np")
+
+    def _call(self, identity_embeddings: Any, prompts: list[str], seeds: list[int], *,
+              steps: int, guidance_scale: float, height: int | None, width: int | None,
+              output_type: str, callback: ProgressFn | None = None,
+              should_stop: StopFn | None = None) -> Any:
+        ids = self._identities(identity_embeddings, prompts, seeds)
+        prompts = list(prompts)
         size = default_size(self.pipe)
         with _one_embedding_per_row(self.pipe):
-            return call_pipeline(
-                self.pipe, seeds, steps=steps, guidance_scale=guidance_scale,
-                height=height or size, width=width or size, callback=callback,
-                should_stop=should_stop,
-                **self._pipe_kwargs(identity_embeddings, prompts, seeds, guidance_scale))
+            return call_pipeline_rows(
+                self.pipe, seeds,
+                lambda rows: self._pipe_kwargs(ids[rows], [prompts[i] for i in rows],
+                                               guidance_scale),
+                one_row_per_call=self.one_row_per_call, steps=steps,
+                guidance_scale=guidance_scale, height=height or size, width=width or size,
+                callback=callback, should_stop=should_stop, output_type=output_type)
 
     def final_latents(self, identity_embeddings: np.ndarray, prompts: list[str],
                       seeds: list[int], *, steps: int = 30, guidance_scale: float = 7.5,
                       height: int | None = None, width: int | None = None) -> torch.Tensor:
         """The denoised latents ``(N, C, H/f, W/f)`` float32 on the CPU, before the VAE (for
         checks and benchmarks that compare runs within a tolerance)."""
-        size = default_size(self.pipe)
-        with _one_embedding_per_row(self.pipe):
-            return call_pipeline(
-                self.pipe, seeds, steps=steps, guidance_scale=guidance_scale,
-                height=height or size, width=width or size, output_type="latent",
-                **self._pipe_kwargs(identity_embeddings, prompts, seeds, guidance_scale))
+        return self._call(identity_embeddings, prompts, seeds, steps=steps,
+                          guidance_scale=guidance_scale, height=height, width=width,
+                          output_type="latent")
 
 
 def _peft_available() -> bool:
@@ -213,8 +394,11 @@ def load_faceid_generator(
     model_id: str | None = None,
     hash_weights: bool = True,
     local_files_only: bool = False,
-    revision: str | None = None,
+    base_revision: str | None = None,
+    adapter_revision: str | None = None,
     variant: str | None = None,
+    one_row_per_call: bool | None = None,
+    revision: str | None = None,
     **components: Any,
 ) -> FaceIDGenerator:
     """Load ``base_model`` (hub id or folder) and the FaceID adapter ``adapter`` (hub repo or
@@ -225,14 +409,40 @@ def load_faceid_generator(
     ``weight_name="ip-adapter-faceid_sd15.bin"``; for SDXL: an SDXL base and
     ``weight_name="ip-adapter-faceid_sdxl.bin"``. ``scheduler`` swaps the model's scheduler (see
     :data:`~generator.diffusion.loading.SCHEDULERS`; the diffusers FaceID example uses DDIM).
-    ``components`` replace pipeline parts (e.g. ``vae=``). Raises ``GeneratorLoadError`` with the
-    reason when a model or adapter cannot be loaded.
+    ``base_revision`` and ``adapter_revision`` pin a commit, branch or tag of each repository
+    (``revision`` is refused: it would name one commit for two repositories).
+    ``one_row_per_call``: render every row in its own pipeline call (bytes independent of the
+    batch; default on a CPU) or a batch in one call (default on CUDA). ``components`` replace
+    pipeline parts (e.g. ``vae=``). Raises ``GeneratorLoadError`` with the reason when a model
+    or adapter cannot be loaded; the adapter file is found and checked before the base model is
+    loaded.
     """
+    refuse_single_revision(revision, base_key="base_revision", other_key="adapter_revision",
+                           other="adapter")
     device = resolve_device(device)
     dtype = resolve_dtype(device, precision)
+    where = f"{adapter}/{subfolder}" if subfolder else str(adapter)
+    path = resolve_file(adapter, weight_name, subfolder=subfolder, revision=adapter_revision,
+                        local_files_only=local_files_only, what="IP-Adapter FaceID")
+    state, shapes = read_adapter(path)
+    layout = adapter_layout(shapes)
+    refuse_unless_faceid(layout, path)
+    hub = {"local_files_only": local_files_only, "revision": base_revision}
+    if architecture == "auto":
+        architecture = detect_architecture(base_model, **hub)
+    unet_config = (dict(components["unet"].config) if "unet" in components
+                   else read_component_config(base_model, "unet", **hub))
+    base_cross = unet_config.get("cross_attention_dim")
+    if base_cross is not None and base_cross != layout.cross_attention_dim:
+        raise GeneratorLoadError(
+            f"{weight_name!r} in {where} is an IP-Adapter FaceID for a UNet with "
+            f"cross_attention_dim {layout.cross_attention_dim}, but {base_model} is an "
+            f"{architecture} UNet with cross_attention_dim {base_cross}: use the adapter made "
+            "for this base (ip-adapter-faceid_sd15.bin for SD 1.5, ip-adapter-faceid_sdxl.bin "
+            "for SDXL)")
     pipe = load_pipeline(base_model, architecture=architecture, dtype=dtype,
-                         local_files_only=local_files_only, revision=revision, variant=variant,
-                         **components)
+                         local_files_only=local_files_only, revision=base_revision,
+                         variant=variant, **components)
     arch = "sdxl" if type(pipe).__name__.startswith("StableDiffusionXL") else "sd15"
     use_scheduler(pipe, scheduler)
     if not _peft_available():
@@ -240,12 +450,13 @@ def load_faceid_generator(
                       "FaceID checkpoints (identity likeness is weaker); install peft to apply "
                       "it", stacklevel=2)
     try:
-        pipe.load_ip_adapter(str(adapter), subfolder=subfolder or None, weight_name=weight_name,
-                             image_encoder_folder=None, local_files_only=local_files_only,
-                             revision=revision)
+        # The file found above: its state dict (read once), or the .safetensors file itself.
+        source = state if state is not None else str(path.parent)
+        pipe.load_ip_adapter(source, subfolder=None, weight_name=path.name,
+                             image_encoder_folder=None, local_files_only=True)
     except Exception as exc:
         raise GeneratorLoadError(
-            f"cannot load IP-Adapter FaceID {weight_name!r} from {adapter} onto {base_model} "
+            f"cannot load IP-Adapter FaceID {weight_name!r} from {where} onto {base_model} "
             f"(an {arch} UNet with cross_attention_dim {pipe.unet.config.cross_attention_dim}): "
             f"{exc}") from exc
     layers = getattr(pipe.unet.encoder_hid_proj, "image_projection_layers", [])
@@ -257,7 +468,9 @@ def load_faceid_generator(
                                  "supported here")
     lora_applied = "faceid_0" in (getattr(pipe.unet, "peft_config", None) or {})
     if require_lora and not lora_applied:
-        why = "the checkpoint has no LoRA keys" if _peft_available() else "peft is not installed"
+        why = ("peft is not installed" if not _peft_available() else
+               "the checkpoint has no LoRA keys" if not layout.lora_rank else
+               "diffusers did not apply it")
         raise GeneratorLoadError(f"the FaceID LoRA was not applied ({why}); install peft, use a "
                                  "checkpoint with its LoRA, or load with require_lora=False")
     pipe.set_ip_adapter_scale(ip_adapter_scale)
@@ -269,4 +482,5 @@ def load_faceid_generator(
     return FaceIDGenerator(pipe=pipe, model_id=str(name), weights_sha256=digest,
                            licence=licence or f"{default_licence}; {FACEID_LICENCE}",
                            id_dim=id_dim, architecture=arch, ip_adapter_scale=ip_adapter_scale,
-                           negative_prompt=negative_prompt, lora_applied=lora_applied)
+                           negative_prompt=negative_prompt, lora_applied=lora_applied,
+                           one_row_per_call=one_row_per_call_default(one_row_per_call, device))

@@ -151,3 +151,151 @@ def place(pipe: Any, device: str) -> Any:
 def default_size(pipe: Any) -> int:
     """The pipeline's native resolution in pixels (512 for SD 1.5, 1024 for SDXL)."""
     return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+
+def one_row_per_call_default(one_row_per_call: bool | None, device: str) -> bool:
+    """``one_row_per_call`` as given, else True off CUDA (one call per row makes each row's
+    bytes independent of its batch, at about 1.5 times the time per image on a CPU) and False on
+    CUDA (where batching is most of the throughput). See :mod:`generator.diffusion.batching`."""
+    if one_row_per_call is not None:
+        return bool(one_row_per_call)
+    return not str(device).startswith("cuda")
+
+
+def refuse_single_revision(revision: str | None, *, base_key: str, other_key: str,
+                           other: str) -> None:
+    """``GeneratorLoadError`` for the old single ``revision`` setting: the base model and the
+    ``other`` repository (the adapter, or Arc2Face's weights) are separate repositories, and a
+    commit, branch or tag of one does not exist in the other."""
+    if revision is not None:
+        raise GeneratorLoadError(
+            f"'revision' ({revision!r}) would pin the base model and the {other} to the same "
+            f"commit, branch or tag, but they are separate repositories: set '{base_key}' for "
+            f"base_model and '{other_key}' for the {other} instead (either may be left out)")
+
+
+def is_local(model: str | Path) -> bool:
+    """Whether ``model`` names a folder on this machine (else it is taken for a hub id)."""
+    return Path(str(model)).expanduser().exists()
+
+
+def read_component_config(model: str | Path, subfolder: str, *, local_files_only: bool = False,
+                          revision: str | None = None) -> dict[str, Any]:
+    """The ``config.json`` of one component (e.g. ``unet``) of a pipeline, hub id or folder,
+    without loading weights; ``GeneratorLoadError`` naming the file when it cannot be read."""
+    from diffusers import ConfigMixin
+
+    class _Reader(ConfigMixin):
+        config_name = "config.json"
+
+    try:
+        return dict(_Reader.load_config(str(model), subfolder=subfolder,
+                                        local_files_only=local_files_only, revision=revision))
+    except Exception as exc:
+        raise GeneratorLoadError(f"cannot read {subfolder}/config.json of {model}: {exc}") from exc
+
+
+def weight_files(folder: Path) -> list[str]:
+    """Names of the weight files (``.safetensors``, ``.bin``) directly in ``folder``."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_file() and p.suffix in (".safetensors", ".bin"))
+
+
+def resolve_file(repo: str | Path, weight_name: str, *, subfolder: str = "",
+                 revision: str | None = None, local_files_only: bool = False,
+                 what: str = "adapter") -> Path:
+    """The local path of ``<repo>/<subfolder>/<weight_name>`` (a folder, or a hub repository at
+    ``revision``, downloaded into the Hugging Face cache as ``load_ip_adapter`` would). When the
+    file is not there, ``GeneratorLoadError`` names it and lists the weight files the folder
+    does hold (a misnamed or wrongly placed file)."""
+    from diffusers.utils import _get_model_file
+
+    where = f"{repo}/{subfolder}" if subfolder else str(repo)
+    try:
+        return Path(_get_model_file(str(repo), weights_name=weight_name,
+                                    subfolder=subfolder or None, revision=revision,
+                                    local_files_only=local_files_only))
+    except Exception as exc:
+        folder = Path(str(repo)).expanduser() / subfolder
+        if is_local(repo):
+            held = weight_files(folder)
+            reason = (f"no file {weight_name!r} in {folder}; "
+                      + (f"that folder holds {', '.join(held)}" if held else
+                         "that folder holds no .bin or .safetensors file" if folder.is_dir() else
+                         "that folder does not exist"))
+        else:
+            reason = str(exc)
+        raise GeneratorLoadError(f"cannot load {what} {weight_name!r} from {where}: "
+                                 f"{reason}") from exc
+
+
+#: Components a pipeline folder needs, by architecture (the safety checker, feature extractor
+#: and image encoder are not used: FaceAudit loads without them).
+REQUIRED_COMPONENTS = {
+    "sd15": ("unet", "vae", "text_encoder", "tokenizer", "scheduler"),
+    "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
+             "scheduler"),
+}
+
+
+def component_problems(folder: Path, name: str, kind: str, variant: str | None = None
+                       ) -> list[str]:
+    """What is missing from one component folder of the diffusers layout: ``kind`` is
+    ``"model"`` (``config.json`` and a weight file; with ``variant``, one named
+    ``*.<variant>.*``), ``"tokenizer"`` (``tokenizer.json``, or ``vocab.json`` and
+    ``merges.txt``) or ``"scheduler"`` (``scheduler_config.json``)."""
+    sub = folder / name
+    if not sub.is_dir():
+        return [f"{sub}/ is missing"]
+    present = {p.name for p in sub.iterdir()}
+    if kind == "scheduler":
+        return [] if "scheduler_config.json" in present else [f"{sub}/scheduler_config.json is "
+                                                              "missing"]
+    if kind == "tokenizer":
+        if "tokenizer.json" in present or {"vocab.json", "merges.txt"} <= present:
+            return []
+        missing = sorted({"vocab.json", "merges.txt"} - present)
+        return [f"{sub}/ has no tokenizer.json and no {' and '.join(missing)}"]
+    problems = [] if "config.json" in present else [f"{sub}/config.json is missing"]
+    weights = weight_files(sub)
+    if variant:
+        weights = [w for w in weights if f".{variant}." in w]
+    if not weights:
+        what = f"{variant} weight file" if variant else "weight file (.safetensors or .bin)"
+        problems.append(f"{sub}/ has no {what}")
+    return problems
+
+
+def pipeline_folder_problems(folder: str | Path, variant: str | None = None
+                             ) -> tuple[str | None, list[str]]:
+    """``(architecture, problems)`` of a local pipeline folder in the ``save_pretrained``
+    layout: its ``model_index.json`` names a Stable Diffusion 1.x/2.x or SDXL pipeline, and
+    every component FaceAudit loads is there with its files. ``architecture`` is None when
+    ``model_index.json`` is missing or names another pipeline."""
+    import json
+
+    folder = Path(folder).expanduser()
+    index = folder / "model_index.json"
+    if not index.is_file():
+        return None, [f"{index} is missing (not a diffusers pipeline folder)"]
+    try:
+        config = json.loads(index.read_text())
+    except (OSError, ValueError) as exc:
+        return None, [f"{index} cannot be read: {exc}"]
+    name = config.get("_class_name", "")
+    arch = next((a for a, cls in _PIPELINE_CLASSES.items() if cls == name), None)
+    if arch is None:
+        return None, [f"{index} names a {name or 'unknown'} pipeline; expected "
+                      f"{' or '.join(_PIPELINE_CLASSES.values())}"]
+    problems = []
+    for component in REQUIRED_COMPONENTS[arch]:
+        entry = config.get(component)
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0]):
+            problems.append(f"{index} lists no {component}")
+            continue
+        kind = ("tokenizer" if component.startswith("tokenizer") else
+                "scheduler" if component == "scheduler" else "model")
+        problems += component_problems(folder, component, kind, variant)
+    return arch, problems
