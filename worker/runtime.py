@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from functools import lru_cache
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 

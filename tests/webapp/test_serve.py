@@ -169,7 +169,9 @@ def test_a_worker_killed_mid_audit_is_replaced_and_the_audit_finishes_on_the_fil
 
         assert status(serve.url) == 200  # the pages stay up
         serve.wait_for_output(f"Resuming audit {audit.pk}: generation", timeout=60)
-        assert worker_pids(serve.output())[-1] != killed
+        # the lost work is sent again before the new worker starts: its pid line comes after
+        wait_for(lambda: worker_pids(serve.output())[-1] != killed, timeout=60, interval=0.1,
+                 what="a new worker to start")
 
         def finished():
             audit.refresh_from_db()
