@@ -192,9 +192,13 @@ FACEAUDIT_DIRECTION_SAMPLES = env_int("FACEAUDIT_DIRECTION_SAMPLES", 3000)
 #   {"sd15-faceid": {"base_model": "stable-diffusion-v1-5/stable-diffusion-v1-5",
 #                    "adapter": "h94/IP-Adapter-FaceID",
 #                    "weight_name": "ip-adapter-faceid_sd15.bin",
-#                    "identity_model": "buffalo_l", "steps": 30, "size": 512}}
-# Hub ids or local folders; identity_model is the insightface pack whose ArcFace embedding
-# conditions the generator (it must then not be used to judge identity drift).
+#                    "base_revision": "<commit>", "adapter_revision": "<commit>",
+#                    "steps": 30, "size": 512}}
+# Hub ids or local folders; each repository pinned by its own revision (base_revision,
+# adapter_revision or arc2face_revision; a single "revision" is refused). The identity model
+# is the one the route was trained on (buffalo_l for FaceID, Arc2Face's own ArcFace for
+# Arc2Face; another is refused) and is never used to judge identity drift.
+# `python manage.py check_diffusion` checks every configured route.
 try:
     FACEAUDIT_DIFFUSION = json.loads(env_str("FACEAUDIT_DIFFUSION") or "{}")
 except json.JSONDecodeError as exc:
