@@ -356,12 +356,17 @@ def skin_hue_from_lab(a_star: np.ndarray, b_star: np.ndarray) -> np.ndarray:
     90 yellow (MobileStyleGAN faces: 11-57 degrees). Unchanged by scaling the light in the cube-root
     regime (``a*`` and ``b*`` scale alike), but channels clipped at 255 by over-exposure pull it
     (on MobileStyleGAN faces a 30% brighter image moved it by 10 degrees on average, a 30%
-    darker one by 0.2). 0 for a grey.
+    darker one by 0.2). 0 for a grey: a chroma below :data:`GREY_CHROMA` (where the angle is
+    only the direction of rounding noise, e.g. ``b* = -2e-14`` gives 270) reads as 0.
     """
-    return np.mod(
-        np.degrees(np.arctan2(np.asarray(b_star, dtype=np.float64), np.asarray(a_star, float))),
-        360.0,
-    )
+    a = np.asarray(a_star, dtype=np.float64)
+    b = np.asarray(b_star, dtype=np.float64)
+    hue = np.mod(np.degrees(np.arctan2(b, a)), 360.0)
+    return np.where(np.hypot(a, b) < GREY_CHROMA, 0.0, hue)
+
+
+#: CIELAB chroma below which a colour is grey and its hue angle is taken as 0.
+GREY_CHROMA = 1e-6
 
 
 def _skin_lab(aligned: np.ndarray) -> np.ndarray:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 
-from webapp.audits.models import Audit, GeneratedImage
+from webapp.audits.models import Audit, GeneratedImage, SyntheticIdentity
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,18 @@ def delete_audit(audit_id: int) -> bool:
                 audit = Audit.objects.select_for_update().filter(pk=audit_id).first()
                 if audit is None:
                     return True
-                list(GeneratedImage.objects.select_for_update().filter(audit_id=audit_id)
-                     .values_list("pk", flat=True))
+                # Its identities too: an image's insert checks its identity's key before the
+                # audit's, so with the identities unlocked it could hold one of them while
+                # waiting for the audit, and the deletion would wait for it (a deadlock).
+                for model in (SyntheticIdentity, GeneratedImage):
+                    list(model.objects.select_for_update().filter(audit_id=audit_id)
+                         .values_list("pk", flat=True))
                 audit.delete()
             return True
-        except IntegrityError as exc:
+        except (IntegrityError, OperationalError) as exc:
+            # IntegrityError: a row inserted between the collection and the deletion;
+            # OperationalError: PostgreSQL broke a deadlock with the batch's inserts by aborting
+            # this transaction (or SQLite was busy). Nothing was deleted: try again.
             log.warning("audit %s: deletion attempt %d collided with a batch storing rows (%s)",
                         audit_id, attempt + 1, exc)
             time.sleep(0.2 * (attempt + 1))
