@@ -9,7 +9,8 @@ so each output is rebuilt by the code checked out now; the statistics are recomp
 stored scores too (``summary.json`` from :func:`worker.results.compute_results`). Run ``render``
 before and after a change on the same DATA and ``diff`` the two folders: an empty list of
 differences means no page, download, API answer or export file changed. CSRF tokens (random per
-request) and the idle time in progress answers (a clock reading) are the only things masked.
+request), the idle time in progress answers and the report's build time (clock readings) are the
+only things masked.
 """
 
 from __future__ import annotations
@@ -63,12 +64,15 @@ def make(data: Path) -> None:
 
 CSRF = re.compile(rb'(name="csrfmiddlewaretoken" value=")[^"]+(")')
 IDLE = re.compile(rb'("idle_seconds": )[0-9.]+')
+BUILT = re.compile(rb'(report generated )\d{4}-\d\d-\d\d \d\d:\d\d UTC')
 
 
 def _write(out: Path, name: str, body: bytes) -> None:
     path = out / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(IDLE.sub(rb"\1MASKED", CSRF.sub(rb"\1MASKED\2", body)))
+    for pattern, mask in ((CSRF, rb"\1MASKED\2"), (IDLE, rb"\1MASKED"), (BUILT, rb"\1MASKED")):
+        body = pattern.sub(mask, body)
+    path.write_bytes(body)
 
 
 def render(data: Path, out: Path) -> None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from django.core.files import File
 from django.core.files.storage import default_storage
 
+from exports.files import AuditFiles
+
 log = logging.getLogger(__name__)
 
 #: Deflate level of the cached members (built once, so a smaller file is worth the time).
@@ -43,7 +45,7 @@ class Precompressed:
 
 
 def cache_folder(audit_id: int) -> str:
-    return f"audits/{int(audit_id)}/results/export"
+    return AuditFiles(audit_id).export_cache
 
 
 def _deflate_to_storage(name: str, chunks: Iterable[bytes]) -> Precompressed:

@@ -43,8 +43,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
-from django.utils.text import slugify
 
+from exports.files import group_slugs, image_relpath, safe_slug
 from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage, SyntheticIdentity
 from worker.dataset_card import dataset_card
 from worker.export_cache import load_export_cache
@@ -187,32 +187,6 @@ summary.json
 
 # --- paths -----------------------------------------------------------------------------------------
 
-
-
-def safe_slug(text: str, fallback: str = "group") -> str:
-    """A file-name-safe slug of ``text``: ASCII letters, digits and underscores only (so never
-    ``.``, ``..``, a separator or an absolute path), ``fallback`` when nothing is left."""
-    slug = slugify(str(text).replace("/", "_")).replace("-", "_").strip("_")
-    slug = re.sub(r"[^A-Za-z0-9_]", "", slug)[:80]
-    return slug or fallback
-
-
-def group_slugs(group_names: Iterable[str]) -> dict[str, str]:
-    """One folder name per group, unique within the audit: groups whose slugs would collide
-    (e.g. ``a/b`` and ``a_b``) get ``_2``, ``_3``... in name order."""
-    slugs: dict[str, str] = {}
-    taken: set[str] = set()
-    for name in sorted(set(group_names)):
-        base = safe_slug(name)
-        slug, k = base, 1
-        while slug.lower() in taken:  # case-insensitive file systems
-            k += 1
-            slug = f"{base}_{k}"
-        taken.add(slug.lower())
-        slugs[name] = slug
-    return slugs
-
-
 def _variant_part(variant: str) -> str:
     """The variant as a file name part: kept when already plain (``blur_1.5``), else slugged."""
     return variant if SAFE_PART.match(variant) and ".." not in variant else safe_slug(
@@ -240,9 +214,8 @@ class _Plan:
     _lookup: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
     def image_path(self, img: GeneratedImage) -> str:
-        return check_relpath(f"images/{self.slugs[img.identity.group_name]}/"
-                             f"id{img.identity.index_in_group:03d}/"
-                             f"{_variant_part(img.variant)}.png")
+        return check_relpath(image_relpath(self.slugs[img.identity.group_name],
+                                           img.identity.index_in_group, _variant_part(img.variant)))
 
     def renumber(self, ids: Any, identities: bool = False) -> Any:
         """Database ids (array-like) -> export numbers, vectorised (the sorted lookup arrays
@@ -281,8 +254,8 @@ def _plan(audit: Audit) -> _Plan:
                               "identity__index_in_group", "identity_id"))
     cells.sort(key=lambda c: (c[3], c[4], order.get(c[1], len(order)), c[1]))
     for pk, variant, file, group, index, identity in cells:
-        plan.paths[pk] = check_relpath(f"images/{plan.slugs[group]}/id{index:03d}/"
-                                       f"{_variant_part(variant)}.png")
+        plan.paths[pk] = check_relpath(image_relpath(plan.slugs[group], index,
+                                                     _variant_part(variant)))
         plan.variants[pk] = variant
         plan.files[pk] = file
         plan.numbers[pk] = len(plan.numbers) + 1

@@ -26,13 +26,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, models
 from django.utils import timezone
-from django.utils.text import slugify
 from kombu.exceptions import OperationalError as BrokerConnectionError
 
+from exports.files import AuditFiles, group_slugs, save_file
 from generator.config import AuditConfig
 from generator.design import plan_design
 from webapp.audits.models import (
@@ -119,10 +118,8 @@ def stage_errors(audit_id: int, stage: str) -> Iterator[None]:
         # Deleted while this batch ran (after a cancel): its inserts failed on their foreign
         # keys, or its rows were gone. Stop quietly and remove any file it wrote after the
         # deletion had removed the audit's files.
-        from webapp.audits.storage import delete_audit_files
-
         log.info("audit %s was deleted while %s; the batch stops", audit_id, stage)
-        delete_audit_files(audit_id)
+        AuditFiles(audit_id).delete()
     except TRANSIENT_ERRORS:
         raise  # the task retries with back-off (worker.tasks); the audit keeps its state
     except (StageError, GroupFillError, ModelError, GeneratorLoadError) as exc:
@@ -150,30 +147,6 @@ def stage_errors(audit_id: int, stage: str) -> Iterator[None]:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def group_slug(group_name: str) -> str:
-    return slugify(group_name.replace("/", "_")).replace("-", "_") or "group"
-
-
-def image_relpath(identity: SyntheticIdentity, variant: str) -> str:
-    """Path of an image inside an export: ``images/<group>/id<NNN>/<variant>.png``."""
-    return f"images/{group_slug(identity.group_name)}/id{identity.index_in_group:03d}/{variant}.png"
-
-
-def storage_name(audit_id: int, relpath: str) -> str:
-    return f"audits/{audit_id}/{relpath}"
-
-
-def save_file(name: str, data: bytes) -> str:
-    """Write ``data`` under exactly ``name`` in the default storage, replacing any older file
-    (a rerun overwrites; storages rename on collision otherwise)."""
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(data))
-    if saved != name:  # another writer raced us to the same cell; keep one file
-        default_storage.delete(saved)
-    return name
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -481,14 +454,15 @@ def _render_and_store(audit: Audit, identities: list, design) -> None:
     directions = (get_directions(backend.latent)
                   if _latent_factors(config) and backend.latent is not None else None)
     kept = take_sampled(audit_id, [int(i.latent_seed) for i in identities])
+    files, slugs = AuditFiles(audit_id), group_slugs(g.name for g in design.groups)
     extra = {"baselines": kept} if any(k is not None for k in kept) else {}
     rendered = backend.render_and_check(_cells(identities), design.variants, config.seed,
                                         sense, policy, directions, **extra)
     for identity, row in zip(identities, rendered, strict=True):
         for img in row:
             data = encode_png(img.pixels)
-            name = save_file(storage_name(audit_id, image_relpath(identity, img.variant.key)),
-                             data)
+            name = save_file(files.image(slugs[identity.group_name], identity.index_in_group,
+                                         img.variant.key), data)
             GeneratedImage.objects.update_or_create(
                 identity=identity, variant=img.variant.key,
                 defaults={"audit": audit, "factor": img.variant.factor,
@@ -578,9 +552,9 @@ def aggregate(audit_id: int, dispatch: Dispatch) -> None:
     with stage_errors(audit_id, "computing statistics"):
         _set_stage(audit_id, "aggregating", done=0, total=1)
         summary, comparisons, extra = compute_results(audit)
-        name = save_file(storage_name(audit_id, "results/comparisons.parquet"),
-                         comparisons_parquet(comparisons))
-        tables = {fname: save_file(storage_name(audit_id, f"results/{fname}"),
+        files = AuditFiles(audit_id)
+        name = save_file(files.result("comparisons.parquet"), comparisons_parquet(comparisons))
+        tables = {fname: save_file(files.result(fname),
                                    df.to_csv(index=False).encode("utf-8"))
                   for fname, df in extra.items()}
         AuditResult.objects.update_or_create(audit=audit, defaults={

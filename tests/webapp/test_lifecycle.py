@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from exports.files import disk_usage
 from generator.config import parse_config
 from webapp.audits.models import (
     Audit,
@@ -13,7 +14,6 @@ from webapp.audits.models import (
     GeneratedImage,
     SyntheticIdentity,
 )
-from webapp.audits.storage import disk_usage
 from worker.pipeline import InlineRunner
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -57,7 +57,7 @@ def test_disk_use_and_delete_remove_rows_and_files(alice, media_root, models_ava
 
 def test_the_delete_button_removes_a_finished_audit_but_not_a_running_one(
         client, alice, bob, media_root, models_available, django_capture_on_commit_callbacks):
-    from webapp.audits.storage import audit_prefix
+    from exports.files import audit_prefix
 
     audit = run(alice)
     folder = media_root / audit_prefix(audit.pk)

@@ -202,8 +202,8 @@ def test_two_first_requests_at_once_both_get_the_report_and_one_file_stays(
     from django.db import connection
     from django.test import Client
 
+    from exports.files import result_stamp
     from webapp.audits import report
-    from webapp.audits.storage import result_stamp
 
     audit = done_audit(alice)
     builds = []

@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 from django.test import override_settings
 
+from exports.files import group_slugs, safe_slug
 from generator.config import AuditConfig, parse_config
 from tests.conftest import model_dir
 from tests.webapp.factories import make_done_audit
 from webapp.audits.models import Audit, SyntheticIdentity
 from worker.comparison_store import read_comparisons
-from worker.exports import check_relpath, export_to_dir, group_slugs, safe_slug, stream_zip
+from worker.exports import check_relpath, export_to_dir, stream_zip
 
 CONFIG = {"name": "Export audit", "seed": 3, "groups": {"perceived_gender": ["female", "male"]},
           "generator": "dcgan-digiface", "identities_per_group": 3, "factors": {"blur": [1.5], "jpeg": [20]},

@@ -10,8 +10,8 @@ class AuditsConfig(AppConfig):
         from django.db import transaction
         from django.db.models.signals import post_delete
 
+        from exports.files import delete_audit_files
         from webapp.audits.models import Audit
-        from webapp.audits.storage import delete_audit_files
 
         def remove_files(sender, instance, **kwargs):
             # After the rows are gone for good (not if the deletion is rolled back).

@@ -525,9 +525,9 @@ def stored_report(audit: Audit) -> str:
     result and kept beside the result tables (``audits/<pk>/results/report-<stamp>.html``), so
     that every web process serves it from disk after that. ``<stamp>`` changes whenever the
     result is stored again, and reports of earlier results are then deleted."""
-    from webapp.audits.storage import keep_built, result_stamp
+    from exports.files import AuditFiles, keep_built, result_stamp
 
     return keep_built(
-        f"audits/{audit.pk}/results", f"report-{result_stamp(audit.result)}.html",
+        AuditFiles(audit.pk).results, f"report-{result_stamp(audit.result)}.html",
         lambda: build_report(audit).encode("utf-8"),
         stale=lambda name: name.startswith("report-") and name.endswith(".html"))

@@ -182,11 +182,11 @@ def _stored_figures(result, fr_model: str, point_index: int) -> tuple[str, list[
 
     from django.core.files.storage import default_storage
 
-    from webapp.audits.storage import keep_built, result_stamp
+    from exports.files import AuditFiles, keep_built, result_stamp
 
     stamp = result_stamp(result)
     selection = hashlib.sha256(f"{fr_model}\x00{point_index}".encode()).hexdigest()[:16]
-    folder = f"audits/{result.audit_id}/results/dashboard"
+    folder = AuditFiles(result.audit_id).dashboard
     name = f"{folder}/{stamp}-{selection}.json"
     try:
         with default_storage.open(name, "rb") as f:
@@ -511,7 +511,7 @@ def disk_use(audit: Audit) -> int:
     change stamps it), and at most 10 seconds while it runs, as files land before the stamp."""
     from django.core.cache import cache
 
-    from webapp.audits.storage import disk_usage
+    from exports.files import disk_usage
 
     stamp = audit.updated_at.timestamp() if audit.updated_at else 0
     key = f"disk-use:{audit.pk}:{audit.state}:{stamp}"

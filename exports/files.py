@@ -1,5 +1,12 @@
-"""An audit's files in the default storage: everything it writes lives under ``audits/<pk>/``
-(images, results), so its disk use is that folder's size and deleting the audit removes it.
+"""An audit's files in the default storage, named in one place.
+
+Everything an audit writes lives under ``audits/<pk>/``: images under ``images/<group slug>/
+id<NNN>/<variant>.png``, result tables under ``results/``, and files built from a stored result
+(dashboard figures, the report, deflated export members) in ``results/dashboard``, ``results/``
+and ``results/export``. So the audit's disk use is that folder's size and deleting the audit
+removes it. :class:`AuditFiles` builds every one of these names; :func:`safe_slug` and
+:func:`group_slugs` are the only file-name slugs (stored images and export members use the same
+folder names).
 
 Works through Django's storage API (``listdir``, ``size``, ``delete``), so it holds for any
 storage backend that implements them, not only the local file system.
@@ -9,16 +16,108 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils.text import slugify
+
+
+def safe_slug(text: str, fallback: str = "group") -> str:
+    """A file-name-safe slug of ``text``: ASCII letters, digits and underscores only (so never
+    ``.``, ``..``, a separator or an absolute path), ``fallback`` when nothing is left."""
+    slug = slugify(str(text).replace("/", "_")).replace("-", "_").strip("_")
+    slug = re.sub(r"[^A-Za-z0-9_]", "", slug)[:80]
+    return slug or fallback
+
+
+def group_slugs(group_names: Iterable[str]) -> dict[str, str]:
+    """One folder name per group, unique within the audit: groups whose slugs would collide
+    (e.g. ``a/b`` and ``a_b``) get ``_2``, ``_3``... in name order."""
+    slugs: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in sorted(set(group_names)):
+        base = safe_slug(name)
+        slug, k = base, 1
+        while slug.lower() in taken:  # case-insensitive file systems
+            k += 1
+            slug = f"{base}_{k}"
+        taken.add(slug.lower())
+        slugs[name] = slug
+    return slugs
+
+
+def image_relpath(group_slug: str, index_in_group: int, variant: str) -> str:
+    """Path of an image below an audit's folder and inside an export:
+    ``images/<group slug>/id<NNN>/<variant>.png``."""
+    return f"images/{group_slug}/id{int(index_in_group):03d}/{variant}.png"
+
+
+@dataclass(frozen=True)
+class AuditFiles:
+    """The storage names of one audit's files (names only: nothing is read or written here,
+    except by :meth:`names`, :meth:`disk_usage` and :meth:`delete`)."""
+
+    audit_id: int
+
+    @property
+    def prefix(self) -> str:
+        return f"audits/{int(self.audit_id)}"
+
+    def name(self, relpath: str) -> str:
+        """``audits/<pk>/<relpath>``."""
+        return f"{self.prefix}/{relpath}"
+
+    def image(self, group_slug: str, index_in_group: int, variant: str) -> str:
+        return self.name(image_relpath(group_slug, index_in_group, variant))
+
+    @property
+    def results(self) -> str:
+        """Folder of the stored result: comparisons, tables and files built from them."""
+        return self.name("results")
+
+    def result(self, filename: str) -> str:
+        return f"{self.results}/{filename}"
+
+    @property
+    def dashboard(self) -> str:
+        """Folder of the dashboard figures built from the stored result."""
+        return f"{self.results}/dashboard"
+
+    @property
+    def export_cache(self) -> str:
+        """Folder of the export members deflated once per stored result."""
+        return f"{self.results}/export"
+
+    def names(self) -> Iterator[str]:
+        """Every stored file name of the audit (recursive)."""
+        return audit_files(self.audit_id)
+
+    def disk_usage(self) -> int:
+        return disk_usage(self.audit_id)
+
+    def delete(self) -> int:
+        return delete_audit_files(self.audit_id)
 
 
 def audit_prefix(audit_id: int) -> str:
-    return f"audits/{int(audit_id)}"
+    return AuditFiles(audit_id).prefix
+
+
+def save_file(name: str, data: bytes) -> str:
+    """Write ``data`` under exactly ``name`` in the default storage, replacing any older file
+    (a rerun overwrites; storages rename on collision otherwise)."""
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    saved = default_storage.save(name, ContentFile(data))
+    if saved != name:  # another writer raced us to the same cell; keep one file
+        default_storage.delete(saved)
+    return name
 
 
 def audit_files(audit_id: int) -> Iterator[str]:
@@ -94,8 +193,6 @@ def write_atomically(name: str, data: bytes) -> None:
     system through a temporary file in the same folder renamed over ``name``; on other storages
     by saving (storages that rename on collision get their renamed copy removed again, as the
     file already there was built from the same result)."""
-    from django.core.files.base import ContentFile
-
     try:
         path = default_storage.path(name)
     except NotImplementedError:
