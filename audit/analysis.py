@@ -7,7 +7,7 @@ dlib's in :mod:`audit.recognition_dlib`, get the original images) -> perceived g
 ITA, skin tone index and hue, brightness, sharpness and illumination uniformity
 (:mod:`audit.sensors`) -> smile and mouth opening from dlib's 68 landmarks on the upscaled image
 (:mod:`audit.expression`; on by default) -> optionally a face image quality score (LightQNet,
-:mod:`audit.quality`; off by default). Models are loaded once when the :class:`FaceAnalyzer` is
+:mod:`audit.lightqnet`; off by default). Models are loaded once when the :class:`FaceAnalyzer` is
 built; reuse one analyzer per process.
 
 Each image is upscaled once (:func:`audit.detection.upscale_all`) for detection, the ArcFace crop
@@ -32,8 +32,8 @@ import numpy as np
 from .align import align_upscaled
 from .detection import DEFAULT_DET_SIZE, FaceDetector, upscale_all
 from .expression import ExpressionSensor, is_neutral
+from .lightqnet import LightQNetQuality, lightqnet_crops_upscaled
 from .pose import head_pose
-from .quality import LightQNetQuality, lightqnet_crops_upscaled
 from .recognition import (
     INSIGHTFACE_PACKS,
     InsightFacePackRecognizer,
@@ -107,7 +107,7 @@ class AnalysisBatch:
     illumination_uniformity: (N,) float64 in [0, 1], 1 = both face halves equally lit
     (:func:`audit.sensors.illumination_uniformity`).
     quality: (N,) float32 face image quality, higher is better, from the analyzer's quality model
-    (:class:`audit.quality.LightQNetQuality`); all NaN when the analyzer ran without one.
+    (:class:`audit.lightqnet.LightQNetQuality`); all NaN when the analyzer ran without one.
     skin_tone_index: (N,) float64 degrees, ``arctan2(L* + 16, b*)`` of the cheek skin, unchanged
     when the face is rendered darker or brighter (:func:`audit.sensors.skin_tone_index`); the
     skin-tone labels come from it (:func:`audit.sensors.coarse_skin_tone_from_index`).

@@ -29,11 +29,13 @@ Where a side observed no error in a group its replicates are all 0 and carry no 
 the percentile interval of the difference would be too narrow; there the interval is instead the
 difference of the two reported intervals, ``[lower_B - upper_A, upper_B - lower_A]`` with ``[0,
 3/n]`` (rule of three) for the error-free side (conservative), marked ``"bounds"``.
-"""
 
+The per-group, overall and disparity differences are computed by :mod:`audit.model_differences`
+(where :data:`COMPARE_COLUMNS` and :data:`DISPARITY_COLUMNS` are defined); this module pairs the
+tables, runs the two bootstraps and holds the result.
+"""
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,63 +43,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.disparity import (
-    DEFINITIONS,
-    MEASURES,
-    DisparitySummary,
-    _check_alpha,
-    _floor_vector,
-    _gini,
-    _max_gap,
-    _ratio_rows,
-    summarize_disparity,
+from audit.disparity import DisparitySummary
+from audit.disparity_measures import check_alpha
+from audit.model_differences import (
+    COMPARE_COLUMNS,
+    DISPARITY_COLUMNS,
+    bounded_notes,
+    disparity_differences,
+    group_differences,
+    kept_groups,
+    overall_differences,
 )
 from audit.rates import error_rates
-from audit.uncertainty import BootstrapResult, bootstrap_group_rates, percentile_interval
+from audit.uncertainty import BootstrapResult, bootstrap_group_rates
 
+from .frozen import Copied
 from .jsonable import plain as _plain
 
 __all__ = ["COMPARE_COLUMNS", "DISPARITY_COLUMNS", "ModelComparison", "compare_models"]
-
-_RATES = (
-    # rate, errors column, trials column
-    ("fnmr", "false_non_matches", "n_mated"),
-    ("fmr", "false_matches", "n_nonmated"),
-)
-
-#: Columns of :attr:`ModelComparison.by_group`, in order.
-COMPARE_COLUMNS: tuple[str, ...] = tuple(
-    col
-    for rate, errors, trials in _RATES
-    for col in (
-        f"{trials}_a",
-        f"{errors}_a",
-        f"{rate}_a",
-        f"{rate}_a_lower",
-        f"{rate}_a_upper",
-        f"{trials}_b",
-        f"{errors}_b",
-        f"{rate}_b",
-        f"{rate}_b_lower",
-        f"{rate}_b_upper",
-        f"{rate}_diff",
-        f"{rate}_diff_lower",
-        f"{rate}_diff_upper",
-        f"{rate}_diff_n_valid",
-        f"{rate}_diff_interval",
-    )
-)
-
-#: Columns of :attr:`ModelComparison.disparity`, in order.
-DISPARITY_COLUMNS: tuple[str, ...] = (
-    "estimate_a",
-    "estimate_b",
-    "diff",
-    "diff_lower",
-    "diff_upper",
-    "n_valid",
-    "definition",
-)
 
 _COLUMNS = ("score", "mated", "group_a", "group_b", "identity_a", "identity_b")
 
@@ -165,29 +128,12 @@ class ModelComparison:
     _disparity_groups: tuple[str, ...] = field(repr=False)
     _notes: tuple[str, ...] = field(repr=False)
 
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return self._groups
-
-    @property
-    def by_group(self) -> pd.DataFrame:
-        return self._by_group.copy(deep=True)
-
-    @property
-    def overall(self) -> dict[str, Any]:
-        return dict(self._overall)
-
-    @property
-    def disparity(self) -> pd.DataFrame:
-        return self._disparity.copy(deep=True)
-
-    @property
-    def disparity_groups(self) -> tuple[str, ...]:
-        return self._disparity_groups
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return self._notes
+    groups = Copied()
+    by_group = Copied()
+    overall = Copied()
+    disparity = Copied()
+    disparity_groups = Copied()
+    notes = Copied()
 
     @property
     def method(self) -> str:
@@ -267,65 +213,6 @@ def _independent_seed(seed: int) -> int:
     return int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
 
 
-def _difference(
-    reps_a: np.ndarray,
-    reps_b: np.ndarray,
-    point_a: np.ndarray,
-    point_b: np.ndarray,
-    bounds_a: tuple[np.ndarray, np.ndarray],
-    bounds_b: tuple[np.ndarray, np.ndarray],
-    kind_a: np.ndarray,
-    kind_b: np.ndarray,
-    confidence: float,
-) -> dict[str, np.ndarray]:
-    """Point difference, interval, n_valid and interval kind per column (B - A)."""
-    diff_reps = np.asarray(reps_b, dtype=np.float64) - np.asarray(reps_a, dtype=np.float64)
-    lower, upper, _, n_valid = percentile_interval(diff_reps, confidence)
-    point = np.asarray(point_b, dtype=np.float64) - np.asarray(point_a, dtype=np.float64)
-    kind = np.where(np.isnan(point), "undefined", "bootstrap").astype(object)
-    zero_side = ((kind_a == "rule_of_three") | (kind_b == "rule_of_three")) & ~np.isnan(point)
-    # A side without errors has constant-zero replicates: use the difference of the intervals.
-    lower = np.where(zero_side, bounds_b[0] - bounds_a[1], lower)
-    upper = np.where(zero_side, bounds_b[1] - bounds_a[0], upper)
-    kind[zero_side] = "bounds"
-    lower = np.where(np.isnan(point), np.nan, lower)
-    upper = np.where(np.isnan(point), np.nan, upper)
-    return {"diff": point, "lower": lower, "upper": upper, "n_valid": n_valid, "kind": kind}
-
-
-def _measure_rows(
-    fmr: np.ndarray,
-    fnmr: np.ndarray,
-    point_fmr: pd.Series,
-    point_fnmr: pd.Series,
-    n_nonmated: pd.Series,
-    n_mated: pd.Series,
-    alpha: float,
-    floor: float | None,
-) -> np.ndarray:
-    """(rows, len(MEASURES)) disparity measures for rate matrices (rows, groups).
-
-    The same kernels and floors (fixed at the point rates) as
-    :func:`audit.disparity.summarize_disparity`, so row values equal its estimates and
-    replicate values.
-    """
-    fn_floor, rule_fn = _floor_vector(point_fnmr, floor, n_mated)
-    fm_floor, rule_fm = _floor_vector(point_fmr, floor, n_nonmated)
-    gap_fm, gap_fnm = _max_gap(fmr), _max_gap(fnmr)
-    g_fm, g_fnm = _gini(fmr), _gini(fnmr)
-    values = {
-        "fnmr_max_min_ratio": _ratio_rows(fnmr, fn_floor[None, :], rule_fn),
-        "fmr_max_min_ratio": _ratio_rows(fmr, fm_floor[None, :], rule_fm),
-        "fmr_max_gap": gap_fm,
-        "fnmr_max_gap": gap_fnm,
-        "fdr": 1.0 - (alpha * gap_fm + (1.0 - alpha) * gap_fnm),
-        "fmr_gini": g_fm,
-        "fnmr_gini": g_fnm,
-        "garbe": alpha * g_fm + (1.0 - alpha) * g_fnm,
-    }
-    return np.column_stack([values[m] for m in MEASURES])
-
-
 # --- public function --------------------------------------------------------------------------
 
 
@@ -382,30 +269,9 @@ def compare_models(
         On the input errors of :func:`audit.uncertainty.bootstrap_group_rates`, ``paired=True``
         with different identities, or bad labels.
     """
-    names = tuple(str(x) for x in labels)
-    if len(names) != 2 or names[0] == names[1]:
-        raise ValueError(f"labels must be two different names, got {labels!r}")
-    if paired not in (None, True, False):
-        raise ValueError(f"paired must be None, True or False, got {paired!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    a_value = _check_alpha(alpha)
-
-    ids_a, ids_b = _identity_sets(comparisons_a), _identity_sets(comparisons_b)
-    same = ids_a == ids_b and bool(ids_a)
-    if paired is True and not same:
-        raise ValueError(
-            "paired=True needs both tables to hold the same identities with the same groups; "
-            f"{len(ids_a ^ ids_b)} (group, identity) pairs are in only one of them"
-        )
-    is_paired = same if paired is None else bool(paired)
-
-    if groups is None:
-        found = {g for g, _ in ids_a} | {g for g, _ in ids_b}
-        labels_g: tuple[str, ...] = tuple(sorted(found))
-    else:
-        labels_g = tuple(dict.fromkeys(str(g) for g in groups))
-
+    names, a_value, is_paired, labels_g = _checked_arguments(
+        comparisons_a, comparisons_b, labels, paired, seed, alpha, groups
+    )
     seed_a = int(seed)
     seed_b = seed_a if is_paired else _independent_seed(seed_a)
     rates_a = error_rates(comparisons_a, threshold_a, groups=labels_g)
@@ -421,128 +287,13 @@ def compare_models(
     level = boot_a.confidence
     notes: list[str] = []
 
-    # --- per group and overall ------------------------------------------------------------
-    by_a, by_b = boot_a.by_group, boot_b.by_group
-    columns: dict[str, Any] = {}
-    for rate, errors, trials in _RATES:
-        for side, frame in (("a", by_a), ("b", by_b)):
-            columns[f"{trials}_{side}"] = frame[trials].to_numpy()
-            columns[f"{errors}_{side}"] = frame[errors].to_numpy()
-            for suffix in ("", "_lower", "_upper"):
-                columns[f"{rate}_{side}{suffix}"] = frame[f"{rate}{suffix}"].to_numpy()
-        reps = {"fnmr": (boot_a.fnmr_replicates, boot_b.fnmr_replicates),
-                "fmr": (boot_a.fmr_replicates, boot_b.fmr_replicates)}[rate]
-        d = _difference(
-            reps[0].to_numpy(), reps[1].to_numpy(),
-            by_a[rate].to_numpy(), by_b[rate].to_numpy(),
-            (by_a[f"{rate}_lower"].to_numpy(), by_a[f"{rate}_upper"].to_numpy()),
-            (by_b[f"{rate}_lower"].to_numpy(), by_b[f"{rate}_upper"].to_numpy()),
-            by_a[f"{rate}_interval"].to_numpy(), by_b[f"{rate}_interval"].to_numpy(),
-            level,
-        )
-        columns[f"{rate}_diff"] = d["diff"]
-        columns[f"{rate}_diff_lower"] = d["lower"]
-        columns[f"{rate}_diff_upper"] = d["upper"]
-        columns[f"{rate}_diff_n_valid"] = d["n_valid"]
-        columns[f"{rate}_diff_interval"] = d["kind"]
-    by_group = pd.DataFrame(
-        {c: columns[c] for c in COMPARE_COLUMNS}, index=pd.Index(labels_g, name="group")
+    by_group = group_differences(boot_a, boot_b, labels_g, level)
+    overall = overall_differences(boot_a, boot_b, level)
+    kept = kept_groups(boot_a, boot_b, labels_g, disparity_groups, notes)
+    disparity, dis_a, dis_b = disparity_differences(
+        boot_a, boot_b, kept, names, a_value, floor, level, notes
     )
-
-    ov_a, ov_b = boot_a.overall, boot_b.overall
-    reps_a, reps_b = boot_a.overall_replicates, boot_b.overall_replicates
-    overall: dict[str, Any] = {}
-    for rate, _, _ in _RATES:
-        d = _difference(
-            reps_a[[rate]].to_numpy(), reps_b[[rate]].to_numpy(),
-            np.array([ov_a[rate]]), np.array([ov_b[rate]]),
-            (np.array([ov_a[f"{rate}_lower"]]), np.array([ov_a[f"{rate}_upper"]])),
-            (np.array([ov_b[f"{rate}_lower"]]), np.array([ov_b[f"{rate}_upper"]])),
-            np.array([ov_a[f"{rate}_interval"]]), np.array([ov_b[f"{rate}_interval"]]),
-            level,
-        )
-        overall.update({
-            f"{rate}_a": ov_a[rate],
-            f"{rate}_b": ov_b[rate],
-            f"{rate}_diff": float(d["diff"][0]),
-            f"{rate}_diff_lower": float(d["lower"][0]),
-            f"{rate}_diff_upper": float(d["upper"][0]),
-            f"{rate}_diff_n_valid": int(d["n_valid"][0]),
-            f"{rate}_diff_interval": str(d["kind"][0]),
-        })
-
-    # --- disparity --------------------------------------------------------------------------
-    chosen = labels_g if disparity_groups is None else tuple(
-        dict.fromkeys(str(g) for g in disparity_groups)
-    )
-    unknown = sorted(set(chosen) - set(labels_g))
-    if unknown:
-        raise ValueError(f"disparity_groups not among the groups: {unknown}")
-    kept = tuple(
-        g for g in chosen
-        if min(by_a.at[g, "n_mated"], by_a.at[g, "n_nonmated"],
-               by_b.at[g, "n_mated"], by_b.at[g, "n_nonmated"]) > 0
-    )
-    dropped = [g for g in chosen if g not in kept]
-    if dropped:
-        notes.append(
-            "left out of the disparity comparison (FNMR or FMR undefined in A or B): "
-            + ", ".join(dropped)
-        )
-    disparity = pd.DataFrame(
-        np.nan, index=pd.Index(MEASURES, name="measure"), columns=list(DISPARITY_COLUMNS[:-1])
-    )
-    disparity["definition"] = [DEFINITIONS[m] for m in MEASURES]
-    dis_a = dis_b = None
-    if len(kept) >= 2:
-        dis_a = summarize_disparity(boot_a, alpha=alpha, floor=floor, groups=list(kept))
-        dis_b = summarize_disparity(boot_b, alpha=alpha, floor=floor, groups=list(kept))
-        k = list(kept)
-
-        def rows(boot: BootstrapResult, fm: np.ndarray, fnm: np.ndarray) -> np.ndarray:
-            bg = boot.by_group
-            return _measure_rows(
-                fm, fnm, bg.loc[k, "fmr"].astype(np.float64),
-                bg.loc[k, "fnmr"].astype(np.float64), bg.loc[k, "n_nonmated"],
-                bg.loc[k, "n_mated"], a_value, floor,
-            )
-
-        rep_a = rows(boot_a, boot_a.fmr_replicates[k].to_numpy(),
-                     boot_a.fnmr_replicates[k].to_numpy())
-        rep_b = rows(boot_b, boot_b.fmr_replicates[k].to_numpy(),
-                     boot_b.fnmr_replicates[k].to_numpy())
-        est_a = dis_a.table["estimate"].to_numpy(dtype=np.float64)
-        est_b = dis_b.table["estimate"].to_numpy(dtype=np.float64)
-        lower, upper, _, n_valid = percentile_interval(rep_b - rep_a, level)
-        disparity["estimate_a"] = est_a
-        disparity["estimate_b"] = est_b
-        disparity["diff"] = est_b - est_a
-        disparity["diff_lower"] = np.where(np.isnan(est_b - est_a), np.nan, lower)
-        disparity["diff_upper"] = np.where(np.isnan(est_b - est_a), np.nan, upper)
-        disparity["n_valid"] = n_valid
-        for m, n in zip(MEASURES, n_valid, strict=True):
-            if n < boot_a.n_boot and not math.isnan(disparity.at[m, "diff"]):
-                notes.append(
-                    f"{m}: undefined in A or B in {boot_a.n_boot - int(n)} of "
-                    f"{boot_a.n_boot} replicates; left out of the interval of the difference"
-                )
-        for side, summary in ((names[0], dis_a), (names[1], dis_b)):
-            notes.extend(f"{side}: {note}" for note in summary.notes)
-    else:
-        disparity["n_valid"] = 0
-        notes.append(
-            f"{len(kept)} group(s) with defined rates in both tables: no disparity comparison"
-        )
-    disparity["n_valid"] = disparity["n_valid"].astype(np.int64)
-    disparity = disparity[list(DISPARITY_COLUMNS)]
-
-    for rate in ("fnmr", "fmr"):
-        bounded = [g for g in labels_g if by_group.at[g, f"{rate}_diff_interval"] == "bounds"]
-        if bounded:
-            notes.append(
-                f"{rate.upper()} difference for {', '.join(bounded)}: one side observed no "
-                "error, so the interval is the (conservative) difference of the two intervals"
-            )
+    notes.extend(bounded_notes(by_group, labels_g))
 
     return ModelComparison(
         labels=(names[0], names[1]),
@@ -565,3 +316,42 @@ def compare_models(
         _disparity_groups=kept,
         _notes=tuple(notes),
     )
+
+
+def _checked_arguments(
+    comparisons_a: pd.DataFrame,
+    comparisons_b: pd.DataFrame,
+    labels: Sequence[str],
+    paired: bool | None,
+    seed: int,
+    alpha: float,
+    groups: Sequence[str] | None,
+) -> tuple[tuple[str, ...], float, bool, tuple[str, ...]]:
+    """``(names, alpha, is_paired, groups)``: the checked labels of A and B and FDR/GARBE
+    weight, whether the identity draws are shared (both tables hold the same identities, or
+    ``paired``), and the groups to report (``groups``, default every group found)."""
+    names = tuple(str(x) for x in labels)
+    if len(names) != 2 or names[0] == names[1]:
+        raise ValueError(f"labels must be two different names, got {labels!r}")
+    if paired not in (None, True, False):
+        raise ValueError(f"paired must be None, True or False, got {paired!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    a_value = check_alpha(alpha)
+
+    ids_a, ids_b = _identity_sets(comparisons_a), _identity_sets(comparisons_b)
+    same = ids_a == ids_b and bool(ids_a)
+    if paired is True and not same:
+        raise ValueError(
+            "paired=True needs both tables to hold the same identities with the same groups; "
+            f"{len(ids_a ^ ids_b)} (group, identity) pairs are in only one of them"
+        )
+    is_paired = same if paired is None else bool(paired)
+
+    if groups is None:
+        found = {g for g, _ in ids_a} | {g for g, _ in ids_b}
+        labels_g: tuple[str, ...] = tuple(sorted(found))
+    else:
+        labels_g = tuple(dict.fromkeys(str(g) for g in groups))
+
+    return names, a_value, is_paired, labels_g

@@ -25,7 +25,8 @@ Everything here is plain numpy/pandas; nothing imports Django or an FR framework
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -142,12 +143,55 @@ def build_pairs(
         raise ValueError(f"nonmated must be 'reference' or 'all', got {nonmated!r}")
     if mated not in ("baseline", "all"):
         raise ValueError(f"mated must be 'baseline' or 'all', got {mated!r}")
-    mated_mode = mated
-    nonmated_mode = nonmated  # the names ``mated``/``nonmated`` are reused for the frames below
     if isinstance(max_nonmated, bool) or int(max_nonmated) != max_nonmated or max_nonmated < 0:
         raise ValueError(f"max_nonmated must be a non-negative integer, got {max_nonmated!r}")
-    max_nonmated = int(max_nonmated)
 
+    blocks = _identity_blocks(images)
+    mated_pairs, with_baseline = _mated_pairs(blocks, mated)
+    nonmated_pairs, total, sampled = _nonmated_pairs(blocks, nonmated, int(max_nonmated), seed)
+
+    pairs = pd.concat([mated_pairs, nonmated_pairs], ignore_index=True)
+    pairs.attrs.update(
+        n_mated=int(len(mated_pairs)),
+        mated_mode=mated,
+        mated_total=int(len(mated_pairs)),
+        mated_with_baseline=with_baseline,
+        nonmated_total=total,
+        nonmated_kept=int(len(nonmated_pairs)),
+        nonmated_sampled=sampled,
+        seed=int(seed),
+        nonmated_mode=nonmated,
+        identities_without_baseline=[
+            int(x) for x in blocks.ident_ids[blocks.n_baselines == 0].tolist()
+        ],
+    )
+    return pairs
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """The images ordered by (identity, image_id), each identity one contiguous block.
+
+    Arrays of length N (images): ``image_id``, ``identity``, ``group``, ``baseline`` and
+    ``block_of`` (block of each position); of length I (identities): ``ident_ids``,
+    ``block_start``, ``block_size``, ``n_baselines`` and ``baseline_pos`` (position of the
+    identity's baseline, -1 when it has none).
+    """
+
+    image_id: np.ndarray
+    identity: np.ndarray
+    group: np.ndarray
+    baseline: np.ndarray
+    ident_ids: np.ndarray
+    block_start: np.ndarray
+    block_size: np.ndarray
+    block_of: np.ndarray
+    n_baselines: np.ndarray
+    baseline_pos: np.ndarray
+
+
+def _identity_blocks(images: pd.DataFrame) -> _Blocks:
+    """:class:`_Blocks` of checked ``images``; one group and at most one baseline per identity."""
     image_id = images["image_id"].to_numpy(dtype=np.int64)
     identity = images["identity_id"].to_numpy(dtype=np.int64)
     group = images["group"].to_numpy(dtype=object)
@@ -161,41 +205,51 @@ def build_pairs(
         group[order],
         baseline[order],
     )
-    n_images = image_id.size
     ident_ids, block_start, block_size = np.unique(identity, return_index=True, return_counts=True)
     block_of = np.repeat(np.arange(ident_ids.size), block_size)
     _check_one_group_per_identity(ident_ids, block_start, block_of, group)
 
-    # --- mated: every non-baseline image vs its identity's baseline (or all pairs) -----------
     n_baselines = np.bincount(block_of, weights=baseline, minlength=ident_ids.size).astype(np.int64)
     if np.any(n_baselines > 1):
         bad = ident_ids[n_baselines > 1][:10].tolist()
         raise ValueError(f"identities with more than one baseline image: {bad}")
     baseline_pos = np.full(ident_ids.size, -1, dtype=np.int64)
     baseline_pos[block_of[baseline]] = np.flatnonzero(baseline)
+    return _Blocks(image_id, identity, group, baseline, ident_ids, block_start, block_size,
+                   block_of, n_baselines, baseline_pos)
+
+
+def _mated_pairs(blocks: _Blocks, mated_mode: str) -> tuple[pd.DataFrame, int]:
+    """Every non-baseline image vs its identity's baseline (or all pairs within an identity),
+    and how many of those pairs involve the baseline."""
+    baseline, block_of, baseline_pos = blocks.baseline, blocks.block_of, blocks.baseline_pos
     variant = ~baseline & (baseline_pos[block_of] >= 0)
     if mated_mode == "baseline":
         b_idx = np.flatnonzero(variant)
         a_idx = baseline_pos[block_of[b_idx]]
     else:
-        a_idx, b_idx = _within_block_pairs(block_start, block_size, block_of)
+        a_idx, b_idx = _within_block_pairs(blocks.block_start, blocks.block_size, block_of)
         # Inside a block images are ordered by id, so a_idx < b_idx is "smaller id first";
         # put the baseline first instead when the later image is the baseline.
         swap = baseline[b_idx]
         a_idx, b_idx = np.where(swap, b_idx, a_idx), np.where(swap, a_idx, b_idx)
     with_baseline = int(np.count_nonzero(baseline[a_idx])) if a_idx.size else 0
-    without_baseline = ident_ids[n_baselines == 0].tolist()
+    frame = _frame(blocks.image_id, blocks.identity, blocks.group, a_idx, b_idx, mated=True)
+    return frame, with_baseline
 
-    mated = _frame(image_id, identity, group, a_idx, b_idx, mated=True)
 
-    # --- non-mated: pairs of images of different identities ---------------------------------
-    # Each candidate pair gets an index k in [0, total): position p owns the range
-    # offsets[p] .. offsets[p + 1], and ``partner(p, r)`` decodes the r-th pair of p. Sampled
-    # indices are decoded arithmetically, so the full set is never materialised.
+def _nonmated_index(
+    blocks: _Blocks, nonmated_mode: str
+) -> tuple[np.ndarray, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """``(offsets, partner)`` of the non-mated pairs: each candidate pair gets an index k in
+    ``[0, total)``; position p owns the range ``offsets[p] .. offsets[p + 1]`` and
+    ``partner(p, r)`` decodes the r-th pair of p."""
+    baseline, block_of = blocks.baseline, blocks.block_of
+    n_images = blocks.image_id.size
     if nonmated_mode == "all":
         # Position p (in identity order) pairs with every later position in a later block,
         # i.e. with the n_images - block_end(p) positions from block_end(p) on.
-        block_end = (block_start + block_size)[block_of]
+        block_end = (blocks.block_start + blocks.block_size)[block_of]
         per_position = (n_images - block_end).astype(np.int64)
 
         def partner(p: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -206,8 +260,8 @@ def build_pairs(
         ref_pos = np.flatnonzero(baseline)
         n_ref = ref_pos.size
         own_rank = np.full(n_images, n_ref, dtype=np.int64)  # n_ref: identity has no baseline
-        has_ref = baseline_pos[block_of] >= 0
-        own_rank[has_ref] = np.searchsorted(ref_pos, baseline_pos[block_of[has_ref]])
+        has_ref = blocks.baseline_pos[block_of] >= 0
+        own_rank[has_ref] = np.searchsorted(ref_pos, blocks.baseline_pos[block_of[has_ref]])
         per_position = np.where(baseline, n_ref - 1 - own_rank,
                                 n_ref - (own_rank < n_ref)).astype(np.int64)
 
@@ -216,9 +270,19 @@ def build_pairs(
                             np.where(r < own_rank[p], r, r + 1))
             return ref_pos[rank]
 
-    offsets = np.concatenate(([0], np.cumsum(per_position)))
-    total = int(offsets[-1])
+    return np.concatenate(([0], np.cumsum(per_position))), partner
 
+
+def _nonmated_pairs(
+    blocks: _Blocks, nonmated_mode: str, max_nonmated: int, seed: int
+) -> tuple[pd.DataFrame, int, bool]:
+    """Pairs of images of different identities: ``(frame, total that exist, sampled)``.
+
+    Sampled indices are decoded arithmetically (:func:`_nonmated_index`), so the full set is
+    never materialised.
+    """
+    offsets, partner = _nonmated_index(blocks, nonmated_mode)
+    total = int(offsets[-1])
     if total <= max_nonmated:
         k = np.arange(total, dtype=np.int64)
         sampled = False
@@ -227,6 +291,7 @@ def build_pairs(
         sampled = True
     i = np.searchsorted(offsets, k, side="right") - 1
     j = partner(i, k - offsets[i])
+    image_id, baseline = blocks.image_id, blocks.baseline
     if nonmated_mode == "all":
         # Put the smaller image id first.
         swap = image_id[i] > image_id[j]
@@ -234,22 +299,8 @@ def build_pairs(
         # The reference (j) first, except baseline pairs: smaller image id first.
         swap = ~baseline[i] | (image_id[i] > image_id[j])
     i, j = np.where(swap, j, i), np.where(swap, i, j)
-    nonmated = _frame(image_id, identity, group, i, j, mated=False)
-
-    pairs = pd.concat([mated, nonmated], ignore_index=True)
-    pairs.attrs.update(
-        n_mated=int(len(mated)),
-        mated_mode=mated_mode,
-        mated_total=int(len(mated)),
-        mated_with_baseline=with_baseline,
-        nonmated_total=total,
-        nonmated_kept=int(len(nonmated)),
-        nonmated_sampled=sampled,
-        seed=int(seed),
-        nonmated_mode=nonmated_mode,
-        identities_without_baseline=[int(x) for x in without_baseline],
-    )
-    return pairs
+    frame = _frame(image_id, blocks.identity, blocks.group, i, j, mated=False)
+    return frame, total, sampled
 
 
 def score_pairs(

@@ -5,6 +5,29 @@ max/min ratios, max gaps, Gini coefficients, FDR and GARBE that :func:`audit.dis
 summarize_disparity` reports: pairwise differences of group rates (log rates for ratios) for
 gaps and ratios, a box on the group rates for Gini and GARBE. A :class:`Family` holds one rate's
 per-group inputs (point values, replicates, rule-of-three allowances, ratio floors).
+:data:`INTERVAL_METHODS` and :data:`INTERVAL_SUMMARY` say in words how each interval is made
+(importable from :mod:`audit.disparity` too).
+
+Coverage by simulation (``bench/coverage_disparity.py``: 1000 audits per case,
+groups of 40 identities with identity random effects, 300 replicates; parity / FNMR ratio 2 in
+one group):
+
+============================  ===========  ===========  ===========  ===========
+measure                       2 parity     2 ratio 2    4 parity     4 ratio 2
+============================  ===========  ===========  ===========  ===========
+FNMR max/min ratio            0.953        0.986        0.978        0.994
+FMR max/min ratio             0.994        0.997        0.999        0.998
+FMR max gap (A)               0.992        0.984        0.996        0.999
+FNMR max gap (B)              0.941        0.974        0.955        0.998
+FDR                           0.971        0.995        0.982        1.000
+Gini of FMR / FNMR, GARBE     >= 0.999     1.000        >= 0.999     1.000
+old percentile (FNMR ratio)   0.618        0.965        0.000        0.763
+============================  ===========  ===========  ===========  ===========
+
+The FNMR gap, a difference of skewed rates on their own scale, is the least accurate (0.94 with
+two groups); FMR measures are conservative because the identity bootstrap counts the noise of
+single non-mated pairs more than once (see :func:`audit.uncertainty.bootstrap_cross_group_fmr`),
+and the Gini and GARBE intervals, from a box, are valid but wide.
 """
 
 from __future__ import annotations
@@ -24,7 +47,33 @@ from audit.simultaneous import (
     sup_t_intervals,
 )
 
-__all__ = ["Family", "floored", "measure_intervals"]
+__all__ = ["INTERVAL_METHODS", "INTERVAL_SUMMARY", "Family", "floored", "measure_intervals"]
+
+#: How each measure's interval is made from the identity-bootstrap replicates (sup-t bands of
+#: :mod:`audit.simultaneous`), for reports.
+INTERVAL_METHODS: dict[str, str] = {
+    "fnmr_max_min_ratio": "sup-t simultaneous bounds [L, U] on every log FNMR_i - log FNMR_j "
+    "(floors fixed); interval [max(1, max exp L), max exp U]",
+    "fmr_max_min_ratio": "sup-t simultaneous bounds [L, U] on every log FMR_i - log FMR_j "
+    "(floors fixed); interval [max(1, max exp L), max exp U]",
+    "fmr_max_gap": "sup-t simultaneous bounds [L, U] on every FMR_i - FMR_j; "
+    "interval [max(0, max L), max U]",
+    "fnmr_max_gap": "sup-t simultaneous bounds [L, U] on every FNMR_i - FNMR_j; "
+    "interval [max(0, max L), max U]",
+    "fdr": "the A and B intervals from one sup-t band over the FMR and FNMR differences jointly",
+    "fmr_gini": "smallest and largest Gini over a sup-t simultaneous box of the group FMRs",
+    "fnmr_gini": "smallest and largest Gini over a sup-t simultaneous box of the group FNMRs",
+    "garbe": "smallest and largest GARBE over one sup-t simultaneous box of the group FMRs and "
+    "FNMRs jointly",
+}
+
+#: One sentence on the disparity intervals, for reports.
+INTERVAL_SUMMARY = (
+    "Simultaneous (sup-t) bootstrap bounds on all pairwise differences of group rates (log rates "
+    "for max/min ratios) or on the group rates (Gini, GARBE), from the identity-bootstrap "
+    "replicates, mapped to each measure; each interval contains its estimate and, when the "
+    "groups could all be equal, parity."
+)
 
 
 def floored(x: np.ndarray, floors: np.ndarray, rule: str) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .counts import finite_number
+from .summary import AuditSummary
 
 __all__ = ["acquisition_sentences", "operating_point_sentences", "summary_sentences"]
 
@@ -456,11 +457,6 @@ def summary_sentences(summary: Mapping[str, Any]) -> dict[str, dict[str, list[st
     Returns ``{model: {label: sentences}}`` where ``label`` is the operating point's ``label``
     (e.g. ``"FMR 0.01"``) or, failing that, its position as a string.
     """
-    out: dict[str, dict[str, list[str]]] = {}
-    for model, entry in (summary.get("fr_models") or {}).items():
-        points = (entry or {}).get("operating_points") or []
-        out[str(model)] = {
-            str(op.get("label") or k): operating_point_sentences(op, model=str(model))
-            for k, op in enumerate(points)
-        }
-    return out
+    return {str(name): {str(p.raw.get("label") or p.index):
+                        operating_point_sentences(p.raw, model=str(name)) for p in model.points}
+            for name, model in AuditSummary.of(summary).models.items()}

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.uncertainty import _aggregate, _matmul
+from audit.resampling import aggregate, matmul
 
 from .jsonable import plain as _plain
 
@@ -180,7 +180,7 @@ def _within_sums(matrix: Any, labels: np.ndarray, n_groups: int) -> np.ndarray:
         # Indicators (N, chunk * G): column p * G + g is 1 where row p's label is g.
         z = (labels[p0:p1].T[:, :, None] == np.arange(n_groups)).astype(dtype)
         z = z.reshape(n_ident, -1)
-        out[p0:p1] = np.einsum("nc,nc->c", z, _matmul(matrix, z)).reshape(p1 - p0, n_groups)
+        out[p0:p1] = np.einsum("nc,nc->c", z, matmul(matrix, z)).reshape(p1 - p0, n_groups)
     return out
 
 
@@ -238,7 +238,7 @@ def permutation_test(
             or n_permutations < 1:
         raise ValueError(f"n_permutations must be a positive integer, got {n_permutations!r}")
     keep = comparisons["group_a"].isin(labels) & comparisons["group_b"].isin(labels)
-    agg = _aggregate(comparisons.loc[keep], float(threshold), labels)
+    agg = aggregate(comparisons.loc[keep], float(threshold), labels)
     n_groups = len(labels)
     codes = np.repeat(np.arange(n_groups), np.diff(agg.starts))
     rng = np.random.default_rng(int(seed))

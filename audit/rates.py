@@ -10,6 +10,7 @@ One global threshold per FR model is set on all non-mated comparisons (:func:`th
 per-group rates are then read at that same threshold (:func:`error_rates`). A group's FMR uses
 only non-mated pairs with both images in that group (demographically matched impostors); the
 cross-group matrix gives FMR for every pair of groups, as in NIST FRVT demographic reports.
+The threshold itself is chosen in :mod:`audit.thresholds` (importable from here).
 
 When no error is observed in ``n`` trials, the rate is reported as 0 together with the "rule of
 three" 95% upper bound ``3 / n`` (:func:`rule_of_three`).
@@ -25,7 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .frozen import Copied
 from .jsonable import plain as _plain
+from .thresholds import ThresholdChoice, threshold_at_fmr
 
 __all__ = [
     "BY_GROUP_COLUMNS",
@@ -52,118 +55,6 @@ BY_GROUP_COLUMNS: tuple[str, ...] = (
 _COMPARISON_COLUMNS = ("score", "mated", "group_a", "group_b", "identity_a", "identity_b")
 
 
-# --- threshold --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ThresholdChoice:
-    """A decision threshold chosen on non-mated scores.
-
-    Attributes
-    ----------
-    threshold:
-        Similarity threshold ``t`` (same units as the scores, e.g. cosine similarity); a
-        comparison matches when ``score >= t``.
-    target_fmr:
-        The requested false-match rate.
-    achieved_fmr:
-        FMR(t) on the non-mated scores it was chosen on; always ``<= target_fmr``.
-    n_nonmated:
-        Number of non-mated scores.
-    false_matches:
-        Number of non-mated scores ``>= t`` (so ``achieved_fmr = false_matches / n_nonmated``).
-    """
-
-    threshold: float
-    target_fmr: float
-    achieved_fmr: float
-    n_nonmated: int
-    false_matches: int
-
-    @property
-    def resolvable(self) -> bool:
-        """Whether the data can resolve the target at all: ``target_fmr >= 1 / n_nonmated``.
-
-        When False, the threshold is just above the highest non-mated score, the achieved FMR is
-        0 and the true FMR at that threshold is only bounded (by the rule of three, ``3 / n``).
-        """
-        return self.target_fmr * self.n_nonmated >= 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable values."""
-        return {
-            "threshold": float(self.threshold),
-            "target_fmr": float(self.target_fmr),
-            "achieved_fmr": float(self.achieved_fmr),
-            "n_nonmated": int(self.n_nonmated),
-            "false_matches": int(self.false_matches),
-        }
-
-
-def threshold_at_fmr(
-    nonmated_scores: Sequence[float] | np.ndarray, target_fmr: float
-) -> ThresholdChoice:
-    """Smallest threshold, among the observed scores, whose FMR does not exceed a target.
-
-    With FMR(t) = share of non-mated scores ``>= t`` (ISO/IEC 19795-1, match at or above the
-    threshold), return the smallest observed score value ``t`` with ``FMR(t) <= target_fmr``.
-    Ties are handled exactly: all scores equal to ``t`` count as false matches, so the achieved
-    FMR never exceeds the target even when many scores tie at the cut. Lowering ``t`` to the next
-    smaller distinct score would exceed the target. If even ``t = max(scores)`` gives an FMR above
-    the target (for example when ``target_fmr < 1 / n``), the threshold is
-    ``numpy.nextafter(max, +inf)``, just above every score, with 0 false matches.
-
-    Parameters
-    ----------
-    nonmated_scores:
-        1-D array-like of non-mated similarity scores, shape (n,), n >= 1, all finite.
-    target_fmr:
-        Target false-match rate, strictly between 0 and 1 (e.g. 1e-3).
-
-    Returns
-    -------
-    ThresholdChoice
-
-    Raises
-    ------
-    ValueError
-        If the target is not in (0, 1), or the scores are empty, not 1-D or not finite.
-    """
-    if isinstance(target_fmr, bool) or not isinstance(target_fmr, (int, float, np.number)):
-        raise ValueError(f"target_fmr must be a number in (0, 1), got {target_fmr!r}")
-    target = float(target_fmr)
-    if not (0.0 < target < 1.0):
-        raise ValueError(f"target_fmr must be strictly between 0 and 1, got {target_fmr!r}")
-    scores = np.asarray(nonmated_scores, dtype=np.float64)
-    if scores.ndim != 1:
-        raise ValueError(f"nonmated_scores must be 1-D, got shape {scores.shape}")
-    if scores.size == 0:
-        raise ValueError("nonmated_scores is empty: no non-mated comparisons to set a threshold on")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("nonmated_scores contain NaN or infinite values")
-
-    n = scores.size
-    # Distinct values v_1 < ... < v_m; first_index[j] = number of scores < v_j, so the number of
-    # scores >= v_j is n - first_index[j], which decreases with j.
-    values, first_index = np.unique(np.sort(scores), return_index=True)
-    at_or_above = n - first_index
-    ok = at_or_above / n <= target  # same arithmetic as achieved_fmr below
-    if ok.any():
-        j = int(np.argmax(ok))  # first True: FMR is monotone, so this is the smallest t
-        threshold = float(values[j])
-        false_matches = int(at_or_above[j])
-    else:
-        threshold = float(np.nextafter(values[-1], np.inf))
-        false_matches = 0
-    return ThresholdChoice(
-        threshold=threshold,
-        target_fmr=target,
-        achieved_fmr=false_matches / n,
-        n_nonmated=int(n),
-        false_matches=false_matches,
-    )
-
-
 # --- rule of three ----------------------------------------------------------------------------
 
 
@@ -187,10 +78,6 @@ def rule_of_three(n: int) -> float:
 
 
 # --- per-group rates --------------------------------------------------------------------------
-
-
-def _copy(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.copy(deep=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,29 +117,12 @@ class GroupRates:
     _cross_counts: pd.DataFrame = field(repr=False)
     _cross_false_matches: pd.DataFrame = field(repr=False)
 
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return self._groups
-
-    @property
-    def overall(self) -> dict[str, float | int]:
-        return dict(self._overall)
-
-    @property
-    def by_group(self) -> pd.DataFrame:
-        return _copy(self._by_group)
-
-    @property
-    def cross_group_fmr(self) -> pd.DataFrame:
-        return _copy(self._cross_fmr)
-
-    @property
-    def cross_group_counts(self) -> pd.DataFrame:
-        return _copy(self._cross_counts)
-
-    @property
-    def cross_group_false_matches(self) -> pd.DataFrame:
-        return _copy(self._cross_false_matches)
+    groups = Copied()
+    overall = Copied()
+    by_group = Copied()
+    cross_group_fmr = Copied("_cross_fmr")
+    cross_group_counts = Copied("_cross_counts")
+    cross_group_false_matches = Copied("_cross_false_matches")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable summary (``json.dumps(..., allow_nan=False)`` works).
@@ -327,6 +197,38 @@ def error_rates(
         On missing columns, non-finite scores or threshold, missing ``mated`` values, mated rows
         whose two groups differ, or groups outside ``groups``.
     """
+    threshold = _checked_threshold(comparisons, threshold)
+    score, mated, group_a, group_b = _checked_rows(comparisons)
+    labels = _group_labels(group_a, group_b, groups)
+    n_groups = len(labels)
+    code_of = {g: c for c, g in enumerate(labels)}
+    code_a = np.fromiter((code_of[g] for g in group_a), dtype=np.int64, count=group_a.size)
+    code_b = np.fromiter((code_of[g] for g in group_b), dtype=np.int64, count=group_b.size)
+
+    match = score >= threshold
+    cross_counts, cross_fm = _cross_cells(code_a, code_b, mated, match, n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross_fmr = np.where(cross_counts > 0, cross_fm / np.maximum(cross_counts, 1), np.nan)
+
+    by_group = _by_group_frame(
+        comparisons, code_a, code_b, mated, match, cross_counts, cross_fm, labels
+    )
+    return GroupRates(
+        threshold=threshold,
+        _groups=labels,
+        _overall=_overall_rates(mated, match),
+        _by_group=by_group,
+        _cross_fmr=_square(cross_fmr.astype(np.float64), labels),
+        _cross_counts=_square(cross_counts.astype(np.int64), labels),
+        _cross_false_matches=_square(cross_fm.astype(np.int64), labels),
+    )
+
+
+# --- the steps of error_rates -----------------------------------------------------------------
+
+
+def _checked_threshold(comparisons: pd.DataFrame, threshold: Any) -> float:
+    """The threshold as a finite float, once the comparison columns are known to be there."""
     missing = [c for c in _COMPARISON_COLUMNS if c not in comparisons.columns]
     if missing:
         raise ValueError(
@@ -337,7 +239,14 @@ def error_rates(
     threshold = float(threshold)
     if not math.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
+    return threshold
 
+
+def _checked_rows(
+    comparisons: pd.DataFrame,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(score, mated, group_a, group_b)`` as arrays, validated (finite scores, no missing
+    labels, mated rows within one group)."""
     score = comparisons["score"].to_numpy(dtype=np.float64)
     if not np.all(np.isfinite(score)):
         raise ValueError("score contains NaN or infinite values")
@@ -350,26 +259,27 @@ def error_rates(
     group_b = comparisons["group_b"].to_numpy(dtype=object)
     if np.any(group_a[mated] != group_b[mated]):
         raise ValueError("mated comparisons must have group_a == group_b (groups are per identity)")
+    return score, mated, group_a, group_b
 
+
+def _group_labels(
+    group_a: np.ndarray, group_b: np.ndarray, groups: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The groups found, sorted, or the caller's ``groups`` in their order (repeats dropped)."""
     found = set(group_a.tolist()) | set(group_b.tolist())
     if groups is None:
-        labels = tuple(sorted(found))
-    else:
-        labels = tuple(dict.fromkeys(groups))  # keep caller's order, drop repeats
-        unknown = found - set(labels)
-        if unknown:
-            raise ValueError(f"comparisons contain groups not in `groups`: {sorted(unknown)}")
-    n_groups = len(labels)
-    code_of = {g: c for c, g in enumerate(labels)}
-    code_a = np.fromiter((code_of[g] for g in group_a), dtype=np.int64, count=group_a.size)
-    code_b = np.fromiter((code_of[g] for g in group_b), dtype=np.int64, count=group_b.size)
+        return tuple(sorted(found))
+    labels = tuple(dict.fromkeys(groups))  # keep caller's order, drop repeats
+    unknown = found - set(labels)
+    if unknown:
+        raise ValueError(f"comparisons contain groups not in `groups`: {sorted(unknown)}")
+    return labels
 
-    match = score >= threshold
 
-    # Mated: counts per group (group_a == group_b here).
-    n_mated = np.bincount(code_a[mated], minlength=n_groups)
-    fnm = np.bincount(code_a[mated & ~match], minlength=n_groups)
-
+def _cross_cells(
+    code_a: np.ndarray, code_b: np.ndarray, mated: np.ndarray, match: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-mated comparisons and false matches per (group, group) cell: symmetric (G, G)."""
     # Non-mated: unordered cell (lo, hi) -> symmetric matrices.
     nm = ~mated
     lo = np.minimum(code_a[nm], code_b[nm])
@@ -379,11 +289,24 @@ def error_rates(
     upper_fm = np.bincount(cell[match[nm]], minlength=n_groups * n_groups).reshape(
         n_groups, n_groups
     )
-    cross_counts = _symmetrise(upper_counts)
-    cross_fm = _symmetrise(upper_fm)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cross_fmr = np.where(cross_counts > 0, cross_fm / np.maximum(cross_counts, 1), np.nan)
+    return _symmetrise(upper_counts), _symmetrise(upper_fm)
 
+
+def _by_group_frame(
+    comparisons: pd.DataFrame,
+    code_a: np.ndarray,
+    code_b: np.ndarray,
+    mated: np.ndarray,
+    match: np.ndarray,
+    cross_counts: np.ndarray,
+    cross_fm: np.ndarray,
+    labels: tuple[str, ...],
+) -> pd.DataFrame:
+    """:attr:`GroupRates.by_group`: one row per group, columns :data:`BY_GROUP_COLUMNS`."""
+    n_groups = len(labels)
+    # Mated: counts per group (group_a == group_b here).
+    n_mated = np.bincount(code_a[mated], minlength=n_groups)
+    fnm = np.bincount(code_a[mated & ~match], minlength=n_groups)
     n_nonmated = np.diag(cross_counts).copy()
     fm = np.diag(cross_fm).copy()
 
@@ -401,8 +324,7 @@ def error_rates(
     ).drop_duplicates()
     n_identities = np.bincount(ident["code"].to_numpy(), minlength=n_groups)
 
-    index = pd.Index(labels, name="group")
-    by_group = pd.DataFrame(
+    return pd.DataFrame(
         {
             "n_mated": n_mated.astype(np.int64),
             "false_non_matches": fnm.astype(np.int64),
@@ -414,15 +336,19 @@ def error_rates(
             "fmr": _rate(fm, n_nonmated),
             "fmr_upper95": _upper95(fm, n_nonmated),
         },
-        index=index,
+        index=pd.Index(labels, name="group"),
         columns=list(BY_GROUP_COLUMNS),
     )
 
+
+def _overall_rates(mated: np.ndarray, match: np.ndarray) -> dict[str, float | int]:
+    """:attr:`GroupRates.overall`: counts and rates over every comparison."""
+    nm = ~mated
     total_mated = int(mated.sum())
     total_fnm = int((mated & ~match).sum())
     total_nonmated = int(nm.sum())
     total_fm = int((nm & match).sum())
-    overall: dict[str, float | int] = {
+    return {
         "n_mated": total_mated,
         "false_non_matches": total_fnm,
         "fnmr": float(_rate(np.array([total_fnm]), np.array([total_mated]))[0]),
@@ -433,20 +359,14 @@ def error_rates(
         "fmr_upper95": float(_upper95(np.array([total_fm]), np.array([total_nonmated]))[0]),
     }
 
-    def square(values: np.ndarray) -> pd.DataFrame:
-        frame = pd.DataFrame(values, index=index.copy(), columns=pd.Index(labels, name="group_b"))
-        frame.index.name = "group_a"
-        return frame
 
-    return GroupRates(
-        threshold=threshold,
-        _groups=labels,
-        _overall=overall,
-        _by_group=by_group,
-        _cross_fmr=square(cross_fmr.astype(np.float64)),
-        _cross_counts=square(cross_counts.astype(np.int64)),
-        _cross_false_matches=square(cross_fm.astype(np.int64)),
+def _square(values: np.ndarray, labels: tuple[str, ...]) -> pd.DataFrame:
+    """A (G, G) matrix labelled ``group_a`` x ``group_b``."""
+    frame = pd.DataFrame(
+        values, index=pd.Index(labels, name="group"), columns=pd.Index(labels, name="group_b")
     )
+    frame.index.name = "group_a"
+    return frame
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ SQLite database and media folder, then times what a researcher waits for:
   <= 20 s) and a later one (served from the kept file);
 * **dataset zip**: the body of ``GET /audits/<pk>/download.zip`` consumed as the browser
   would, MB/s over the whole stream (target: >= 50 MB/s). The large text members were deflated
-  once by the aggregation stage (``worker/export_cache.py``), as in production.
+  once by the aggregation stage (``exports/export_cache.py``), as in production.
 
 The audit: 4 groups (perceived gender x skin tone) x 500 identities x 10 variants (baseline,
 control, blur 1 and 2, downscale 24 and 16, JPEG 30 and 10, noise 10 and 20) = 20,000 images;
@@ -89,6 +89,7 @@ def build_audit():
     from django.contrib.auth import get_user_model
     from django.core.files.storage import default_storage
 
+    from exports.files import AuditFiles, group_slugs
     from generator.config import parse_config
     from generator.design import plan_design
     from webapp.audits.models import (
@@ -115,9 +116,10 @@ def build_audit():
                           index_in_group=i, candidate=i, latent_seed=int(rng.integers(2**62)))
         for g in design.groups for i in range(design.identities_per_group)])
     images, k = [], 0
+    files, slugs = AuditFiles(audit.pk), group_slugs(g.name for g in design.groups)
     for ident in identities:
         for v in design.variants:
-            name = pipeline.storage_name(audit.pk, pipeline.image_relpath(ident, v.key))
+            name = files.image(slugs[ident.group_name], ident.index_in_group, v.key)
             default_storage.save(name, _content(pngs[k % len(pngs)]))
             images.append(GeneratedImage(audit=audit, identity=ident, variant=v.key,
                                          factor=v.factor, level=v.level, file=name,

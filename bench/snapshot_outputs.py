@@ -92,8 +92,8 @@ def render(data: Path, out: Path) -> None:
     from django.core.cache import cache
     from django.test import Client
 
+    from exports.dataset import export_to_dir
     from webapp.audits.models import Audit
-    from worker.exports import export_to_dir
     from worker.results import compute_results
 
     settings.ALLOWED_HOSTS = ["*"]
@@ -116,7 +116,7 @@ def render(data: Path, out: Path) -> None:
         summary = audit.result.summary
         recomputed, comparisons, tables = compute_results(audit)
         _write(out, f"{a}/recomputed/summary.json",
-               json.dumps(recomputed, sort_keys=True, indent=1, default=str).encode())
+               json.dumps(recomputed, indent=1, default=str).encode())
         _write(out, f"{a}/recomputed/comparisons.csv", comparisons.to_csv(index=False).encode())
         for name, table in sorted(tables.items()):
             _write(out, f"{a}/recomputed/{name}.csv", table.to_csv(index=False).encode())

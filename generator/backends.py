@@ -160,13 +160,6 @@ def load_dcgan_digiface(device: str = "cpu", verify: bool = True) -> TorchLatent
                                 latent_shape=(100, 1, 1), device=device)
 
 
-def load_dcgan_backend(device: str = "cpu", name: str = "dcgan-digiface", **options: Any):
-    """The DCGAN as a :class:`generator.registry.GeneratorBackend` (registry loader)."""
-    from generator.registry import LatentBackend
-
-    return LatentBackend(name, load_dcgan_digiface(device=device, **options))
-
-
 def load_generator(name: str, device: str = "cpu") -> LatentGenerator:
     """The latent generator registered as ``name`` (see :data:`generator.registry.BACKENDS`);
     a ValueError for a prompt-driven backend, which has no latent space."""

@@ -8,7 +8,8 @@ its sensor shows the requested change. Every image is then sensed and checked:
 - face found;
 - on target (latent edits): the intended sensor moved by the requested amount, within
   ``max(abs tolerance, rel_tol x |request|)``;
-- others held: the other sensors stayed within their tolerances of the baseline; sensors a factor legitimately moves are not held (:data:`AFFECTS`);
+- others held: the other sensors stayed within their tolerances of the baseline; sensors a factor legitimately moves are not held (its ``affects`` in
+  :data:`generator.factor_spec.FACTORS`, collected in :data:`AFFECTS`);
 - identity kept (latent edits): cosine similarity to the baseline, measured by an *identity
   judge*: an FR model that is neither under test nor the one that conditioned the generator
   (``worker.runtime.choose_identity_judge``), against a cut-off fixed once per audit before any
@@ -23,7 +24,7 @@ identity with the model under test would censor exactly the failures the audit m
 only marks the variants a second, "judged same person" view of the results leaves out.
 
 Prompt factors of the diffusion backends (``check_image(..., prompt_level=level)``, used by
-:mod:`generator.diffusion.audit`) get the same checks: face found; others held, where the sensors
+:mod:`generator.diffusion.variants`) get the same checks: face found; others held, where the sensors
 a prompt factor legitimately moves are :data:`PROMPT_AFFECTS` (per level where it matters,
 :func:`prompt_affects`); on target only where a sensor can tell (:data:`PROMPT_TARGETS`: pose
 left/right/profile by yaw, up/down by pitch, lighting dim/bright by brightness), otherwise
@@ -49,9 +50,15 @@ from typing import Any
 import numpy as np
 
 from generator.backends import LatentGenerator
-from generator.config import FACTORS
 from generator.design import Variant, derive_seed
 from generator.directions import LOGIT_SENSORS, DirectionSet
+from generator.factor_spec import (
+    FACTORS,
+    IMAGE,
+    LATENT,
+    PROMPT_FACTOR_SPECS,
+    PromptTarget,
+)
 from generator.render import RenderedImage, image_variant, latent_recipe
 
 # sense(images (N,H,W,3) uint8, embed=True) -> {"face_found": (N,) bool, sensor: (N,) float,
@@ -66,95 +73,29 @@ HELD = ("yaw", "pitch", "age", "ita", "skin_tone_index", "brightness", "male_pro
 #: Directions held fixed (projected out) during a latent edit.
 HELD_DIRECTIONS = ("yaw", "pitch", "age", "ita", "skin_tone_index", "brightness",
                    "male_probability", "smile")
-AFFECTS: dict[str, frozenset[str]] = {
-    "blur": frozenset({"sharpness"}),
-    "downscale": frozenset({"sharpness"}),
-    "jpeg": frozenset({"sharpness"}),
-    "noise": frozenset({"sharpness"}),
-    "brightness": frozenset({"brightness", "ita"}),  # ITA is measured on lit skin
-    "occlusion": frozenset({"age", "male_probability", "ita", "brightness"}),
-    "lighting": frozenset({"brightness", "ita"}),
-    "yaw": frozenset({"yaw"}),
-    "pitch": frozenset({"pitch"}),
-    "age": frozenset({"age"}),
-    "smile": frozenset({"smile", "mouth_open", "age"}),  # smiles add wrinkles that read as age
-}
-
-
-#: Sensors each *prompt* factor of the diffusion backends legitimately moves (the prompt factors
-#: are :data:`generator.diffusion.prompts.PROMPT_FACTORS`; "lighting" there is a named phrase, not
-#: the latent "lighting" edit of :data:`AFFECTS`). Levels that move more than their factor's set
-#: are in :data:`PROMPT_LEVEL_AFFECTS`. Sensors outside :data:`HELD` (roll,
-#: illumination_uniformity) are listed for the record; they are not held anyway.
+#: Sensors each factor legitimately moves (not held), from :data:`generator.factor_spec.FACTORS`.
+AFFECTS: dict[str, frozenset[str]] = {name: spec.affects for name, spec in FACTORS.items()}
+#: Sensors each *prompt* factor of the diffusion backends legitimately moves, and the levels that
+#: move another set (:data:`generator.factor_spec.PROMPT_FACTOR_SPECS`; "lighting" there is a
+#: named phrase, not the latent "lighting" edit of :data:`AFFECTS`).
 PROMPT_AFFECTS: dict[str, frozenset[str]] = {
-    "expression": frozenset({"age"}),  # smiles and frowns add wrinkles that read as age
-    "pose": frozenset({"yaw", "pitch", "roll"}),
-    "lighting": frozenset({"brightness", "ita", "illumination_uniformity"}),
-    "accessories": frozenset({"age"}),  # glasses read as older
-}
-#: Accessories that cover or shade skin, hair or the eyes: the gender-age model, ITA and the
-#: brightness of the crop all see something else than the face.
-_COVERING = frozenset({"age", "male_probability", "ita", "brightness"})
+    name: spec.affects for name, spec in PROMPT_FACTOR_SPECS.items()}
 PROMPT_LEVEL_AFFECTS: dict[tuple[str, str], frozenset[str]] = {
-    ("accessories", "sunglasses"): _COVERING,
-    ("accessories", "face_mask"): _COVERING,
-    ("accessories", "hat"): _COVERING,
-    ("accessories", "headscarf"): _COVERING,
-}
+    (name, level): moved for name, spec in PROMPT_FACTOR_SPECS.items()
+    for level, moved in spec.level_affects.items()}
+#: Prompt levels whose effect a sensor can confirm (the ``targets`` of
+#: :data:`generator.factor_spec.PROMPT_FACTOR_SPECS`). Levels not listed (expressions,
+#: accessories, side light, backlight) have ``on_target`` None: not measurable.
+PROMPT_TARGETS: dict[tuple[str, str], PromptTarget] = {
+    (name, level): target for name, spec in PROMPT_FACTOR_SPECS.items()
+    for level, target in spec.targets.items()}
 
 
 def prompt_affects(factor: str, level: str) -> frozenset[str]:
-    """The sensors prompt factor ``factor`` at ``level`` may move (not held)."""
-    return PROMPT_LEVEL_AFFECTS.get((factor, level), PROMPT_AFFECTS.get(factor, frozenset()))
-
-
-@dataclass(frozen=True)
-class PromptTarget:
-    """What a prompt edit must show on a sensor to count as on target: a change of at least
-    ``min_change`` in direction ``sign`` (+1 up, -1 down, 0 either way), in the sensor's unit,
-    or in percent of the baseline's value when ``relative``."""
-
-    sensor: str
-    sign: int
-    min_change: float
-    relative: bool = False
-    meaning: str = ""
-
-    @property
-    def requested(self) -> float:
-        """The smallest change that counts, signed (unsigned when either way counts)."""
-        return float(self.sign * self.min_change if self.sign else self.min_change)
-
-    def rule(self) -> str:
-        """E.g. ``"yaw change >= +10 (turned to the subject's left)"``; units: degrees, or percent
-        of the baseline when relative."""
-        size = f"{self.min_change:g}{'% of the baseline' if self.relative else ''}"
-        if self.sign == 0:
-            text = f"|{self.sensor} change| >= {size}"
-        elif self.sign > 0:
-            text = f"{self.sensor} change >= +{size}"
-        else:
-            text = f"{self.sensor} change <= -{size}"
-        return f"{text} ({self.meaning})" if self.meaning else text
-
-
-#: Prompt levels whose effect a sensor can confirm (audit/pose.py: yaw > 0 = face turned to the
-#: subject's left, nose towards the image's right; pitch > 0 = chin up). "Head turned to the
-#: left" is read as the subject's left, the usual reading of a caption about a person; the minimum
-#: change equals the hold tolerance of the sensor (10 degrees), so an edit counts as on target
-#: exactly when the same change would count as broken had it been unintended. Levels not listed
-#: (expressions, accessories, side light, backlight) have ``on_target`` None: not measurable.
-PROMPT_TARGETS: dict[tuple[str, str], PromptTarget] = {
-    ("pose", "left"): PromptTarget("yaw", +1, 10.0, meaning="turned to the subject's left"),
-    ("pose", "right"): PromptTarget("yaw", -1, 10.0, meaning="turned to the subject's right"),
-    ("pose", "up"): PromptTarget("pitch", +1, 10.0, meaning="chin up"),
-    ("pose", "down"): PromptTarget("pitch", -1, 10.0, meaning="chin down"),
-    ("pose", "profile"): PromptTarget("yaw", 0, 30.0, meaning="side view, either side"),
-    ("lighting", "dim"): PromptTarget("brightness", -1, 10.0, relative=True,
-                                      meaning="face darker than the baseline"),
-    ("lighting", "bright"): PromptTarget("brightness", +1, 10.0, relative=True,
-                                         meaning="face brighter than the baseline"),
-}
+    """The sensors prompt factor ``factor`` at ``level`` may move (not held); none for a name
+    that is not a prompt factor."""
+    spec = PROMPT_FACTOR_SPECS.get(factor)
+    return spec.affected(level) if spec is not None else frozenset()
 
 
 @dataclass(frozen=True)
@@ -209,7 +150,7 @@ def check_image(base: dict[str, np.ndarray], bi: int, var: dict[str, np.ndarray]
     if prompt_level is not None:
         return _check_prompt(base, bi, var, vi, factor, prompt_level, policy, found)
     spec = FACTORS.get(factor)
-    latent = spec is not None and spec.kind == "latent"
+    latent = spec is not None and spec.kind == LATENT
     out: dict[str, Any] = {"face_found": found, "target_sensor": spec.sensor if latent else None,
                            "requested": requested if latent else None, "achieved": None,
                            "on_target": None, "deltas": {}, "broken": [],
@@ -343,7 +284,7 @@ def render_and_check(
             pixels, rv, extra, checks = base, rb, [{} for _ in range(n)], [
                 {"face_found": bool(rb["face_found"][i]), "edit_ok": bool(rb["face_found"][i]),
                  "passed": bool(rb["face_found"][i])} for i in range(n)]
-        elif v.factor == "control" or FACTORS[v.factor].kind == "image":
+        elif v.factor == "control" or FACTORS[v.factor].kind == IMAGE:
             pixels, sub = image_variant(base, seeds, v, audit_seed)
             # identity is preserved by construction (same face, degraded): no drift embedding
             rv = sense(pixels, embed=False)
@@ -383,7 +324,7 @@ def _latent_edit(generator, z, rb, seeds, v: Variant, audit_seed, sense, directi
     if directions is None or spec.sensor not in directions.directions:
         raise ValueError(f"the {v.factor} edit needs learned directions for sensor "
                          f"{spec.sensor!r}; run `manage.py learn_directions`")
-    hold = [h for h in HELD_DIRECTIONS if h not in AFFECTS[v.factor] and h != spec.sensor]
+    hold = spec.held(HELD_DIRECTIONS)
     d = directions.conditional(spec.sensor, hold)
     slope = directions.conditional_slope(spec.sensor, hold)
     n = len(seeds)

@@ -1,8 +1,10 @@
 """Image-space factors, applied to a baseline image to make one variant.
 
 Every function maps an ``(H, W, 3) uint8 RGB`` image to a new image of the same shape and is
-deterministic given its arguments (the only random factor, ``noise``, takes a seed). Level units
-are listed in :data:`generator.config.FACTORS`.
+deterministic given its arguments (the only random factor, ``noise``, takes a seed). Which
+function makes which factor, and the levels' units and ranges, are the ``apply``, ``unit``,
+``minimum`` and ``maximum`` of the factor's entry in :data:`generator.factor_spec.FACTORS`; a new
+image factor is a function here plus that entry.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from generator.config import FACTORS
+from generator.factor_spec import IMAGE_FACTORS
 
 Image = np.ndarray  # (H, W, 3) uint8, RGB
 
@@ -77,16 +79,11 @@ def control(image: Image, level: float | None, seed: int) -> Image:
     return jpeg(shifted, 95, seed)
 
 
+#: Image factor -> its pixel operation, as named by the factor's ``apply`` in
+#: :data:`generator.factor_spec.FACTORS` (a KeyError here: an entry names no function above).
 APPLY: dict[str, Callable[[Image, float, int], Image]] = {
-    "blur": blur,
-    "downscale": downscale,
-    "jpeg": jpeg,
-    "noise": noise,
-    "brightness": brightness,
-    "occlusion": occlusion,
-}
-assert set(APPLY) == {n for n, f in FACTORS.items() if f.kind == "image"}, \
-    "every image factor in the schema needs an implementation"
+    name: globals()[spec.apply] for name, spec in IMAGE_FACTORS.items() if spec.apply}
+assert set(APPLY) == set(IMAGE_FACTORS), "every image factor in the schema needs an operation"
 
 
 def apply_factor(image: Image, factor: str, level: float | None, seed: int) -> Image:

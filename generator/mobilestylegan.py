@@ -39,10 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from generator.mobilestylegan_files import (
+    MAPPING_SHA256,
+    SYNTHESIS_SHA256,
+    MobileStyleGANUnavailable,
+    data_dir,
+)
+
 MODEL_ID = "mobilestylegan-ffhq"
-#: SHA-256 of ``SynthesisNetwork.bin`` and ``MappingNetwork.bin`` in random-face 2021.7.21.1.
-SYNTHESIS_SHA256 = "c7da15fa22d508c82e1c30dd6b4cdf67fe3ccdddaf85b310ee764dbf0c289645"
-MAPPING_SHA256 = "212dd716bdb556e18db603ea97300d4fa3c872b878c726b2402fea80820e7305"
 LICENCE = ("research use only: MobileStyleGAN distilled from NVIDIA's StyleGAN2-FFHQ "
            "(non-commercial licence) on FFHQ (CC BY-NC-SA 4.0); network files from PyPI "
            "random-face 2021.7.21.1 (package Apache-2.0)")
@@ -111,21 +115,6 @@ def accepts_baseline(labels: dict[str, Any]) -> bool:
         if (low is not None and value < low) or (high is not None and value > high):
             return False
     return True
-
-
-class MobileStyleGANUnavailable(RuntimeError):
-    """The network files or OpenVINO are not installed."""
-
-
-def data_dir() -> Path:
-    """``random_face/data`` as pip installed it (found without importing the package, whose own
-    imports need packages this project does not install)."""
-    spec = importlib.util.find_spec("random_face")
-    if spec is None or not spec.submodule_search_locations:
-        raise MobileStyleGANUnavailable(
-            "MobileStyleGAN's files are missing: install them with "
-            "`pip install --no-deps random-face==2021.7.21.1` (./faceaudit does)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def available() -> bool:
@@ -280,7 +269,7 @@ def load_mobilestylegan(device: str = "cpu", verify: bool = True,
 
 def load_backend(device: str = "cpu", name: str = MODEL_ID, **options: Any):
     """MobileStyleGAN as a :class:`generator.registry.GeneratorBackend` (registry loader)."""
-    from generator.registry import LatentBackend
+    from generator.latent_backend import LatentBackend
 
     return LatentBackend(name, load_mobilestylegan(device=device, **options))
 

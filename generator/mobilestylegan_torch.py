@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from generator.mobilestylegan_files import MAPPING_SHA256, SYNTHESIS_SHA256
 from generator.openvino_ir import IRModule, load_ir
 
 LATENT_DIM = 512
@@ -108,11 +109,10 @@ def load_torch_mobilestylegan(data_dir: str | Path, device: str | torch.device =
                               batch_size: int = 16) -> TorchMobileStyleGAN:
     """MobileStyleGAN from ``data_dir`` (``random_face/data``: the folder holding
     ``MappingNetwork.{xml,bin}`` and ``SynthesisNetwork.{xml,bin}``, as
-    :func:`generator.mobilestylegan.data_dir` finds it), with the synthesis on ``device`` in
+    :func:`generator.mobilestylegan_files.data_dir` finds it), with the synthesis on ``device`` in
     ``dtype`` (fp32 or fp16; the mapping stays fp32). ``verify`` checks both weight files'
     SHA-256 against the pinned release first. Loading takes about 0.5 s on a CPU."""
     from generator.backends import sha256_file
-    from generator.mobilestylegan import MAPPING_SHA256, SYNTHESIS_SHA256
 
     data_dir = Path(data_dir)
     for name, want in (("SynthesisNetwork", SYNTHESIS_SHA256), ("MappingNetwork", MAPPING_SHA256)):

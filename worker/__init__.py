@@ -5,10 +5,11 @@
   and aggregates.
 - :mod:`worker.pipeline`: what each stage does, callable without Celery (``run_audit`` uses it).
 - :mod:`worker.results`: the audit's statistics from its stored rows.
-- :mod:`worker.exports`: the dataset export (manifest, pair lists, comparisons, tables, summary,
-  images); :mod:`worker.dataset_card`, :mod:`worker.export_cache` (large members deflated once)
-  and :mod:`worker.zip_stream` (the zip streamed to the client) serve it.
-- :mod:`worker.comparison_store`: the comparisons table as Parquet in the storage.
+- :mod:`worker.dispatch`: scheduling, cancelling and resuming audit work; the only worker module
+  the pages import.
+
+The dataset export, the comparisons store and the streamed zips serve the web process as well
+and live in the :mod:`exports` package.
 
 Importing this package does not import torch; only running a generation or scoring stage does.
 """

@@ -1,5 +1,6 @@
-"""Scheduling and cancelling audit work. Light on purpose: the web process imports this (never
-:mod:`worker.tasks` or :mod:`worker.pipeline`), sending tasks by name."""
+"""Scheduling, cancelling and resuming audit work: the only part of ``worker`` the pages use.
+Light on purpose: the web process imports this (never :mod:`worker.tasks`), sending tasks by
+name; :func:`resume_audit` imports :mod:`worker.pipeline` (no torch) only when called."""
 
 from __future__ import annotations
 
@@ -64,3 +65,12 @@ def cancel_audit(audit_id: int) -> bool:
             except Exception:  # revoking is an optimisation; the state check is what stops work
                 log.warning("could not revoke tasks of audit %s", audit_id, exc_info=True)
     return changed
+
+
+def resume_audit(audit_id: int) -> str:
+    """Send again whatever work the audit still needs, after putting a failed audit back in the
+    state of the stage it had reached (:func:`worker.pipeline.resume`); returns the sentence that
+    says what was sent. The one way the pages and ``manage.py resume_audit`` resume an audit."""
+    from worker.pipeline import resume
+
+    return resume(audit_id, dispatch)

@@ -10,6 +10,17 @@ from typing import Any
 
 from django.conf import settings
 
+# What this installation offers (generators, FR models, the identity judge): one rule for the
+# form, the API, run_audit and the workers.
+from webapp.audits.availability import (  # noqa: F401 - the worker's names for them
+    NoIdentityJudge,
+    available_fr_models,
+    available_generators,
+    choose_identity_judge,
+    conditioning_model,
+    identity_judge_for,
+)
+
 _lock = threading.Lock()
 
 #: Faces sampling accepted, by (audit id, latent seed), kept in this process until the batch that
@@ -46,16 +57,6 @@ def _backend(name: str, device: str):
     spec = backend_spec(name)
     options = {} if spec.offline else dict(settings.FACEAUDIT_DIFFUSION.get(name) or {})
     return spec.load(device=device, **options)
-
-
-def available_generators() -> list[str]:
-    """The offline generators that are installed plus the diffusion generators configured in
-    settings, in registry order (the default first)."""
-    from generator.registry import BACKENDS
-
-    return [name for name, spec in BACKENDS.items()
-            if (spec.offline and spec.is_installed())
-            or (not spec.offline and name in settings.FACEAUDIT_DIFFUSION)]
 
 
 def get_backend(name: str):
@@ -95,94 +96,10 @@ def quality_model() -> str | None:
     return "lightqnet" if "lightqnet" in ModelRegistry(model_dir()).available() else None
 
 
-def available_fr_models() -> list[str]:
-    """FR models whose files are present in the model directory (no onnxruntime import)."""
-    from audit.registry import ModelRegistry, available_packs
-
-    return [*ModelRegistry(model_dir()).available_recognizers(), *available_packs(model_dir())]
-
-
 #: Sensors whose directions are learned (those a generator's faces give readings for): the
 #: demographic axes, the edit factors and what the baseline rule looks at.
 DIRECTION_SENSORS = ("male_probability", "age", "ita", "skin_tone_index", "brightness", "yaw",
                      "pitch", "smile", "mouth_open", "illumination_uniformity")
-
-
-#: Identity judges in order of preference when FACEAUDIT_DRIFT_MODEL is "auto": an FR family
-#: other than the models under test (dlib's ResNet and MobileFaceNet are trained on different
-#: data with different architectures), then any insightface pack in the model directory.
-JUDGE_PREFERENCE = ("dlib_resnet", "mobilefacenet")
-
-
-class NoIdentityJudge(ValueError):
-    """Every FR model that could judge identity is under test (or conditions the generator)."""
-
-
-def choose_identity_judge(fr_models, conditioning: str | None = None) -> tuple[str, str]:
-    """The FR model that judges whether an edit kept identity, and a sentence saying why.
-
-    Never a model under test (``fr_models``): its own similarity would decide which variants it
-    is then scored on, censoring its false non-matches. Never the model that conditions a
-    diffusion generator (``conditioning``), which the generator was optimised to please.
-    FACEAUDIT_DRIFT_MODEL names a preferred judge; "auto" (the default) picks the first
-    available of :data:`JUDGE_PREFERENCE`, then insightface packs. Raises
-    :class:`NoIdentityJudge` naming the fix when no model qualifies.
-    """
-    excluded = set(fr_models) | ({conditioning} if conditioning else set())
-    available = available_fr_models()
-    wanted = settings.FACEAUDIT_DRIFT_MODEL
-    if wanted and wanted != "auto":
-        if wanted not in excluded and wanted in available:
-            return wanted, f"{wanted}, set by FACEAUDIT_DRIFT_MODEL"
-        role = ("is a model under test in this audit" if wanted in fr_models else
-                "conditions the generator" if wanted == conditioning else
-                "is not available in the model directory")
-        prefix = f"FACEAUDIT_DRIFT_MODEL={wanted} {role}; "
-    else:
-        prefix = ""
-    for name in [*JUDGE_PREFERENCE, *sorted(available)]:
-        if name in available and name not in excluded:
-            return name, (f"{prefix}{name}, the first available FR model that is not under test"
-                          + (" and does not condition the generator" if conditioning else ""))
-    under_test = ", ".join(sorted(fr_models))
-    raise NoIdentityJudge(
-        f"no FR model is left to judge whether edits keep identity: {under_test} "
-        f"{'are' if len(fr_models) > 1 else 'is'} under test"
-        + (f" and {conditioning} conditions the generator" if conditioning else "")
-        + f" (available: {', '.join(sorted(available)) or 'none'}). Take one model out of the "
-        "FR models under test, or add another FR model to the model directory (e.g. an "
-        "insightface pack such as buffalo_l) so that it can judge identity")
-
-
-def needs_identity_judge(config) -> bool:
-    """Latent and prompt edits change the face itself, so whether identity survived is judged;
-    image factors degrade the same face and are not."""
-    from generator.config import LATENT_FACTORS
-    from generator.registry import backend_spec
-
-    return (any(f in LATENT_FACTORS for f in config.factors)
-            or backend_spec(config.generator).prompt_driven)
-
-
-def conditioning_model(config) -> str | None:
-    """The FR model whose embedding conditions the config's diffusion generator, else None."""
-    from generator.registry import backend_spec
-
-    if not backend_spec(config.generator).prompt_driven:
-        return None
-    from generator.diffusion.backend import render_options
-
-    return render_options(settings.FACEAUDIT_DIFFUSION.get(config.generator) or {},
-                          config.generator)[0]
-
-
-def identity_judge_for(config) -> tuple[str, str] | None:
-    """``(judge, why)`` for an :class:`generator.config.AuditConfig` whose edits need one,
-    else None; :class:`NoIdentityJudge` naming the fix when no FR model qualifies. One rule for
-    the form, the API and the workers."""
-    if not needs_identity_judge(config):
-        return None
-    return choose_identity_judge(config.fr_models, conditioning=conditioning_model(config))
 
 
 def cores_per_process() -> int:

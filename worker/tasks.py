@@ -16,7 +16,7 @@ from worker.dispatch import dispatch
 
 # Transient database failures are retried with exponential back-off (1 s, 2 s, 4 s ... capped
 # at 60 s, with jitter), five times; any other failure is turned into a failed audit with a
-# message by worker.pipeline.stage_errors and never crashes the worker loop.
+# message by worker.state.stage_errors and never crashes the worker loop.
 _options = {"acks_late": True, "ignore_result": True,
             "autoretry_for": pipeline.TRANSIENT_ERRORS, "retry_backoff": True,
             "retry_backoff_max": 60, "retry_jitter": True, "max_retries": 5}

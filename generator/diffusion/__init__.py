@@ -26,10 +26,16 @@ the base model and the adapter (or Arc2Face's weights) are pinned by their own r
 :mod:`generator.diffusion.check` checks a configured route before an audit uses it
 (``manage.py check_diffusion``).
 
+For an audit (no torch in these modules): :mod:`generator.diffusion.audit` samples identities
+(group anchors confirmed by the sensors), :mod:`generator.diffusion.variants` renders and checks
+their variants, and :mod:`generator.diffusion.backend` serves both as the registry's backends.
+
 Public names:
 
 - prompts (no torch): :func:`anchor_prompt`, :func:`variant_prompt`, :func:`prompt_slots`,
-  :func:`arc2face_prompt`, :class:`PromptEdit`, :data:`PROMPT_FACTORS`, :data:`BASELINE_LEVELS`.
+  :func:`arc2face_prompt`, :class:`PromptEdit`, :data:`PROMPT_FACTORS`, :data:`BASELINE_LEVELS`
+  (the prompt factors themselves, phrases, sensors and targets, are specified in
+  :data:`generator.factor_spec.PROMPT_FACTOR_SPECS`).
 - batching (torch imported inside its functions): :class:`DiffusionCell`,
   :class:`RenderSettings`, :func:`plan_batches`, :func:`render_cells`, :func:`seeded_latents`,
   :class:`StepReporter`, :class:`GenerationCancelled`.

@@ -1,6 +1,7 @@
 """The diffusion routes as :class:`generator.registry.GeneratorBackend`: identities are group
 anchors confirmed by the sensors (their identity embedding is the conditioning), edits are one
-prompt phrase each (:mod:`generator.diffusion.audit`).
+prompt phrase each (:mod:`generator.diffusion.audit` samples the identities,
+:mod:`generator.diffusion.variants` renders and checks their variants).
 
 The operator configures each route in ``FACEAUDIT_DIFFUSION`` (JSON, by generator name):
 ``base_model`` (hub id or folder), ``adapter`` (FaceID) or ``arc2face_model`` (Arc2Face), and
@@ -135,13 +136,13 @@ class PromptBackend:
 
     def render_and_check(self, cells, variants, audit_seed, sense, policy, directions=None,
                          baselines=None):
-        from generator.diffusion.audit import render_prompt_and_check
+        from generator.diffusion.variants import render_prompt_and_check
 
         return render_prompt_and_check(self.renderer, self._specs(cells), variants, audit_seed,
                                        sense, policy, render_kwargs=self.render_kwargs)
 
     def baselines(self, cells):
-        from generator.diffusion.audit import render_prompt_baselines
+        from generator.diffusion.variants import render_prompt_baselines
 
         return render_prompt_baselines(self.renderer, self._specs(cells),
                                        render_kwargs=self.render_kwargs)

@@ -7,7 +7,7 @@ A prompt is built from ordered *slots*::
     "a photo of a 40-year-old woman with dark skin, neutral expression, looking straight at the
      camera, soft even lighting, head and shoulders portrait, plain grey background, sharp focus"
 
-- ``subject`` comes from the group labels (the axes of :data:`generator.config.GROUP_AXES`):
+- ``subject`` comes from the group labels (the axes of :data:`generator.demographics.GROUP_AXES`):
   perceived gender picks the noun, the age band an age, the skin-tone band a skin phrase. It is the
   *group anchor*: the words only ask for the group; the caller confirms each image with the
   attribute sensors (perceived gender and age, ITA skin tone), never trusts the words.
@@ -25,8 +25,10 @@ is exactly that prompt and an edit appends one phrase. Its group comes from the 
 embedding, not from words. Arc2Face was trained without attribute text, so prompt edits are weak
 there; check them with the sensors.
 
-The phrases below are starting points chosen to be short, concrete and common in captions; they
-are data, not truth. Nothing here imports torch, so the web form can list the factors and levels.
+The subject phrases below and the factors' phrases (each prompt factor's entry in
+:data:`generator.factor_spec.PROMPT_FACTOR_SPECS`, where a new factor or level is added) are
+starting points chosen to be short, concrete and common in captions; they are data, not truth.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from generator.config import GROUP_AXES
+from generator.demographics import GROUP_AXES
+from generator.factor_spec import PROMPT_FACTOR_SPECS
 
 #: Noun per perceived gender; "person" when the axis is not part of the design.
 GENDER_NOUNS: dict[str, str] = {"female": "woman", "male": "man"}
@@ -57,47 +60,18 @@ SKIN_PHRASES: dict[str, str] = {
     "dark": "dark brown skin",
 }
 
-#: The order of the slots in every prompt.
-SLOTS: tuple[str, ...] = ("subject", "expression", "pose", "lighting", "accessories", "framing")
+#: The order of the slots in every prompt: the subject, one slot per prompt factor (in the order
+#: of :data:`generator.factor_spec.PROMPT_FACTOR_SPECS`), the framing.
+SLOTS: tuple[str, ...] = ("subject", *PROMPT_FACTOR_SPECS, "framing")
 #: Fixed framing, the same in every prompt of every group.
 FRAMING = "head and shoulders portrait, plain grey background, sharp focus"
 
-#: Prompt factors: factor -> level -> phrase. The first level of each factor is its baseline.
+#: Prompt factors: factor -> level -> phrase, from :data:`generator.factor_spec.PROMPT_FACTOR_SPECS`.
+#: The first level of each factor is its baseline.
 PROMPT_FACTORS: dict[str, dict[str, str]] = {
-    "expression": {
-        "neutral": "neutral expression",
-        "smiling": "smiling",
-        "laughing": "laughing with open mouth",
-        "frowning": "frowning",
-        "surprised": "surprised expression with raised eyebrows",
-        "eyes_closed": "eyes closed",
-    },
-    "pose": {
-        "frontal": "looking straight at the camera",
-        "left": "head turned to the left",
-        "right": "head turned to the right",
-        "up": "head tilted up",
-        "down": "head tilted down",
-        "profile": "side profile view",
-    },
-    "lighting": {
-        "even": "soft even lighting",
-        "dim": "dim low-key lighting",
-        "side": "harsh light from one side",
-        "backlit": "strong backlight",
-        "bright": "bright overexposed lighting",
-    },
-    "accessories": {
-        "none": "",
-        "glasses": "wearing glasses",
-        "sunglasses": "wearing sunglasses",
-        "hat": "wearing a baseball cap",
-        "face_mask": "wearing a surgical face mask",
-        "headscarf": "wearing a headscarf",
-    },
-}
+    name: dict(spec.levels) for name, spec in PROMPT_FACTOR_SPECS.items()}
 #: The baseline level of each prompt factor (the level every identity's baseline image uses).
-BASELINE_LEVELS: dict[str, str] = {f: next(iter(levels)) for f, levels in PROMPT_FACTORS.items()}
+BASELINE_LEVELS: dict[str, str] = {name: spec.baseline for name, spec in PROMPT_FACTOR_SPECS.items()}
 
 #: Arc2Face's training prompt; the word "id" is the placeholder token replaced by the identity.
 ARC2FACE_PLACEHOLDER = "id"

@@ -1,4 +1,4 @@
-"""Tests for audit.uncertainty.bootstrap_cross_group_fmr.
+"""Tests for audit.cross_group.bootstrap_cross_group_fmr (importable from audit.uncertainty).
 
 The reference below is a plain loop: it draws identities with the documented rng calls, and
 for every replicate walks the non-mated rows one by one, weighting each by the product of its
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import audit.uncertainty as uncertainty
+import audit.resampling as resampling
 from audit.rates import error_rates
 from audit.uncertainty import (
     CrossGroupBootstrap,
@@ -103,9 +103,9 @@ def test_fast_cross_group_bootstrap_equals_a_plain_loop(seed):
 def test_dense_sparse_and_chunked_paths_agree(monkeypatch):
     comparisons = random_comparisons(5, n_nonmated=300)
     dense = bootstrap_cross_group_fmr(comparisons, 0.5, n_boot=60, seed=3)
-    monkeypatch.setattr(uncertainty, "_DENSE_MAX_CELLS", 0)
-    monkeypatch.setattr(uncertainty, "_CHUNK_CELLS", 7)
-    monkeypatch.setattr(uncertainty, "_SMALL_PRODUCT", 0)
+    monkeypatch.setattr(resampling, "_DENSE_MAX_CELLS", 0)
+    monkeypatch.setattr(resampling, "_CHUNK_CELLS", 7)
+    monkeypatch.setattr(resampling, "_SMALL_PRODUCT", 0)
     sparse = bootstrap_cross_group_fmr(comparisons, 0.5, n_boot=60, seed=3)
     np.testing.assert_allclose(dense.replicates, sparse.replicates, rtol=1e-12, equal_nan=True)
 

@@ -25,11 +25,11 @@ from audit.factor_effects import (
     TEST_COLUMNS,
     FactorEffects,
     InteractionResult,
-    _mcnemar,
     adjust_pvalues,
     factor_effects,
     interaction_model,
 )
+from audit.paired_tests import mcnemar
 
 COLUMNS = ["fr_model", "identity_id", "group", "factor", "level", "score"]
 
@@ -256,7 +256,7 @@ def test_mcnemar_helper_matches_statsmodels_on_a_grid(lost: int, gained: int) ->
     table = np.array([[50, lost], [gained, 50]])
     exact = lost + gained < MCNEMAR_EXACT_BELOW
     expected = sm_mcnemar(table, exact=exact, correction=True)
-    method, statistic, p = _mcnemar(lost, gained)
+    method, statistic, p = mcnemar(lost, gained)
     if lost + gained == 0:
         assert (method, p) == ("none", 1.0)
         assert expected.pvalue == 1.0  # statsmodels' exact test agrees

@@ -17,7 +17,7 @@ import pytest
 from fairlearn.metrics import MetricFrame, false_negative_rate, false_positive_rate
 from scipy.special import expit
 
-import audit.uncertainty as uncertainty
+import audit.resampling as resampling
 from audit.rates import error_rates
 from audit.uncertainty import BOOTSTRAP_COLUMNS, BootstrapResult, bootstrap_group_rates
 
@@ -120,7 +120,7 @@ def test_dense_sparse_and_chunked_paths_agree(monkeypatch):
     for patch in variants:
         with monkeypatch.context() as m:
             for name, value in patch.items():
-                m.setattr(uncertainty, name, value)
+                m.setattr(resampling, name, value)
             other = bootstrap_group_rates(comparisons, 0.5, n_boot=30, seed=1)
         np.testing.assert_array_equal(other.fmr_replicates, reference.fmr_replicates)
         np.testing.assert_array_equal(other.fnmr_replicates, reference.fnmr_replicates)
@@ -179,9 +179,9 @@ def test_point_rates_equal_error_rates_fairlearn_and_naive_masks():
 def test_all_ones_draw_reproduces_the_point_estimate():
     comparisons = small_comparisons()
     labels = ("A", "B", "C")
-    agg = uncertainty._aggregate(comparisons, 0.5, labels)
+    agg = resampling.aggregate(comparisons, 0.5, labels)
     ones = np.ones((1, agg.identity_ids.size), dtype=np.int32)
-    reps = uncertainty._replicate_counts(agg, ones)
+    reps = resampling.replicate_counts(agg, ones)
     point = error_rates(comparisons, 0.5).by_group
     np.testing.assert_array_equal(reps["fm"][0], point["false_matches"].to_numpy())
     np.testing.assert_array_equal(reps["n_nonmated"][0], point["n_nonmated"].to_numpy())

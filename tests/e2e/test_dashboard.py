@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from webapp.audits.charts import FIGURE_KEYS
+from webapp.audits.dashboard import FIGURE_KEYS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -1,4 +1,5 @@
-"""Identities and checked variants for the diffusion backends (generator.diffusion.audit).
+"""Identities and checked variants for the diffusion backends (generator.diffusion.audit and
+generator.diffusion.variants).
 
 The pipelines are the tiny random FaceID and Arc2Face models of ``test_diffusion.py``, loaded
 through ``load_faceid_generator``/``load_arc2face_generator``. They draw noise, not faces, so real
@@ -25,6 +26,7 @@ pytest.importorskip("diffusers")
 from generator.design import BASELINE, Design, Group, Variant, derive_seed  # noqa: E402
 from generator.diffusion import audit as A  # noqa: E402
 from generator.diffusion import prompts as P  # noqa: E402
+from generator.diffusion import variants as V  # noqa: E402
 from generator.diffusion.arc2face import load_arc2face_generator  # noqa: E402
 from generator.diffusion.faceid import load_faceid_generator  # noqa: E402
 from generator.editing import (  # noqa: E402
@@ -272,7 +274,7 @@ def test_arc2face_anchors_come_from_seeded_random_unit_vectors(arc2face):
     batch, pos = divmod(d.candidate, 4)
     assert np.abs(direct[0].astype(int) - seen[batch][pos]).max() <= 1
     # Variants use Arc2Face's own prompt with one phrase appended.
-    rows = A.render_prompt_and_check(
+    rows = V.render_prompt_and_check(
         arc2face, [A.identity_spec(d)], [Variant(BASELINE, None), Variant("expression", "smiling")],
         SEED, sense, render_kwargs={**RENDER, "guidance_scale": 3.0})
     assert rows[0][0].recipe["prompt"] == "photo of a id person"
@@ -414,7 +416,7 @@ VARIANTS = [Variant(BASELINE, None), Variant("expression", "smiling"), Variant("
 def rendered(faceid, draws):
     specs = [A.identity_spec(d) for d in draws]
     rec = Recording(faceid)
-    rows = A.render_prompt_and_check(rec, specs, VARIANTS, SEED, sense, render_kwargs=RENDER)
+    rows = V.render_prompt_and_check(rec, specs, VARIANTS, SEED, sense, render_kwargs=RENDER)
     return specs, rows, rec.calls
 
 
@@ -450,8 +452,8 @@ def test_re_rendering_gives_byte_identical_images(faceid, rendered, draws):
             assert json.loads(json.dumps(img.recipe)) == img.recipe
             assert json.loads(json.dumps(img.checks)) == img.checks
     assert all(json.loads(json.dumps(d.sensors)) == d.sensors for d in draws)
-    assert A.render_prompt_and_check(faceid, [], VARIANTS, SEED, sense) == []
-    again = A.render_prompt_and_check(faceid, specs, VARIANTS, SEED, sense, render_kwargs=RENDER)
+    assert V.render_prompt_and_check(faceid, [], VARIANTS, SEED, sense) == []
+    again = V.render_prompt_and_check(faceid, specs, VARIANTS, SEED, sense, render_kwargs=RENDER)
     for row, row2 in zip(rows, again, strict=True):
         for a, b in zip(row, row2, strict=True):
             assert np.array_equal(a.pixels, b.pixels) and a.recipe == b.recipe
@@ -496,9 +498,9 @@ def test_pose_checks_read_the_stand_in_yaw(rendered):
 
 def test_a_cells_images_do_not_depend_on_the_other_identities_in_the_batch(faceid, rendered):
     specs, rows, _ = rendered
-    alone = A.render_prompt_and_check(faceid, specs[2:3], VARIANTS, SEED, sense,
+    alone = V.render_prompt_and_check(faceid, specs[2:3], VARIANTS, SEED, sense,
                                       render_kwargs=RENDER)[0]
-    split = A.render_prompt_and_check(faceid, specs[1:3], VARIANTS, SEED, sense,
+    split = V.render_prompt_and_check(faceid, specs[1:3], VARIANTS, SEED, sense,
                                       render_kwargs=RENDER, batch_size=3)[1]
     for other in (alone, split):
         for a, b in zip(rows[2], other, strict=True):
@@ -507,7 +509,7 @@ def test_a_cells_images_do_not_depend_on_the_other_identities_in_the_batch(facei
 
 def test_a_baseline_level_reuses_the_baseline_pixels_and_bad_variants_are_refused(faceid, draws):
     spec = [A.identity_spec(draws[0])]
-    row = A.render_prompt_and_check(faceid, spec, [Variant(BASELINE, None),
+    row = V.render_prompt_and_check(faceid, spec, [Variant(BASELINE, None),
                                                    Variant("pose", "frontal")], SEED, sense,
                                     render_kwargs=RENDER)[0]
     assert np.array_equal(row[0].pixels, row[1].pixels) and row[1].checks["deltas"]["yaw"] == 0
@@ -515,12 +517,12 @@ def test_a_baseline_level_reuses_the_baseline_pixels_and_bad_variants_are_refuse
                        (Variant("lighting", -25.0), "named level"),
                        (Variant("pose", "sideways"), "unknown level 'sideways'")):
         with pytest.raises(ValueError, match=match):
-            A.render_prompt_and_check(faceid, spec, [bad], SEED, sense, render_kwargs=RENDER)
+            V.render_prompt_and_check(faceid, spec, [bad], SEED, sense, render_kwargs=RENDER)
     with pytest.raises(ValueError, match=r"finite \(16,\) vectors"):
-        A.render_prompt_and_check(faceid, [({}, np.zeros(3), 1)], [Variant(BASELINE, None)],
+        V.render_prompt_and_check(faceid, [({}, np.zeros(3), 1)], [Variant(BASELINE, None)],
                                   SEED, sense, render_kwargs=RENDER)
     with pytest.raises(ValueError, match="render_kwargs accepts"):
-        A.render_prompt_and_check(faceid, spec, [Variant(BASELINE, None)], SEED, sense,
+        V.render_prompt_and_check(faceid, spec, [Variant(BASELINE, None)], SEED, sense,
                                   render_kwargs={"callback": print})
 
 
@@ -589,8 +591,8 @@ def test_prompt_checks_hold_the_other_sensors_and_keep_identity():
     assert latent["target_sensor"] == "brightness" and latent["on_target"]
 
 
-def test_importing_the_audit_module_does_not_import_torch():
-    code = ("import sys, generator.diffusion.audit as a; "
+def test_importing_the_audit_modules_does_not_import_torch():
+    code = ("import sys, generator.diffusion.audit, generator.diffusion.variants; "
             "print('torch' in sys.modules, 'django' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)

@@ -10,7 +10,8 @@ import pytest
 
 from generator import config as config_module
 from generator import registry
-from generator.registry import BACKENDS, BackendSpec, IdentityCell, LatentBackend
+from generator.latent_backend import LatentBackend
+from generator.registry import BACKENDS, BackendSpec, IdentityCell
 
 
 def test_every_registry_entry_names_an_importable_loader():

@@ -2,9 +2,9 @@
 
 import pytest
 
+from exports.comparison_store import read_comparisons
 from generator.config import parse_config
 from webapp.audits.models import Audit
-from worker.comparison_store import read_comparisons
 from worker.pipeline import InlineRunner
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

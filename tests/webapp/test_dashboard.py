@@ -17,7 +17,8 @@ from django.urls import reverse
 
 from tests.webapp.factories import make_done_audit
 from webapp.audits import result_tables
-from webapp.audits.charts import FIGURE_KEYS, SIGNIFICANT_MARK, dashboard_figures
+from webapp.audits.charts import SIGNIFICANT_MARK
+from webapp.audits.dashboard import FIGURE_KEYS, dashboard_figures
 from webapp.audits.models import AuditResult, GeneratedImage
 
 GROUPS = ["female", "male"]

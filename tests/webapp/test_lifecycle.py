@@ -99,7 +99,7 @@ def test_a_batch_whose_audit_is_deleted_midway_stops_quietly_and_leaves_nothing(
     """Cancel, then Delete while a generation or scoring batch is storing its output: the
     batch's next insert finds the audit gone; it stops without an error, and neither rows nor
     files of the audit are left behind."""
-    from worker import pipeline
+    from worker import generation, pipeline
 
     cfg = parse_config(CONFIG)
     audit = Audit.objects.create(owner=alice, name=cfg.name, config=cfg.to_dict(), seed=cfg.seed,
@@ -118,7 +118,7 @@ def test_a_batch_whose_audit_is_deleted_midway_stops_quietly_and_leaves_nothing(
 
     calls = []
     if stage == "generate_images":
-        save_file = pipeline.save_file
+        save_file = generation.save_file
 
         def save_then_delete(name, data):  # the 2nd identity's first image: after a deletion
             calls.append(name)
@@ -126,7 +126,7 @@ def test_a_batch_whose_audit_is_deleted_midway_stops_quietly_and_leaves_nothing(
                 delete_now()
             return save_file(name, data)
 
-        monkeypatch.setattr(pipeline, "save_file", save_then_delete)
+        monkeypatch.setattr(generation, "save_file", save_then_delete)
     else:
         store = Embedding.objects.update_or_create
 

@@ -18,7 +18,8 @@ from django.urls import reverse
 
 from tests.webapp.factories import make_done_audit
 from tests.webapp.test_dashboard import chart_data, factor_table, store_dashboard_results
-from webapp.audits.charts import dashboard_figures, factor_heatmap
+from webapp.audits.charts import factor_heatmap
+from webapp.audits.dashboard import dashboard_figures
 from webapp.audits.models import FaceAnalysis, GeneratedImage
 from webapp.audits.report import build_report
 

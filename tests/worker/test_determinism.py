@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from exports.dataset import export_to_dir
 from generator.config import parse_config
 from webapp.audits.models import Audit, GeneratedImage, SyntheticIdentity
 from worker import pipeline
-from worker.exports import export_to_dir
 from worker.pipeline import InlineRunner
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

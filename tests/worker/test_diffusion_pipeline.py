@@ -81,14 +81,14 @@ def test_the_identity_model_may_not_judge_its_own_drift(alice, media_root, setti
 
 
 def test_prompt_factors_are_not_mistaken_for_latent_edits():
-    from worker.pipeline import _latent_factors
+    from worker.state import latent_factors
 
     cfg = parse_config({"name": "d", "seed": 1, "groups": {"perceived_gender": ["female", "male"]},
                         "identities_per_group": 2, "generator": "sd15-faceid",
                         "factors": {"expression": ["smiling"], "blur": [1.0]}},
                        generators_available=["sd15-faceid"])
-    assert _latent_factors(cfg) == []
+    assert latent_factors(cfg) == []
     latent = parse_config({"name": "l", "seed": 1,
                            "groups": {"perceived_gender": ["female", "male"]},
                            "generator": "dcgan-digiface", "identities_per_group": 2, "factors": {"yaw": [10], "blur": [1.0]}})
-    assert _latent_factors(latent) == ["yaw"]
+    assert latent_factors(latent) == ["yaw"]

@@ -19,7 +19,7 @@ from celery import Celery
 from generator.config import parse_config
 from tests.conftest import WorkerProcess, fresh_dir, redis_unavailable, wait_for
 from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage
-from worker import pipeline
+from worker import pipeline, state
 from worker.pipeline import InlineRunner
 
 CONFIG = {"name": "faults", "seed": 5, "groups": {"perceived_gender": ["female", "male"]},
@@ -71,7 +71,7 @@ def test_a_failed_audit_resumes_where_it_stopped_with_the_same_results(alice, me
         if name == "score_images":
             scored_batches.append(args)
             if len(scored_batches) == 2:  # the second scoring batch finds the audit failed
-                pipeline._fail(audit.pk, "scoring images: disk full (simulated)")
+                state.fail(audit.pk, "scoring images: disk full (simulated)")
 
     from django.test import override_settings
 

@@ -5,10 +5,10 @@
 import numpy as np
 import pytest
 
+from exports.comparison_store import read_comparisons
 from generator.config import parse_config
 from webapp.audits.models import Audit, Embedding, FaceAnalysis, GeneratedImage, SyntheticIdentity
 from worker import pipeline
-from worker.comparison_store import read_comparisons
 from worker.pipeline import InlineRunner
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -311,13 +311,14 @@ def test_a_generator_brings_its_own_check_tolerances(finished):
     from types import SimpleNamespace
 
     from generator.mobilestylegan import CHECK_POLICY
-    from worker.pipeline import _identity_policy
+    from worker.identity_judge import identity_policy
+    from worker.state import audit_config
 
-    config = pipeline._config(finished)
-    policy = _identity_policy(finished.pk, config, SimpleNamespace(check_policy=CHECK_POLICY))
+    config = audit_config(finished)
+    policy = identity_policy(finished.pk, config, SimpleNamespace(check_policy=CHECK_POLICY))
     assert policy.target_abs_tol["age"] == 4.0 and policy.hold_tol["ita"] == 6.0
     assert policy.identity_judge == finished.identity_judge.get("model")
-    default = _identity_policy(finished.pk, config, SimpleNamespace())
+    default = identity_policy(finished.pk, config, SimpleNamespace())
     assert default.target_abs_tol["age"] == 10.0  # the 64-px DCGAN's, unchanged
 
 

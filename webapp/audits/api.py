@@ -25,7 +25,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from audit.planner import Assumptions, PlanningError, parse_assumptions, plan_for_config
+from audit.summary import AuditSummary
 from generator.config import AuditConfig, ConfigError, parse_config
+from webapp.audits.access import owned_audit, visible_audits
 from webapp.audits.forms import available_fr_models, available_generators, identity_judge_problem
 from webapp.audits.models import Audit
 
@@ -115,15 +117,6 @@ def api_view(*methods: str) -> Callable[[View], View]:
     return decorate
 
 
-def owned(request: HttpRequest, pk: int) -> Audit:
-    """The audit if the user owns it (staff: any audit); Http404 otherwise, as on the pages."""
-    qs = Audit.objects.all() if request.user.is_staff else Audit.objects.filter(owner=request.user)
-    try:
-        return qs.get(pk=pk)
-    except Audit.DoesNotExist:
-        raise Http404 from None
-
-
 # --- Serialisation ----------------------------------------------------------------------------
 
 def audit_urls(audit: Audit) -> dict[str, str]:
@@ -167,9 +160,7 @@ def audits(request: HttpRequest) -> HttpResponse:
 
 def list_audits(request: HttpRequest) -> JsonResponse:
     """A page of audits (``?page=``, 1-based, PAGE_SIZE per page)."""
-    qs = Audit.objects.select_related("owner")
-    if not request.user.is_staff:
-        qs = qs.filter(owner=request.user)
+    qs = visible_audits(request).select_related("owner")
     raw = request.GET.get("page", "1")
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:
         return field_error("page", "a whole number from 1, e.g. ?page=2")
@@ -342,7 +333,7 @@ def validate_config(data: Any):
 @api_view("GET")
 def audit_detail(request: HttpRequest, pk: int) -> JsonResponse:
     """The audit: config, state, error, timestamps and progress."""
-    return JsonResponse(audit_full(owned(request, pk)))
+    return JsonResponse(audit_full(owned_audit(request, pk)))
 
 
 @api_view("GET")
@@ -350,7 +341,7 @@ def audit_progress(request: HttpRequest, pk: int) -> JsonResponse:
     """Per-stage progress and disk use: the same JSON as the page's ``progress.json``."""
     from webapp.audits.views import progress_with_disk_use
 
-    return JsonResponse(progress_with_disk_use(owned(request, pk)))
+    return JsonResponse(progress_with_disk_use(owned_audit(request, pk)))
 
 
 @api_view("POST")
@@ -358,7 +349,7 @@ def audit_cancel(request: HttpRequest, pk: int) -> JsonResponse:
     """Cancel an unfinished audit (images made so far are kept); 409 when already final."""
     from worker.dispatch import cancel_audit
 
-    audit = owned(request, pk)
+    audit = owned_audit(request, pk)
     if not cancel_audit(audit.pk):
         return error(409, f"The audit had already finished ({audit.get_state_display()}); "
                           "nothing to cancel.", state=audit.state)
@@ -371,55 +362,35 @@ def audit_cancel(request: HttpRequest, pk: int) -> JsonResponse:
 def audit_results(request: HttpRequest, pk: int) -> JsonResponse:
     """The stored summary; ``?fr_model=`` picks one model's block, ``&operating_point=`` one
     operating point (its label, e.g. ``FMR 0.001``, or its target FMR, e.g. ``0.001``)."""
-    audit = owned(request, pk)
+    audit = owned_audit(request, pk)
     result = getattr(audit, "result", None) if audit.state == Audit.State.DONE else None
     if result is None:
         return error(409, f"The audit has no results yet (state: {audit.get_state_display()}); "
                           "they are served once it is done.", state=audit.state)
-    return select_results(result.summary, request.GET.get("fr_model"),
+    return select_results(AuditSummary.of(result.summary), request.GET.get("fr_model"),
                           request.GET.get("operating_point"))
 
 
-def point_label(point: dict[str, Any]) -> str:
-    """An operating point's label as the pages show it (``FMR 0.001``, ``threshold 0.4``)."""
-    if point.get("label"):
-        return str(point["label"])
-    return f"FMR {point['target_fmr']:g}" if point.get("target_fmr") is not None else \
-        f"threshold {point['threshold']:g}"
-
-
-def find_point(points: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:
-    """The operating point with label ``wanted`` or target FMR equal to ``wanted``."""
-    for point in points:
-        if point_label(point) == wanted:
-            return point
-    try:
-        target = float(wanted)
-    except ValueError:
-        return None
-    return next((p for p in points if p.get("target_fmr") == target), None)
-
-
-def select_results(summary: dict[str, Any], fr_model: str | None,
+def select_results(summary: AuditSummary, fr_model: str | None,
                    operating_point: str | None) -> JsonResponse:
-    """The whole summary, one FR model's block, or one operating point (per model or for one)."""
-    models = summary.get("fr_models", {})
+    """The whole summary, one FR model's block, or one operating point (per model or for one);
+    a point is named by its label or its target FMR (:meth:`audit.summary.ModelResult.point`)."""
+    models = summary.models
     if fr_model is None and operating_point is None:
-        return JsonResponse(summary)
+        return JsonResponse(summary.raw)
     if fr_model is not None and fr_model not in models:
         return field_error("fr_model", f"unknown FR model {fr_model[:100]!r}; choose from "
                                        f"{', '.join(models) or '(none)'}")
     chosen = [fr_model] if fr_model is not None else list(models)
     if operating_point is None:
-        return JsonResponse({"fr_model": fr_model, **models[fr_model]})
-    points = {m: find_point(models[m].get("operating_points", []), operating_point)
-              for m in chosen}
+        return JsonResponse({"fr_model": fr_model, **models[fr_model].raw})
+    points = {m: models[m].point(operating_point) for m in chosen}
     if any(p is None for p in points.values()) or not points:
-        labels = sorted({point_label(p) for m in chosen
-                         for p in models[m].get("operating_points", [])})
+        labels = sorted({label for m in chosen for label in models[m].labels})
         return field_error("operating_point", f"unknown operating point "
                                               f"{operating_point[:100]!r}; choose from "
                                               f"{', '.join(labels) or '(none)'}")
     if fr_model is not None:
-        return JsonResponse({"fr_model": fr_model, "operating_point": points[fr_model]})
-    return JsonResponse({"operating_point": operating_point, "fr_models": points})
+        return JsonResponse({"fr_model": fr_model, "operating_point": points[fr_model].raw})
+    return JsonResponse({"operating_point": operating_point,
+                         "fr_models": {m: p.raw for m, p in points.items()}})

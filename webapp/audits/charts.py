@@ -5,12 +5,12 @@ Everything here reads the stored summary (``AuditResult.summary``) and the store
 recomputes a statistic. Rates are shares in [0, 1]; similarity scores are cosine similarities in
 [-1, 1]; quality is LightQNet's score (higher is better).
 
-The entry point for pages and reports is :func:`dashboard_figures`.
+Pages and the report draw them through :mod:`webapp.audits.dashboard`, which lists every chart
+once (:data:`~webapp.audits.dashboard.CHARTS`).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -18,8 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from audit.counts import as_count
-
-logger = logging.getLogger(__name__)
+from audit.summary import OperatingPoint, factor_effect_rows
 
 FNMR_COLOUR = "#c0392b"
 FMR_COLOUR = "#2c7fb8"
@@ -31,20 +30,9 @@ GROUP_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 #: Text written on a factor-effect cell whose test stays significant after correction.
 SIGNIFICANT_MARK = "*"
 
-FIGURE_KEYS = ("group_rates", "cross_group", "det", "histograms", "factor_fnmr",
-               "factor_similarity", "quality", "edc")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def point_label(point: dict[str, Any]) -> str:
-    """The operating point's name as shown in selects and titles, e.g. ``FMR 0.001``."""
-    if point.get("label"):
-        return str(point["label"])
-    if point.get("target_fmr") is not None:
-        return f"FMR {point['target_fmr']:g}"
-    return f"threshold {point['threshold']:g}"
 
 
 def level_label(level: Any) -> str:
@@ -76,8 +64,8 @@ def _none_if_nan(value: Any) -> Any:
         return value
 
 
-def _groups(point: dict[str, Any]) -> list[str]:
-    return list(point.get("by_group", {}))
+def _groups(point: OperatingPoint) -> list[str]:
+    return list(point.by_group)
 
 
 def _layout(fig: go.Figure, title: str, height: int = 380, **kwargs: Any) -> go.Figure:
@@ -109,21 +97,21 @@ def _model_rows(df: pd.DataFrame | None, fr_model: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- error rates
 
 
-def rate_interval(point: dict[str, Any], group: str, key: str) -> tuple[float | None, float | None]:
+def rate_interval(point: OperatingPoint, group: str, key: str) -> tuple[float | None, float | None]:
     """The 95% interval of a group's ``key`` ("fnmr" or "fmr"): the stored identity-bootstrap
     bounds; where the summary has none and no error was seen, ``[0, 3/n]`` (rule of three)."""
-    boot = point.get("bootstrap", {}).get("by_group", {}).get(group, {})
+    boot = point.interval(group)
     lower, upper = _none_if_nan(boot.get(f"{key}_lower")), _none_if_nan(boot.get(f"{key}_upper"))
     if lower is not None and upper is not None:
         return float(lower), float(upper)
-    row = point["by_group"].get(group, {})
+    row = point.by_group.get(group, {})
     bound = row.get(f"{key}_upper95")
     if row.get(key) == 0 and bound is not None:
         return 0.0, float(bound)
     return None, None
 
 
-def group_rates_figure(point: dict[str, Any], fr_model: str) -> go.Figure:
+def group_rates_figure(point: OperatingPoint, fr_model: str) -> go.Figure:
     """Per-group FNMR (left) and FMR (right) at the operating point's global threshold, as
     bars (shares of comparisons) with 95% whiskers: identity-bootstrap percentile bounds, or
     the rule-of-three upper bound where a group had no errors. Hover: errors / comparisons."""
@@ -135,7 +123,7 @@ def group_rates_figure(point: dict[str, Any], fr_model: str) -> go.Figure:
     for col, (key, label, colour, errors, n) in enumerate(specs, start=1):
         values, plus, minus, custom = [], [], [], []
         for g in groups:
-            row = point["by_group"][g]
+            row = point.by_group[g]
             value = row.get(key)
             lower, upper = rate_interval(point, g, key)
             v = float(value) if value is not None else 0.0
@@ -161,14 +149,14 @@ def group_rates_figure(point: dict[str, Any], fr_model: str) -> go.Figure:
         annotations=[_panel_title(text, x) for text, x in zip(panels, (0.225, 0.775),
                                                               strict=True)])
     return _layout(fig, f"{fr_model}: error rates per group at threshold "
-                        f"{point['threshold']:.4f} ({point_label(point)})", showlegend=False)
+                        f"{point.threshold:.4f} ({point.label})", showlegend=False)
 
 
-def cross_group_figure(point: dict[str, Any], fr_model: str) -> go.Figure | None:
+def cross_group_figure(point: OperatingPoint, fr_model: str) -> go.Figure | None:
     """Heat map of FMR for non-mated pairs between an image of one group (rows) and one of
     another (columns), at the global threshold. Hover: false matches / comparisons, and the
     95% interval when the summary stores ``lower`` / ``upper`` matrices."""
-    cross = point.get("cross_group")
+    cross = point.cross_group
     if not cross or not cross.get("groups") or not cross.get("fmr"):
         return None
     groups = list(cross["groups"])
@@ -198,8 +186,8 @@ def cross_group_figure(point: dict[str, Any], fr_model: str) -> go.Figure | None
                        "%{customdata[2]}<extra></extra>")))
     fig.update_yaxes(autorange="reversed", title_text="group of image A")
     fig.update_xaxes(title_text="group of image B")
-    return _layout(fig, f"{fr_model}: cross-group FMR at threshold {point['threshold']:.4f} "
-                        f"({point_label(point)})", height=max(360, 90 + 60 * len(groups)))
+    return _layout(fig, f"{fr_model}: cross-group FMR at threshold {point.threshold:.4f} "
+                        f"({point.label})", height=max(360, 90 + 60 * len(groups)))
 
 
 # ----------------------------------------------------------------------------- curves
@@ -215,7 +203,7 @@ def _positive_floor(value: float | None, bound: float | None, floor: float) -> t
     return floor, True
 
 
-def det_figure(det: pd.DataFrame, point: dict[str, Any], fr_model: str) -> go.Figure | None:
+def det_figure(det: pd.DataFrame, point: OperatingPoint, fr_model: str) -> go.Figure | None:
     """DET curves per group: FMR (within-group non-mated pairs, x) against FNMR (the group's
     mated pairs, y), both on log axes, one line per group exactly as stored in
     ``det_curves.csv`` (at most 300 points each). A marker per group shows its rates at the
@@ -237,7 +225,7 @@ def det_figure(det: pd.DataFrame, point: dict[str, Any], fr_model: str) -> go.Fi
                         customdata=curve["threshold"].to_numpy(),
                         hovertemplate=(f"{g}<br>threshold %{{customdata:.4f}}<br>FMR %{{x:.4g}}"
                                        "<br>FNMR %{y:.4g}<extra></extra>"))
-        rates = point["by_group"].get(g, {})
+        rates = point.by_group.get(g, {})
         x, x_zero = _positive_floor(rates.get("fmr"), rates.get("fmr_upper95"), floor)
         y, y_zero = _positive_floor(rates.get("fnmr"), rates.get("fnmr_upper95"), floor)
         note = " (a zero rate drawn at its rule-of-three bound)" if (x_zero or y_zero) else ""
@@ -245,16 +233,16 @@ def det_figure(det: pd.DataFrame, point: dict[str, Any], fr_model: str) -> go.Fi
                         showlegend=False,
                         marker={"color": colour, "size": 11, "line": {"color": "#000", "width": 1},
                                 "symbol": "circle-open" if (x_zero or y_zero) else "circle"},
-                        hovertemplate=(f"{g} at threshold {point['threshold']:.4f}<br>"
+                        hovertemplate=(f"{g} at threshold {point.threshold:.4f}<br>"
                                        f"FMR {rates.get('fmr')}<br>FNMR {rates.get('fnmr')}"
                                        f"{note}<extra></extra>"))
     fig.update_xaxes(type="log", title_text="FMR (log)")
     fig.update_yaxes(type="log", title_text="FNMR (log)")
     return _layout(fig, f"{fr_model}: DET curves per group; markers at threshold "
-                        f"{point['threshold']:.4f} ({point_label(point)})", height=460)
+                        f"{point.threshold:.4f} ({point.label})", height=460)
 
 
-def histograms_figure(hist: pd.DataFrame, point: dict[str, Any],
+def histograms_figure(hist: pd.DataFrame, point: OperatingPoint,
                       fr_model: str) -> go.Figure | None:
     """Mated and non-mated similarity distributions per group (one panel per group, stacked,
     sharing the x axis), from the stored 50-bin histograms over [-1, 1]. Bar height is the
@@ -294,7 +282,7 @@ def histograms_figure(hist: pd.DataFrame, point: dict[str, Any],
                                        "(%{y:.1%})<extra></extra>"),
                         xaxis="x", yaxis=f"y{suffix}")
         layout["shapes"].append({"type": "line", "xref": "x", "yref": f"y{suffix} domain",
-                                 "x0": point["threshold"], "x1": point["threshold"],
+                                 "x0": point.threshold, "x1": point.threshold,
                                  "y0": 0, "y1": 1,
                                  "line": {"color": "#000", "dash": "dash", "width": 1}})
     last = "" if n == 1 else str(n)
@@ -302,26 +290,24 @@ def histograms_figure(hist: pd.DataFrame, point: dict[str, Any],
                        "title": {"text": "cosine similarity"}}
     fig.update_layout(**layout)
     return _layout(fig, f"{fr_model}: similarity distributions per group; dashed line: "
-                        f"threshold {point['threshold']:.4f} ({point_label(point)})",
+                        f"threshold {point.threshold:.4f} ({point.label})",
                    height=140 + 170 * n)
 
 
 # ----------------------------------------------------------------------------- factor effects
 
 
-def factor_rows(effects: pd.DataFrame, fr_model: str, point: dict[str, Any],
+def factor_rows(effects: pd.DataFrame, point: OperatingPoint,
                 targets: list[float]) -> tuple[pd.DataFrame, float | None]:
-    """The factor-effect rows for one FR model at the operating point's target FMR; for a
-    user-given threshold (no target), those at the first target. Returns ``(rows, target)``."""
-    rows = _model_rows(effects, fr_model)
+    """The factor-effect rows for the point's FR model at its target FMR; for a user-given
+    threshold (no target), those at the first of ``targets``. Returns ``(rows, target)``."""
+    rows = _model_rows(effects, point.fr_model)
     if rows.empty:
         return rows, None
-    target = point.get("target_fmr")
+    target = point.target_fmr
     if target is None and targets:
         target = targets[0]
-    if "target_fmr" in rows.columns and target is not None:
-        rows = rows[(rows["target_fmr"] - float(target)).abs() <= 1e-12 * max(1.0, target)]
-    return rows, target
+    return factor_effect_rows(rows, point.fr_model, target), target
 
 
 def _cell_label(factor: str, level: Any) -> str:
@@ -386,18 +372,18 @@ def factor_heatmap(rows: pd.DataFrame, groups: list[str], value: str, significan
     return _layout(fig, title, height=max(320, 130 + 55 * len(groups)))
 
 
-def factor_figures(effects: pd.DataFrame, point: dict[str, Any], fr_model: str,
+def factor_figures(effects: pd.DataFrame, point: OperatingPoint, fr_model: str,
                    targets: list[float]) -> dict[str, go.Figure]:
     """The two factor-effect heat maps: ``factor_similarity`` (mean change of the mated
     similarity of the level against the control, cosine units; Wilcoxon signed-rank) and
     ``factor_fnmr`` (change of FNMR at the target's threshold, in rate units; McNemar). A
     ``*`` marks cells still significant after the stored multiple-comparison correction."""
-    rows, target = factor_rows(effects, fr_model, point, targets)
+    rows, target = factor_rows(effects, point, targets)
     if rows.empty:
         return {}
     groups = _groups(point)
-    at = f"target FMR {target:g}" if target is not None else point_label(point)
-    if point.get("target_fmr") is None and target is not None:
+    at = f"target FMR {target:g}" if target is not None else point.label
+    if point.target_fmr is None and target is not None:
         at += " (factor effects are computed at target FMRs only)"
     out = {}
     similarity = factor_heatmap(
@@ -463,7 +449,7 @@ def quality_figure(quality: pd.DataFrame, groups: list[str],
     return _layout(fig, f"Image quality per group (images scored: {counts})", showlegend=False)
 
 
-def edc_figure(edc: pd.DataFrame, point: dict[str, Any], fr_model: str,
+def edc_figure(edc: pd.DataFrame, point: OperatingPoint, fr_model: str,
                groups: list[str]) -> go.Figure | None:
     """Error-versus-discard curves per group: FNMR (y, rate) after discarding the
     lowest-quality fraction (x, 0 to 0.5) of all images, at the fixed threshold stored with
@@ -482,76 +468,8 @@ def edc_figure(edc: pd.DataFrame, point: dict[str, Any], fr_model: str,
                         customdata=custom,
                         hovertemplate=(f"{g}<br>discarded %{{x:.0%}}<br>FNMR %{{y:.4g}} "
                                        "(%{customdata[1]} of %{customdata[0]})<extra></extra>"))
-    threshold = rows["threshold"].iloc[0] if "threshold" in rows.columns else point["threshold"]
+    threshold = rows["threshold"].iloc[0] if "threshold" in rows.columns else point.threshold
     fig.update_xaxes(title_text="share of lowest-quality images discarded", tickformat=".0%")
     fig.update_yaxes(title_text="FNMR", rangemode="tozero")
     return _layout(fig, f"{fr_model}: error versus discard per group (threshold "
                         f"{float(threshold):.4f})")
-
-
-# ----------------------------------------------------------------------------- all of them
-
-
-def _targets(summary: dict[str, Any], fr_model: str) -> list[float]:
-    points = summary["fr_models"][fr_model]["operating_points"]
-    return [p["target_fmr"] for p in points if p.get("target_fmr") is not None]
-
-
-#: What each figure is drawn from, for messages about charts that could not be drawn.
-FIGURE_SOURCES = {
-    "group_rates": "the stored rates", "cross_group": "the stored cross-group rates",
-    "det": "det_curves.csv", "histograms": "score_histograms.csv",
-    "factor_similarity": "factor_effects.csv", "factor_fnmr": "factor_effects.csv",
-    "quality": "quality.csv", "edc": "edc_curves.csv",
-}
-
-
-def _drawn(key: str, build, problems: list[str] | None):
-    """``build()``, or None when the stored data it reads is malformed in a way the table
-    checks (``webapp.audits.result_tables.TABLE_SCHEMAS``) did not catch; the failure is logged
-    and described in ``problems``."""
-    try:
-        return build()
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        logger.exception("dashboard figure %s could not be drawn", key)
-        if problems is not None:
-            problems.append(f"The chart {key!r} could not be drawn from {FIGURE_SOURCES[key]} "
-                            f"({type(exc).__name__}: {exc}); the other charts are unaffected.")
-        return None
-
-
-def dashboard_figures(summary: dict[str, Any], tables: dict[str, pd.DataFrame], fr_model: str,
-                      point_index: int, problems: list[str] | None = None
-                      ) -> dict[str, go.Figure]:
-    """Every dashboard chart for one FR model and operating point.
-
-    ``summary`` is ``AuditResult.summary``; ``tables`` maps export names (``det_curves.csv``,
-    ``score_histograms.csv``, ``factor_effects.csv``, ``quality.csv``, ``edc_curves.csv``) to
-    DataFrames (missing or empty ones are fine); ``point_index`` indexes
-    ``summary["fr_models"][fr_model]["operating_points"]``. Returns some of the keys of
-    :data:`FIGURE_KEYS`, in that order; a key is left out when its data is missing, or when
-    drawing it fails on malformed data (then a message is appended to ``problems``).
-    Raises ``KeyError`` / ``IndexError`` for an unknown model or point (callers validate).
-    """
-    point = summary["fr_models"][fr_model]["operating_points"][point_index]
-    groups = _groups(point)
-    empty = pd.DataFrame()
-    figures: dict[str, go.Figure | None] = {
-        "group_rates": _drawn("group_rates", lambda: group_rates_figure(point, fr_model)
-                              if groups else None, problems),
-        "cross_group": _drawn("cross_group", lambda: cross_group_figure(point, fr_model),
-                              problems),
-        "det": _drawn("det", lambda: det_figure(tables.get("det_curves.csv", empty), point,
-                                                fr_model), problems),
-        "histograms": _drawn("histograms", lambda: histograms_figure(
-            tables.get("score_histograms.csv", empty), point, fr_model), problems),
-    }
-    figures.update(_drawn("factor_similarity", lambda: factor_figures(
-        tables.get("factor_effects.csv", empty), point, fr_model, _targets(summary, fr_model)),
-        problems) or {})
-    low_line = (summary.get("quality") or {}).get("low_quality_line")
-    figures["quality"] = _drawn("quality", lambda: quality_figure(
-        tables.get("quality.csv", empty), groups, low_line), problems)
-    figures["edc"] = _drawn("edc", lambda: edc_figure(tables.get("edc_curves.csv", empty),
-                                                      point, fr_model, groups), problems)
-    return {key: figures[key] for key in FIGURE_KEYS if figures.get(key) is not None}

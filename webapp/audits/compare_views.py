@@ -19,18 +19,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from audit.summary import DISPARITY_LABELS, HEADLINE_MEASURES, AuditSummary
+from webapp.audits.access import visible_audits
 from webapp.audits.models import Audit
 
 #: Bootstrap replicates for the difference intervals (as for the audit's own intervals).
 N_BOOT = 1000
-DISPARITY_LABELS = {"fnmr_max_min_ratio": "FNMR max/min ratio",
-                    "fmr_max_min_ratio": "FMR max/min ratio",
-                    "fdr": "Fairness Discrepancy Rate (1 = fair)", "garbe": "GARBE (0 = fair)"}
 
 
 def _done_audits(request: HttpRequest):
-    qs = Audit.objects.all() if request.user.is_staff else Audit.objects.filter(owner=request.user)
-    return qs.filter(state=Audit.State.DONE, result__isnull=False).order_by("-created_at")
+    return (visible_audits(request).filter(state=Audit.State.DONE, result__isnull=False)
+            .order_by("-created_at"))
 
 
 def _pick_audit(audits, raw: str | None, field: str, errors: dict[str, str]) -> Audit | None:
@@ -43,20 +42,20 @@ def _pick_audit(audits, raw: str | None, field: str, errors: dict[str, str]) -> 
         return None
 
 
-def _labels(audit: Audit, model: str) -> list[str]:
-    points = audit.result.summary["fr_models"][model]["operating_points"]
-    return [p.get("label") or f"FMR {p['target_fmr']:g}" for p in points]
+def _summary(audit: Audit) -> AuditSummary:
+    return AuditSummary.of(audit.result.summary)
 
 
-def _point(audit: Audit, model: str, label: str) -> dict[str, Any]:
-    points = audit.result.summary["fr_models"][model]["operating_points"]
-    return next(p for p in points if (p.get("label") or f"FMR {p['target_fmr']:g}") == label)
+def _threshold(audit: Audit, model: str, label: str) -> float:
+    """The threshold of the model's operating point labelled ``label`` (the label is one both
+    sides share, checked by the view)."""
+    return next(p for p in _summary(audit).model(model).points if p.label == label).threshold
 
 
 def same_design(a: Audit, b: Audit) -> str | None:
     """None when the two audits share their design (groups, identities per group, factors and
     levels), else what differs, in words."""
-    da, db = a.result.summary["design"], b.result.summary["design"]
+    da, db = _summary(a).design, _summary(b).design
     for key, words in (("groups", "groups"), ("identities_per_group", "identities per group"),
                        ("variants", "factors and levels")):
         if da.get(key) != db.get(key):
@@ -73,7 +72,7 @@ class UnreadableComparisons(Exception):
 
 
 def _side_table(audit: Audit, model: str):
-    from worker.comparison_store import read_comparisons
+    from exports.comparison_store import read_comparisons
 
     try:
         comp = read_comparisons(audit.result.comparisons_file)
@@ -95,10 +94,10 @@ def compute(a: Audit, model_a: str, b: Audit, model_b: str, label: str) -> dict[
     from audit.compare import compare_models
 
     result = compare_models(
-        _side_table(a, model_a), _point(a, model_a, label)["threshold"],
-        _side_table(b, model_b), _point(b, model_b, label)["threshold"],
+        _side_table(a, model_a), _threshold(a, model_a, label),
+        _side_table(b, model_b), _threshold(b, model_b, label),
         labels=(f"#{a.pk} {model_a}", f"#{b.pk} {model_b}"), n_boot=N_BOOT,
-        seed=int(a.result.summary["audit"]["seed"])).to_dict()
+        seed=int(_summary(a).seed)).to_dict()
     cache.set(key, result, timeout=24 * 3600)
     return result
 
@@ -117,7 +116,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     if a is None or b is None:
         return render(request, "audits/compare.html", context)
 
-    models_a, models_b = list(a.result.summary["fr_models"]), list(b.result.summary["fr_models"])
+    models_a, models_b = list(_summary(a).models), list(_summary(b).models)
     model_a = request.GET.get("model_a") or models_a[0]
     default_b = models_b[1] if (b.pk == a.pk and len(models_b) > 1) else models_b[0]
     model_b = request.GET.get("model_b") or default_b
@@ -132,7 +131,8 @@ def compare(request: HttpRequest) -> HttpResponse:
                              "to compare with")
     labels: list[str] = []
     if "model_a" not in errors and "model_b" not in errors:
-        labels = [x for x in _labels(a, model_a) if x in _labels(b, model_b)]
+        labels_b = _summary(b).model(model_b).labels
+        labels = [x for x in _summary(a).model(model_a).labels if x in labels_b]
         if not labels:
             errors["point"] = "the two sides share no operating point (target FMR or threshold)"
     label = request.GET.get("point") or (labels[0] if labels else "")
@@ -150,7 +150,7 @@ def compare(request: HttpRequest) -> HttpResponse:
         errors[field] = str(exc)
         return render(request, "audits/compare.html", context, status=200)
     rows = [{"group": g, **vals} for g, vals in result["by_group"].items()]
-    measures = [{"key": k, "label": DISPARITY_LABELS.get(k, k), **result["disparity"][k]}
-                for k in DISPARITY_LABELS if k in result["disparity"]]
+    measures = [{"key": k, "label": DISPARITY_LABELS[k], **result["disparity"][k]}
+                for k in HEADLINE_MEASURES if k in result["disparity"]]
     context.update(result=result, rows=rows, measures=measures)
     return render(request, "audits/compare.html", context)

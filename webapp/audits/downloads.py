@@ -2,7 +2,7 @@
 tables.
 
 Every view requires sign-in and answers 404 for audits the user does not own (staff see all),
-the same rule as the pages (:func:`webapp.audits.views._owned`). Table names in URLs are checked
+the same rule as the pages (:func:`webapp.audits.access.owned_audit`). Table names in URLs are checked
 against the names the audit stored; nothing from the URL reaches a storage path.
 """
 
@@ -14,13 +14,13 @@ from django.shortcuts import render
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 
+from webapp.audits.access import owned_audit
 from webapp.audits.models import Audit
-from webapp.audits.views import _owned
 
 
 def _finished(request: HttpRequest, pk: int) -> Audit:
     """The user's audit with a stored result; 404 otherwise."""
-    audit = _owned(request, pk)
+    audit = owned_audit(request, pk)
     if audit.state != Audit.State.DONE or getattr(audit, "result", None) is None:
         raise Http404("This audit has no results yet.")
     return audit
@@ -36,12 +36,12 @@ def _attachment(response: HttpResponse, filename: str, inline: bool = False) -> 
 @login_required
 @require_GET
 def audit_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    """The balanced dataset export as a zip, streamed (see :mod:`worker.exports`). Only for a
+    """The balanced dataset export as a zip, streamed (see :mod:`exports.dataset`). Only for a
     finished audit: a queued, running, failed or cancelled one gets a 409 page saying so
     instead of an incomplete zip under the usual name."""
-    from worker.exports import stream_zip
+    from exports.dataset import stream_zip
 
-    audit = _owned(request, pk)
+    audit = owned_audit(request, pk)
     if audit.state != Audit.State.DONE:
         return render(request, "audits/download_unavailable.html", {"audit": audit}, status=409)
     if not audit.images.exists():
@@ -74,7 +74,7 @@ def audit_report(request: HttpRequest, pk: int) -> HttpResponse:
 def _stored_table(audit: Audit, name: str) -> str:
     """The storage name of the audit's table ``name`` (without extension); 404 when the audit
     stored no table of that name."""
-    from worker.exports import result_tables
+    from exports.tables import result_tables
 
     stored = dict(result_tables(audit)).get(name)
     if stored is None:
@@ -86,7 +86,7 @@ def _stored_table(audit: Audit, name: str) -> str:
 @require_GET
 def audit_table(request: HttpRequest, pk: int, name: str, fmt: str) -> StreamingHttpResponse:
     """One result table as CSV (as stored) or as a JSON list of records."""
-    from worker.exports import table_csv_chunks, table_json_chunks
+    from exports.tables import table_csv_chunks, table_json_chunks
 
     audit = _finished(request, pk)
     stored = _stored_table(audit, name)
@@ -105,14 +105,8 @@ def audit_table(request: HttpRequest, pk: int, name: str, fmt: str) -> Streaming
 @require_GET
 def audit_tables_zip(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """Every result table (CSV and JSON) and summary.json in one small zip."""
-    from worker.exports import (
-        ExportFile,
-        result_tables,
-        stream_files_zip,
-        summary_json,
-        table_csv_chunks,
-        table_json_chunks,
-    )
+    from exports.tables import result_tables, summary_json, table_csv_chunks, table_json_chunks
+    from exports.zip_stream import ExportFile, stream_files_zip
 
     audit = _finished(request, pk)
     files = [ExportFile("summary.json", lambda: [summary_json(audit)])]

@@ -49,7 +49,7 @@ def _scoring_problem() -> str | None:
 
 
 def available_fr_models() -> list[str]:
-    from worker.runtime import available_fr_models as found
+    from webapp.audits.availability import available_fr_models as found
 
     try:
         return found() or list(DEFAULT_FR_MODELS)
@@ -61,7 +61,7 @@ def identity_judge_problem(config: AuditConfig) -> str | None:
     """Why no FR model can judge identity for this design (every one is under test or
     conditions the generator), naming the fix; None when one can or none is needed. Launch is
     refused with this reason instead of the audit failing later."""
-    from worker.runtime import NoIdentityJudge, identity_judge_for
+    from webapp.audits.availability import NoIdentityJudge, identity_judge_for
 
     try:
         identity_judge_for(config)
@@ -71,7 +71,7 @@ def identity_judge_problem(config: AuditConfig) -> str | None:
 
 
 def available_generators() -> list[str]:
-    from worker.runtime import available_generators as configured
+    from webapp.audits.availability import available_generators as configured
 
     return configured()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from audit.counts import as_count
+from audit.summary import AuditSummary, OperatingPoint
 
 
 def _share(value: Any) -> str:
@@ -21,10 +22,10 @@ def _signed(value: Any) -> str:
     return "–" if value is None else f"{float(value):+.3f}"
 
 
-def judge_info(summary: dict[str, Any]) -> dict[str, Any] | None:
+def judge_info(summary: AuditSummary) -> dict[str, Any] | None:
     """The audit's identity judge (model, why it was chosen, cut-off and rule), or None for
     results stored before the judge existed."""
-    judge = summary.get("identity_judge") or {}
+    judge = summary.identity_judge
     if not judge:
         return None
     return {"model": judge.get("model"), "chosen": judge.get("chosen", ""),
@@ -34,10 +35,10 @@ def judge_info(summary: dict[str, Any]) -> dict[str, Any] | None:
             "shown": judge.get("comparisons_shown", "")}
 
 
-def judged_rows(point: dict[str, Any]) -> dict[str, Any] | None:
+def judged_rows(point: OperatingPoint) -> dict[str, Any] | None:
     """Per group and per edit factor: FNMR as shown (headline), FNMR judged-same, the
     difference and the counts; None when the point has no judged-same view."""
-    view = point.get("identity_judge_view")
+    view = point.identity_judge_view
     if not view:
         return None
     groups = [{"group": g, "n": as_count(r.get("n_mated")), "fnmr": _share(r.get("fnmr")),

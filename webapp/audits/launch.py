@@ -1,4 +1,6 @@
-"""Creating an audit from a validated config: the one path the form and the JSON API share.
+"""Creating an audit from a validated config: :func:`create_audit` is the one place an audit
+row is made (the form and the JSON API through :func:`launch_audit`, which also checks the
+models and the queue and enqueues it; ``run_audit`` directly, as it runs the audit in-process).
 
 A user may have at most ``FACEAUDIT_MAX_QUEUED_IMAGES_PER_USER`` images planned in audits that
 are not finished yet (queued or running); an audit that would go beyond that is refused with a
@@ -61,6 +63,12 @@ def queue_problem(owner, n_images: int) -> str | None:
     return None
 
 
+def create_audit(owner, config: AuditConfig) -> Audit:
+    """The audit row for ``config``, queued, owned by ``owner``."""
+    return Audit.objects.create(owner=owner, name=config.name, config=config.to_dict(),
+                                seed=config.seed, n_images_planned=config.n_images)
+
+
 def launch_audit(owner, config: AuditConfig) -> Audit:
     """Create the audit row for ``config`` and enqueue it once the transaction commits.
 
@@ -81,7 +89,6 @@ def launch_audit(owner, config: AuditConfig) -> Audit:
         problem = queue_problem(owner, config.n_images)
         if problem:
             raise QueueFull(problem)
-        audit = Audit.objects.create(owner=owner, name=config.name, config=config.to_dict(),
-                                     seed=config.seed, n_images_planned=config.n_images)
+        audit = create_audit(owner, config)
         enqueue_audit(audit.pk)
     return audit

@@ -6,7 +6,7 @@ drawn with ``Plotly.newPlot``; styles are inline; there are no external fonts or
 
 Everything comes from what the audit stored (``AuditResult.summary`` and the result tables read
 with :func:`webapp.audits.result_tables.load_table`); the comparisons table is never loaded and
-no statistic is recomputed. Figures come from :func:`webapp.audits.charts.dashboard_figures`,
+no statistic is recomputed. Figures come from :func:`webapp.audits.dashboard.dashboard_figures`,
 the same charts as the audit page. User text (audit name, description, group names) is escaped
 by Django's template engine (autoescape on).
 """
@@ -24,29 +24,13 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from audit.counts import as_count, integral_counts
+from audit.summary import DISPARITY_LABELS, AuditSummary, OperatingPoint, factor_effect_rows
+from webapp.audits.dashboard import CHART_TABLES, FIGURE_CAPTIONS
 from webapp.audits.models import Audit
 
 #: Result tables the figures and tables of the report read.
-REPORT_TABLES = ("det_curves.csv", "score_histograms.csv", "factor_effects.csv", "quality.csv",
-                 "edc_curves.csv", "interaction.csv")
+REPORT_TABLES = (*CHART_TABLES, "interaction.csv")
 
-#: Captions of the dashboard figures, by key of ``dashboard_figures``.
-FIGURE_CAPTIONS = {
-    "group_rates": "FNMR and FMR per group at the global threshold, with 95% intervals.",
-    "cross_group": "Cross-group FMR: the share of non-mated comparisons between an image of the "
-                   "row group and one of the column group that match.",
-    "det": "DET curves per group (log axes): FNMR of the group's mated pairs against FMR of its "
-           "within-group non-mated pairs; the marker is the global threshold.",
-    "histograms": "Mated and non-mated score distributions per group, with the threshold.",
-    "factor_fnmr": "Change in FNMR of each factor level against the control, per group "
-                   "(* significant after correction).",
-    "factor_similarity": "Mean change in mated similarity of each factor level against the "
-                         "control, per group (* significant after correction).",
-    "quality": "Face image quality (LightQNet) by group; the line is the audit's low-quality "
-               "line (10th percentile of its own baseline quality).",
-    "edc": "Error-versus-discard: FNMR at the fixed threshold after discarding the "
-           "lowest-quality fraction of images, per group.",
-}
 
 #: Definitions of every measure in the report (see docs/metrics.md).
 DEFINITIONS = [
@@ -213,7 +197,7 @@ def fmt_rate(rate: Any, errors: Any, n: Any, upper95: Any) -> str:
 
 # --- sections ----------------------------------------------------------------------------------------
 
-def _narrative(point: dict[str, Any], fr_model: str,
+def _narrative(point: OperatingPoint,
                acquisition: list[str] | None = None) -> list[str]:
     """Plain-language sentences for one operating point (empty when unavailable), followed by
     the failure-to-acquire sentences (``acquisition``, from :func:`_acquisition_sentences`)."""
@@ -222,13 +206,13 @@ def _narrative(point: dict[str, Any], fr_model: str,
     except ImportError:  # pragma: no cover - the narrative module is optional
         return list(acquisition or [])
     try:
-        sentences = [str(s) for s in operating_point_sentences(point, model=fr_model)]
+        sentences = [str(s) for s in operating_point_sentences(point.raw, model=point.fr_model)]
     except Exception:  # a narrative must never stop the report; the tables say it all
         sentences = []
     return sentences + list(acquisition or [])
 
 
-def _acquisition_sentences(summary: dict[str, Any], quality: pd.DataFrame | None) -> list[str]:
+def _acquisition_sentences(summary: AuditSummary, quality: pd.DataFrame | None) -> list[str]:
     """Whether failure to acquire differs between groups, tested per identity on the stored
     ``quality.csv`` (:func:`audit.narrative.acquisition_sentences`); empty when unavailable."""
     try:
@@ -236,18 +220,16 @@ def _acquisition_sentences(summary: dict[str, Any], quality: pd.DataFrame | None
         from audit.narrative import acquisition_sentences
 
         identities = identity_counts(quality) if quality is not None else None
-        return [str(s) for s in acquisition_sentences(summary.get("acquisition"), identities)]
+        return [str(s) for s in acquisition_sentences(summary.raw.get("acquisition"), identities)]
     except Exception:  # a narrative must never stop the report; the tables say it all
         return []
 
 
-def _group_rows(point: dict[str, Any]) -> list[dict[str, Any]]:
-    boot = (point.get("bootstrap") or {}).get("by_group") or {}
-    rankable = point.get("rankable") or {}
+def _group_rows(point: OperatingPoint) -> list[dict[str, Any]]:
     rows = []
-    for group, r in (point.get("by_group") or {}).items():
-        b = boot.get(group) or {}
-        rank = rankable.get(group) or {"rankable": True, "reason": ""}
+    for group, r in point.by_group.items():
+        b = point.interval(group)
+        rank = point.rankable.get(group) or {"rankable": True, "reason": ""}
         rows.append({
             "group": group,
             "n_identities": fmt_count(r.get("n_identities", b.get("n_identities"))),
@@ -262,16 +244,8 @@ def _group_rows(point: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-DISPARITY_LABELS = {"fnmr_max_min_ratio": "FNMR max/min ratio",
-                    "fmr_max_min_ratio": "FMR max/min ratio",
-                    "fnmr_max_gap": "FNMR max gap (B)", "fmr_max_gap": "FMR max gap (A)",
-                    "fdr": "Fairness Discrepancy Rate (1 = fair)",
-                    "fnmr_gini": "Gini of FNMR (n/(n-1) corrected)",
-                    "fmr_gini": "Gini of FMR (n/(n-1) corrected)", "garbe": "GARBE (0 = fair)"}
-
-
-def _disparity(point: dict[str, Any]) -> dict[str, Any]:
-    disparity = point.get("disparity") or {}
+def _disparity(point: OperatingPoint) -> dict[str, Any]:
+    disparity = point.disparity
     measures = disparity.get("measures") or {}
     rows = [{"label": label, "estimate": fmt(m.get("estimate")),
              "interval": fmt_interval(m.get("lower"), m.get("upper")),
@@ -281,8 +255,8 @@ def _disparity(point: dict[str, Any]) -> dict[str, Any]:
             "alpha": disparity.get("alpha")}
 
 
-def _cross_group(point: dict[str, Any]) -> dict[str, Any] | None:
-    cross = point.get("cross_group") or {}
+def _cross_group(point: OperatingPoint) -> dict[str, Any] | None:
+    cross = point.cross_group
     groups = cross.get("groups") or []
     if not groups:
         return None
@@ -301,21 +275,12 @@ def _cross_group(point: dict[str, Any]) -> dict[str, Any] | None:
     return {"groups": groups, "rows": rows}
 
 
-def _same(a: Any, b: Any) -> bool:
-    x, y = _num(a), _num(b)
-    return x is not None and y is not None and math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
-
-
-def _factor_rows(effects: pd.DataFrame, fr_model: str, point: dict[str, Any]) -> list[dict]:
+def _factor_rows(effects: pd.DataFrame, point: OperatingPoint) -> list[dict]:
     """The factor effects of one FR model at one operating point (by target FMR, or by the
     threshold for user-given thresholds)."""
     if effects.empty or "fr_model" not in effects:
         return []
-    rows = effects[effects["fr_model"].astype(str) == fr_model]
-    if point.get("target_fmr") is not None and "target_fmr" in rows:
-        rows = rows[[_same(v, point["target_fmr"]) for v in rows["target_fmr"]]]
-    elif "threshold" in rows:
-        rows = rows[[_same(v, point.get("threshold")) for v in rows["threshold"]]]
+    rows = factor_effect_rows(effects, point.fr_model, point.target_fmr, point.threshold)
     out = []
     for r in rows.to_dict("records"):
         out.append({
@@ -348,9 +313,9 @@ def _interaction_rows(interaction: pd.DataFrame, fr_model: str) -> list[dict[str
             for r in rows.to_dict("records")]
 
 
-def _accountability(summary: dict[str, Any]) -> dict[str, Any]:
-    acquisition = (summary.get("acquisition") or {}).get("by_group") or {}
-    checks = summary.get("generator_checks") or {}
+def _accountability(summary: AuditSummary) -> dict[str, Any]:
+    acquisition = summary.acquisition.get("by_group") or {}
+    checks = summary.generator_checks
     rows = []
     for group in sorted(set(acquisition) | set(checks.get("by_group") or {})):
         a = acquisition.get(group) or {}
@@ -367,17 +332,17 @@ def _accountability(summary: dict[str, Any]) -> dict[str, Any]:
     from webapp.audits.judge_view import judge_info, judged_rows
 
     judged = []
-    for fr_model, info in (summary.get("fr_models") or {}).items():
-        for point in info.get("operating_points") or []:
-            view = judged_rows(point)
-            if view:
-                judged.append({"fr_model": fr_model, "label": point.get("label", ""), **view})
+    for point in summary.points():
+        view = judged_rows(point)
+        if view:
+            judged.append({"fr_model": point.fr_model, "label": point.raw.get("label", ""),
+                           **view})
     return {"rows": rows, "note": checks.get("note", ""), "judge": judge_info(summary),
             "judged": judged}
 
 
-def _quality_rows(summary: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    quality = (summary.get("quality") or {}).get(key) or {}
+def _quality_rows(summary: AuditSummary, key: str) -> list[dict[str, Any]]:
+    quality = summary.quality.get(key) or {}
     return [{"group": g, "n": fmt_count(q.get("n"), "n/a"),
              "missing": fmt_count(q.get("n_missing"), "n/a"),
              "mean": fmt(q.get("mean"), 3), "median": fmt(q.get("median"), 3),
@@ -386,9 +351,9 @@ def _quality_rows(summary: dict[str, Any], key: str) -> list[dict[str, Any]]:
             for g, q in quality.items()]
 
 
-def _models(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _models(summary: AuditSummary) -> list[dict[str, Any]]:
     out = []
-    for name, info in (summary.get("models") or {}).items():
+    for name, info in summary.model_files.items():
         out.append({"name": info.get("name") or name,
                     "role": info.get("role") or ("generator" if name == "generator" else ""),
                     "file": info.get("file") or "", "sha256": info.get("weights_sha256") or "",
@@ -396,9 +361,9 @@ def _models(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _design(audit: Audit, summary: dict[str, Any]) -> dict[str, Any]:
-    config = (summary.get("audit") or {}).get("config") or audit.config or {}
-    design = summary.get("design") or {}
+def _design(audit: Audit, summary: AuditSummary) -> dict[str, Any]:
+    config = summary.audit.get("config") or audit.config or {}
+    design = summary.design
     return {
         "axes": [{"axis": axis, "levels": ", ".join(str(v) for v in levels)}
                  for axis, levels in (config.get("groups") or {}).items()],
@@ -418,16 +383,16 @@ def _design(audit: Audit, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _figures(summary: dict[str, Any], tables: dict[str, pd.DataFrame], fr_model: str,
-             index: int, problems: list[str]) -> dict[str, Any]:
+def _figures(summary: AuditSummary, tables: dict[str, pd.DataFrame], point: OperatingPoint,
+             problems: list[str]) -> dict[str, Any]:
     """The dashboard's figures for one FR model and operating point (empty when the charts
     module cannot draw them); charts that fail on malformed data are described in
     ``problems``."""
     try:
-        from webapp.audits.charts import dashboard_figures
+        from webapp.audits.dashboard import dashboard_figures
     except ImportError:  # pragma: no cover - the charts module ships with the app
         return {}
-    return dashboard_figures(summary, tables, fr_model, index, problems)
+    return dashboard_figures(summary, tables, point.fr_model, point.index, problems)
 
 
 def _load_tables(result) -> dict[str, pd.DataFrame]:
@@ -443,7 +408,7 @@ def build_context(audit: Audit) -> dict[str, Any]:
         raise ValueError("the audit has no stored result")
     from webapp.audits.result_tables import table_problems
 
-    summary = result.summary or {}
+    summary = AuditSummary.of(result.summary)
     tables = _load_tables(result)
     problems = table_problems(result, REPORT_TABLES)
     effects = tables.get("factor_effects.csv", pd.DataFrame())
@@ -452,14 +417,11 @@ def build_context(audit: Audit) -> dict[str, Any]:
     figures: list[dict[str, Any]] = []
     quality_figure = None
     sections = []
-    for m, (fr_model, info) in enumerate((summary.get("fr_models") or {}).items()):
+    for m, (fr_model, model) in enumerate(summary.models.items()):
         points = []
-        for k, point in enumerate(info.get("operating_points") or []):
-            label = point.get("label") or (f"FMR {point['target_fmr']:g}"
-                                           if point.get("target_fmr") is not None
-                                           else f"threshold {point.get('threshold')}")
+        for k, point in enumerate(model.points):
             charts = []
-            for key, fig in _figures(summary, tables, fr_model, k, problems).items():
+            for key, fig in _figures(summary, tables, point, problems).items():
                 if key == "quality":  # the same for every model and point: shown once
                     if quality_figure is None:
                         quality_figure = {"id": "fig-quality", "json": _figure_json(fig),
@@ -470,40 +432,39 @@ def build_context(audit: Audit) -> dict[str, Any]:
                          "caption": FIGURE_CAPTIONS.get(key, "")}
                 charts.append(chart)
                 figures.append(chart)
-            overall = point.get("overall") or {}
+            overall = point.overall
             points.append({
-                "label": label, "anchor": f"m{m}-p{k}", "target_fmr": point.get("target_fmr"),
-                "threshold": fmt(point.get("threshold"), 6),
-                "achieved_fmr": fmt(point.get("achieved_fmr")),
-                "nonmated_used": fmt_count(point.get("nonmated_used")),
+                "label": point.label, "anchor": f"m{m}-p{k}", "target_fmr": point.target_fmr,
+                "threshold": fmt(point.threshold, 6),
+                "achieved_fmr": fmt(point.achieved_fmr),
+                "nonmated_used": fmt_count(point.raw.get("nonmated_used")),
                 "overall_fnmr": fmt_rate(overall.get("fnmr"), overall.get("false_non_matches"),
                                          overall.get("n_mated"), overall.get("fnmr_upper95")),
                 "overall_fmr": fmt_rate(overall.get("fmr"), overall.get("false_matches"),
                                         overall.get("n_nonmated"), overall.get("fmr_upper95")),
-                "sentences": _narrative(point, fr_model, acquisition),
+                "sentences": _narrative(point, acquisition),
                 "groups": _group_rows(point), "disparity": _disparity(point),
                 "cross_group": _cross_group(point),
-                "factor_rows": _factor_rows(effects, fr_model, point),
+                "factor_rows": _factor_rows(effects, point),
                 "charts": charts,
             })
         sections.append({"fr_model": fr_model, "anchor": f"m{m}",
-                         "sha256": info.get("weights_sha256") or "",
-                         "licence": info.get("licence") or "",
-                         "embedding_size": info.get("embedding_size", ""), "points": points,
+                         "sha256": model.raw.get("weights_sha256") or "",
+                         "licence": model.raw.get("licence") or "",
+                         "embedding_size": model.raw.get("embedding_size", ""), "points": points,
                          "interaction": _interaction_rows(interaction, fr_model)})
-    first_point = next((p for s in (summary.get("fr_models") or {}).values()
-                        for p in s.get("operating_points") or []), {})
-    comparisons = integral_counts(summary.get("comparisons") or {})
-    factor_summary = summary.get("factor_effects") or {}
+    points = summary.points()
+    comparisons = integral_counts(summary.comparisons)
+    factor_summary = summary.factor_effects
     return {
         "audit": audit, "generated_at": timezone.now(),
         "design": _design(audit, summary), "models": _models(summary),
         "detector": next((m for m in _models(summary) if m["role"] == "detector"), None),
         "comparisons": comparisons,
-        "bootstrap_method": (first_point.get("bootstrap") or {}).get("method", ""),
+        "bootstrap_method": points[0].bootstrap.get("method", "") if points else "",
         "correction": factor_summary.get("correction", ""),
         "sections": sections, "accountability": _accountability(summary),
-        "quality_line": fmt((summary.get("quality") or {}).get("low_quality_line"), 3),
+        "quality_line": fmt(summary.quality.get("low_quality_line"), 3),
         "quality_rows": _quality_rows(summary, "by_group"),
         "quality_baseline_rows": _quality_rows(summary, "baselines_by_group"),
         "quality_figure": quality_figure, "figures": figures,

@@ -142,7 +142,7 @@ def table_problems(result, names) -> list[str]:
 
 @lru_cache(maxsize=MATED_CACHE_SIZE)
 def _read_mated(pk: int, stamp: str, stored: str) -> pd.DataFrame:
-    from worker.comparison_store import read_comparisons
+    from exports.comparison_store import read_comparisons
 
     df = read_comparisons(stored, ["fr_model", "image_a", "image_b", "mated", "score"],
                           mated_only=True)

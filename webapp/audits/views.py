@@ -20,14 +20,11 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.summary import DISPARITY_LABELS, HEADLINE_MEASURES, AuditSummary, OperatingPoint
+from webapp.audits.access import owned_audit
 from webapp.audits.forms import AuditForm
 from webapp.audits.models import Audit
 from webapp.audits.progress import progress
-
-
-def _owned(request: HttpRequest, pk: int) -> Audit:
-    qs = Audit.objects.all() if request.user.is_staff else Audit.objects.filter(owner=request.user)
-    return get_object_or_404(qs, pk=pk)
 
 
 @login_required
@@ -66,71 +63,54 @@ def audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The audit page: progress while it runs; when done, the dashboard for the FR model and
     operating point chosen with ``?model=`` and ``?fmr=`` (unknown values fall back to the
     first ones). Everything shown comes from the stored result."""
-    audit = _owned(request, pk)
+    audit = owned_audit(request, pk)
     context = {"audit": audit, "progress": progress(audit), "disk_use": disk_use(audit),
                "config_json": json.dumps(audit.config, indent=2)}
     result = getattr(audit, "result", None) if audit.state == Audit.State.DONE else None
-    if result is not None and _models_with_points(result.summary):
-        context.update(_results_context(request, result.summary))
+    if result is not None and AuditSummary.of(result.summary).models_with_points:
+        context.update(_results_context(request, AuditSummary.of(result.summary)))
         context.update(_dashboard_context(audit, result, context["fr_model"],
                                           context["point_index"]))
     return render(request, "audits/audit_detail.html", context)
 
 
-def _models_with_points(summary: dict) -> list[str]:
-    return [m for m, info in (summary.get("fr_models") or {}).items()
-            if (info or {}).get("operating_points")]
-
-
-def _selection(request: HttpRequest, summary: dict) -> tuple[str, int, list[str]]:
-    """The chosen FR model, operating point index and the point labels; unknown or malformed
-    ``model`` / ``fmr`` parameters fall back to the first model and point."""
-    from webapp.audits.charts import point_label
-
-    models = _models_with_points(summary)
+def _selection(request: HttpRequest, summary: AuditSummary) -> OperatingPoint:
+    """The chosen FR model's chosen operating point; unknown or malformed ``model`` / ``fmr``
+    parameters fall back to the first model and point."""
+    models = summary.models_with_points
     fr_model = request.GET.get("model") if request.GET.get("model") in models else models[0]
-    points = summary["fr_models"][fr_model].get("operating_points") or []
-    fmrs = [point_label(p) for p in points]
-    idx = fmrs.index(request.GET["fmr"]) if request.GET.get("fmr") in fmrs else 0
-    return fr_model, idx, fmrs
+    model = summary.model(fr_model)
+    labels = model.labels
+    return model.points[labels.index(request.GET["fmr"]) if request.GET.get("fmr") in labels
+                        else 0]
 
 
-def _results_context(request: HttpRequest, summary: dict) -> dict:
-    models = _models_with_points(summary)
-    fr_model, idx, fmrs = _selection(request, summary)
-    points = summary["fr_models"][fr_model]["operating_points"]
-    point = points[idx]
-    acquisition = summary.get("acquisition", {}).get("by_group", {})
-    boot = point.get("bootstrap", {}).get("by_group", {})
-    rankable = point.get("rankable", {})
-    rows = [{"group": g, **vals, "acquisition": acquisition.get(g, {}), "ci": boot.get(g, {}),
-             "rank": rankable.get(g, {"rankable": True, "reason": ""})}
-            for g, vals in point["by_group"].items()]
-    disparity = point.get("disparity")
+def _results_context(request: HttpRequest, summary: AuditSummary) -> dict:
+    point = _selection(request, summary)
+    fr_model, idx, fmrs = point.fr_model, point.index, summary.model(point.fr_model).labels
+    acquisition = summary.acquisition.get("by_group", {})
+    rows = [{"group": g, **vals, "acquisition": acquisition.get(g, {}), "ci": point.interval(g),
+             "rank": point.rankable.get(g, {"rankable": True, "reason": ""})}
+            for g, vals in point.by_group.items()]
+    disparity = point.raw.get("disparity")
     measures = []
     if disparity:
-        labels = {"fnmr_max_min_ratio": "FNMR max/min ratio", "fmr_max_min_ratio":
-                  "FMR max/min ratio", "fdr": "Fairness Discrepancy Rate (1 = fair)",
-                  "garbe": "GARBE (0 = fair)"}
-        measures = [{"label": label, **disparity["measures"][key]}
-                    for key, label in labels.items() if key in disparity["measures"]]
-    checks = summary.get("generator_checks", {})
+        measures = [{"label": DISPARITY_LABELS[key], **disparity["measures"][key]}
+                    for key in HEADLINE_MEASURES if key in disparity["measures"]]
+    checks = summary.generator_checks
     check_rows = [{"group": g, **v} for g, v in checks.get("by_group", {}).items()]
     from webapp.audits.judge_view import judge_info, judged_rows
 
-    return {"summary": summary, "fr_models": models, "check_rows": check_rows,
-            "judge": judge_info(summary), "judged": judged_rows(point),
+    return {"summary": summary.raw, "fr_models": summary.models_with_points,
+            "check_rows": check_rows, "judge": judge_info(summary), "judged": judged_rows(point),
             "measures": measures, "disparity": disparity,
             "check_overall": checks.get("overall"), "fr_model": fr_model, "fmrs": fmrs,
-            "fmr": fmrs[idx], "point_index": idx, "point": point, "rows": rows,
-            "model_info": summary["fr_models"][fr_model]}
+            "fmr": fmrs[idx], "point_index": idx, "point": point.raw, "rows": rows,
+            "model_info": summary.model(fr_model).raw}
 
 
 # Dashboard ------------------------------------------------------------------------------------
 
-#: Tables the dashboard charts read (``AuditResult.tables`` export names).
-DASHBOARD_TABLES = ("det_curves.csv", "score_histograms.csv", "factor_effects.csv",
-                    "quality.csv", "edc_curves.csv")
 #: Identities per group shown in the sample grids.
 GRID_IDENTITIES = 3
 _JSON_SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
@@ -163,11 +143,11 @@ def dashboard_json(result, fr_model: str, point_index: int) -> tuple[str, list[s
 def _build_figures(result, fr_model: str, point_index: int) -> tuple[str, list[str], list[str]]:
     import plotly.io as pio
 
-    from webapp.audits.charts import dashboard_figures
+    from webapp.audits.dashboard import CHART_TABLES, dashboard_figures
     from webapp.audits.result_tables import load_tables, table_problems
 
-    problems = table_problems(result, DASHBOARD_TABLES)
-    figures = dashboard_figures(result.summary, load_tables(result, DASHBOARD_TABLES),
+    problems = table_problems(result, CHART_TABLES)
+    figures = dashboard_figures(result.summary, load_tables(result, CHART_TABLES),
                                 fr_model, point_index, problems)
     text = "{" + ",".join(f"{json.dumps(name)}:{pio.to_json(fig, validate=False)}"
                           for name, fig in figures.items()) + "}"
@@ -205,19 +185,18 @@ def _stored_figures(result, fr_model: str, point_index: int) -> tuple[str, list[
 
 
 def _dashboard_context(audit: Audit, result, fr_model: str, point_index: int) -> dict:
-    from webapp.audits.charts import point_label
-
     charts_json, figure_keys, problems = dashboard_json(result, fr_model, point_index)
-    point = result.summary["fr_models"][fr_model]["operating_points"][point_index]
+    summary = AuditSummary.of(result.summary)
+    point = summary.point(fr_model, point_index)
     return {"charts_json": charts_json, "figure_keys": figure_keys,
             "data_problems": problems,
-            "filter_query": urlencode({"model": fr_model, "fmr": point_label(point)}),
-            "factor_cells": _factor_cells(result, fr_model, point_index),
-            "grids": _sample_grids(audit, result.summary),
-            "sentences": _sentences(result.summary, fr_model, point_index, result)}
+            "filter_query": urlencode({"model": fr_model, "fmr": point.label}),
+            "factor_cells": _factor_cells(result, point),
+            "grids": _sample_grids(audit, summary),
+            "sentences": _sentences(summary, point, result)}
 
 
-def _sentences(summary: dict, fr_model: str, point_index: int, result=None) -> list[str]:
+def _sentences(summary: AuditSummary, point: OperatingPoint, result=None) -> list[str]:
     """Plain-language sentences for the top of the dashboard (:mod:`audit.narrative`): overall
     rates, groups too small to rank, and the highest-versus-lowest group per rate, claimed
     only where the intervals do not overlap; then failure to acquire across groups
@@ -226,9 +205,8 @@ def _sentences(summary: dict, fr_model: str, point_index: int, result=None) -> l
     page."""
     from audit.narrative import operating_point_sentences
 
-    point = summary["fr_models"][fr_model]["operating_points"][point_index]
     try:
-        sentences = operating_point_sentences(point, model=fr_model)
+        sentences = operating_point_sentences(point.raw, model=point.fr_model)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         sentences = []
     return sentences + _acquisition_sentences(summary, result)
@@ -237,7 +215,7 @@ def _sentences(summary: dict, fr_model: str, point_index: int, result=None) -> l
 _ACQUISITION_CACHE: OrderedDict[tuple, list[str]] = OrderedDict()
 
 
-def _acquisition_sentences(summary: dict, result=None) -> list[str]:
+def _acquisition_sentences(summary: AuditSummary, result=None) -> list[str]:
     """The failure-to-acquire sentences of a result (the same for every model and point), kept
     per ``(result, created_at)`` in this process: the identity-level test relabels identities
     a few thousand times."""
@@ -251,7 +229,7 @@ def _acquisition_sentences(summary: dict, result=None) -> list[str]:
             return list(_ACQUISITION_CACHE[key])
     try:
         identities = identity_counts(load_table(result, "quality.csv")) if result else None
-        sentences = acquisition_sentences(summary.get("acquisition"), identities)
+        sentences = acquisition_sentences(summary.raw.get("acquisition"), identities)
     except Exception:  # malformed stored data: no sentence rather than a broken page
         sentences = []
     if key is not None:
@@ -262,7 +240,7 @@ def _acquisition_sentences(summary: dict, result=None) -> list[str]:
     return list(sentences)
 
 
-def _factor_cells(result, fr_model: str, point_index: int) -> dict | None:
+def _factor_cells(result, point: OperatingPoint) -> dict | None:
     """The factor-effect cells as a table of links to their image pairs (the keyboard and
     screen-reader route to what the heat maps show): columns = factor levels, rows = groups.
     Each cell carries its number of pairs (``n_pairs``, an int; None where not stored)."""
@@ -270,11 +248,8 @@ def _factor_cells(result, fr_model: str, point_index: int) -> dict | None:
     from webapp.audits.charts import _none_if_nan, factor_rows, level_label, variant_key
     from webapp.audits.result_tables import load_table
 
-    summary = result.summary
-    points = summary["fr_models"][fr_model]["operating_points"]
-    targets = [p["target_fmr"] for p in points if p.get("target_fmr") is not None]
-    rows, _ = factor_rows(load_table(result, "factor_effects.csv"), fr_model,
-                          points[point_index], targets)
+    targets = AuditSummary.of(result.summary).model(point.fr_model).targets
+    rows, _ = factor_rows(load_table(result, "factor_effects.csv"), point, targets)
     if rows.empty:
         return None
     columns: list[tuple[str, str]] = []
@@ -283,7 +258,7 @@ def _factor_cells(result, fr_model: str, point_index: int) -> dict | None:
             columns.append((factor, level_label(level)))
     cells = {(str(r.group), str(r.factor), level_label(r.level)): r
              for r in rows.itertuples(index=False)}
-    groups = list(points[point_index]["by_group"]) or sorted({g for g, _, _ in cells})
+    groups = list(point.by_group) or sorted({g for g, _, _ in cells})
     table = []
     for g in groups:
         out = []
@@ -298,7 +273,7 @@ def _factor_cells(result, fr_model: str, point_index: int) -> dict | None:
     return {"columns": [f"{f} {label}".strip() for f, label in columns], "rows": table}
 
 
-def _sample_grids(audit: Audit, summary: dict) -> list[dict]:
+def _sample_grids(audit: Audit, summary: AuditSummary) -> list[dict]:
     """Per group, the first :data:`GRID_IDENTITIES` identities' images in design order:
     ``[{"group", "variants", "identities": [{"label", "images": [{"id", "variant"}]}]}]``
     (``id`` is None where the identity has no such image)."""
@@ -314,9 +289,9 @@ def _sample_grids(audit: Audit, summary: dict) -> list[dict]:
         by_identity.setdefault((group, index), {})[variant] = image_id
         if variant not in seen_variants:
             seen_variants.append(variant)
-    variants = [v for v in summary.get("design", {}).get("variants", []) if v in seen_variants]
+    variants = [v for v in summary.design.get("variants", []) if v in seen_variants]
     variants += [v for v in seen_variants if v not in variants]
-    groups = summary.get("design", {}).get("groups") or sorted({g for g, _ in by_identity})
+    groups = summary.design.get("groups") or sorted({g for g, _ in by_identity})
     grids = []
     for group in groups:
         identities = [{"label": f"identity {index + 1}",
@@ -326,11 +301,6 @@ def _sample_grids(audit: Audit, summary: dict) -> list[dict]:
         if identities:
             grids.append({"group": group, "variants": variants, "identities": identities})
     return grids
-
-
-def _point_for_pairs(summary: dict, request: HttpRequest) -> tuple[str, int, dict]:
-    fr_model, idx, _ = _selection(request, summary)
-    return fr_model, idx, summary["fr_models"][fr_model]["operating_points"][idx]
 
 
 @login_required
@@ -344,14 +314,15 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
     found, edit off target, another attribute moved); a compared image the identity judge
     called a different person carries that verdict as a note."""
     from audit.counts import COUNT_KEYS, as_count
-    from webapp.audits.charts import factor_rows, level_label, point_label
+    from webapp.audits.charts import factor_rows, level_label
     from webapp.audits.models import GeneratedImage
     from webapp.audits.pair_reasons import pair_reasons
     from webapp.audits.result_tables import load_mated_scores, load_table
 
-    audit = _owned(request, pk)
+    audit = owned_audit(request, pk)
     result = getattr(audit, "result", None) if audit.state == Audit.State.DONE else None
-    if result is None or not _models_with_points(result.summary):
+    summary = AuditSummary.of(result.summary if result is not None else None)
+    if not summary.models_with_points:
         raise Http404("This audit has no results yet.")
     group, variant = request.GET.get("group", ""), request.GET.get("variant", "")
     images = list(GeneratedImage.objects
@@ -362,13 +333,11 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
     varied = [img for img in images if img["variant"] == variant]
     if not varied or variant in ("baseline", "control"):
         raise Http404("No such group and factor level in this audit.")
-    summary = result.summary
-    fr_model, idx, point = _point_for_pairs(summary, request)
+    point = _selection(request, summary)
+    fr_model = point.fr_model
     factor, level = varied[0]["factor"], level_label(varied[0]["level"]) or variant
-    points = summary["fr_models"][fr_model]["operating_points"]
-    targets = [p["target_fmr"] for p in points if p.get("target_fmr") is not None]
-    effects, target = factor_rows(load_table(result, "factor_effects.csv"), fr_model, point,
-                                  targets)
+    effects, target = factor_rows(load_table(result, "factor_effects.csv"), point,
+                                  summary.model(fr_model).targets)
     effect = None
     if not effects.empty:
         match = effects[(effects["group"].astype(str) == group)
@@ -379,7 +348,7 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
         effect = {k: (as_count(v) if k in COUNT_KEYS and as_count(v) is not None else v)
                   for k, v in effect.items()}
     threshold = float(effect["threshold"]) if effect and effect.get("threshold") is not None \
-        else float(point["threshold"])
+        else float(point.threshold)
     mated = load_mated_scores(result)
     mated = mated[mated["fr_model"] == fr_model]
     score_of = dict(zip(mated["image_b"].astype(int), mated["score"].astype(float), strict=True))
@@ -409,11 +378,11 @@ def audit_pairs(request: HttpRequest, pk: int) -> HttpResponse:
         row["change"] = None if c is None or v is None else v - c
         pairs.append(row)
     context = {"audit": audit, "group": group, "variant": variant, "factor": factor,
-               "level": level, "fr_model": fr_model, "fmr": point_label(point),
+               "level": level, "fr_model": fr_model, "fmr": point.label,
                "target": target, "threshold": threshold, "effect": effect, "pairs": pairs,
                "n_matches": sum(bool(p["varied"]["match"]) for p in pairs),
                "n_compared": sum(p["varied"]["score"] is not None for p in pairs),
-               "back_query": urlencode({"model": fr_model, "fmr": point_label(point)})}
+               "back_query": urlencode({"model": fr_model, "fmr": point.label})}
     return render(request, "audits/pairs.html", context)
 
 
@@ -426,7 +395,7 @@ def audit_image(request: HttpRequest, pk: int, image_id: int) -> FileResponse:
 
     from webapp.audits.models import GeneratedImage
 
-    audit = _owned(request, pk)
+    audit = owned_audit(request, pk)
     image = get_object_or_404(GeneratedImage.objects.only("file", "sha256"), pk=image_id,
                               audit=audit)
     try:
@@ -444,7 +413,7 @@ def audit_image(request: HttpRequest, pk: int, image_id: int) -> FileResponse:
 @require_GET
 def audit_progress(request: HttpRequest, pk: int) -> JsonResponse:
     """The audit's progress, with its current disk use (the page shows both as they change)."""
-    return JsonResponse(progress_with_disk_use(_owned(request, pk)))
+    return JsonResponse(progress_with_disk_use(owned_audit(request, pk)))
 
 
 def progress_with_disk_use(audit: Audit) -> dict:
@@ -462,7 +431,7 @@ def progress_with_disk_use(audit: Audit) -> dict:
 def audit_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     from worker.dispatch import cancel_audit
 
-    audit = _owned(request, pk)
+    audit = owned_audit(request, pk)
     if cancel_audit(audit.pk):
         messages.info(request, "Audit cancelled. Images made so far are kept.")
     else:
@@ -476,7 +445,7 @@ def audit_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a finished, failed or cancelled audit with its rows and files (the files go once
     the deletion commits: webapp/audits/apps.py). A running audit must be cancelled first, or
     its running batches would write files after the deletion."""
-    audit = _owned(request, pk)
+    audit = owned_audit(request, pk)
     if not audit.is_final:
         messages.warning(request, "Cancel the audit first: it is still running, and its running "
                                   "work would write files after the deletion.")
@@ -497,11 +466,10 @@ def audit_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def audit_resume(request: HttpRequest, pk: int) -> HttpResponse:
     """Retry a failed audit from the stage it had reached (what it produced is kept and
     reused), or re-send the work an unfinished audit still needs."""
-    from worker.dispatch import dispatch
-    from worker.pipeline import resume
+    from worker.dispatch import resume_audit
 
-    audit = _owned(request, pk)
-    messages.info(request, f"Resume: {resume(audit.pk, dispatch)}.")
+    audit = owned_audit(request, pk)
+    messages.info(request, f"Resume: {resume_audit(audit.pk)}.")
     return redirect("audits:detail", pk=audit.pk)
 
 

@@ -15,11 +15,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         from webapp.audits.models import Audit
-        from worker.dispatch import dispatch
-        from worker.pipeline import resume
+        from worker.dispatch import resume_audit
 
         for pk in sorted(set(opts["ids"])):
             if not Audit.objects.filter(pk=pk).exists():
                 self.stderr.write(f"audit {pk}: no such audit")
                 continue
-            self.stdout.write(f"audit {pk}: {resume(pk, dispatch)}")
+            self.stdout.write(f"audit {pk}: {resume_audit(pk)}")

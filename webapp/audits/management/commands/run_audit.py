@@ -3,7 +3,7 @@
 First prints what the design can show (:mod:`audit.planner`: comparisons per group, FNMR
 interval width, detectable ratio, factor cells, whether groups can be ranked; ``--plan-only``
 stops there). Then runs every stage in this process (the same code the Celery workers run) and
-writes the export layout of :mod:`worker.exports` into DIR: images, manifest (CSV and Parquet),
+writes the export layout of :mod:`exports.dataset` into DIR: images, manifest (CSV and Parquet),
 pair lists, comparisons (CSV and Parquet), result tables (CSV and JSON), summary.json,
 README.txt and DATASET_CARD.md, the same files as the web download.
 """
@@ -25,6 +25,7 @@ from audit.planner import (
     parse_assumptions,
     plan_for_config,
 )
+from audit.summary import AuditSummary
 from generator.config import ConfigError, load_config_file, parse_config
 
 
@@ -46,11 +47,12 @@ class Command(BaseCommand):
                             help="owner of the audit row (created without a password if missing)")
 
     def handle(self, *args, **opts):
+        from exports.dataset import export_to_dir
+        from webapp.audits.availability import available_fr_models, available_generators
+        from webapp.audits.launch import create_audit
         from webapp.audits.models import Audit
         from webapp.audits.progress import progress
-        from worker.exports import export_to_dir
         from worker.pipeline import InlineRunner
-        from worker.runtime import available_fr_models, available_generators
 
         if not opts["plan_only"] and not opts["out"]:
             raise CommandError("--out is required (the folder to write the results into), "
@@ -78,8 +80,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)  # a fresh machine just works
 
         user, _ = get_user_model().objects.get_or_create(username=opts["user"])
-        audit = Audit.objects.create(owner=user, name=config.name, config=config.to_dict(),
-                                     seed=config.seed, n_images_planned=config.n_images)
+        audit = create_audit(user, config)
         self.stdout.write(f"audit #{audit.pk} '{config.name}': {config.n_groups} groups x "
                           f"{config.identities_per_group} identities x {config.n_variants} "
                           f"images = {config.n_images} images")
@@ -95,19 +96,17 @@ class Command(BaseCommand):
             raise CommandError(f"audit #{audit.pk} ended {audit.state}: {audit.error}")
         export_to_dir(audit, out)
         elapsed = time.monotonic() - t0
-        summary = audit.result.summary
-        for fr_model, info in summary["fr_models"].items():
-            for point in info["operating_points"]:
-                self.stdout.write(f"{fr_model} @ {point.get('label', point['target_fmr'])}: "
-                                  f"threshold {point['threshold']:.4f}, FMR "
-                                  f"{point['achieved_fmr']:.5f}")
-                for group, r in point["by_group"].items():
-                    fnmr = "n/a" if r["fnmr"] is None else f"{r['fnmr']:.4f}"
-                    fmr = "n/a" if r["fmr"] is None else f"{r['fmr']:.5f}"
-                    self.stdout.write(f"  {group:<24} FNMR {fnmr} ({r['false_non_matches']}/"
-                                      f"{r['n_mated']})  FMR {fmr} ({r['false_matches']}/"
-                                      f"{r['n_nonmated']})")
-        checks = summary.get("generator_checks", {})
+        summary = AuditSummary.of(audit.result.summary)
+        for point in summary.points():
+            self.stdout.write(f"{point.fr_model} @ {point.label}: threshold "
+                              f"{point.threshold:.4f}, FMR {point.achieved_fmr:.5f}")
+            for group, r in point.by_group.items():
+                fnmr = "n/a" if r["fnmr"] is None else f"{r['fnmr']:.4f}"
+                fmr = "n/a" if r["fmr"] is None else f"{r['fmr']:.5f}"
+                self.stdout.write(f"  {group:<24} FNMR {fnmr} ({r['false_non_matches']}/"
+                                  f"{r['n_mated']})  FMR {fmr} ({r['false_matches']}/"
+                                  f"{r['n_nonmated']})")
+        checks = summary.generator_checks
         if checks:
             self.stdout.write("generator checks (share of images; latent edits: on target, "
                               "others held, identity kept):")

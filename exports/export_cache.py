@@ -6,7 +6,7 @@ CSV for an audit of 20,000 images and 2 FR models). They never change once the a
 the aggregation stage builds them once: each text file is deflated (raw DEFLATE, RFC 1951, as a
 zip member stores it) into ``audits/<pk>/results/export/<name>.deflate``, with its CRC-32 and
 sizes in ``index.json``. A download then copies those bytes into the zip as they are
-(:func:`worker.exports.stream_files_zip`), so it streams at storage speed.
+(:func:`exports.zip_stream.stream_files_zip`), so it streams at storage speed.
 
 Audits without a cache (older ones, or if building it failed) are exported exactly as before,
 producing every file on the fly; the bytes inside the zip are the same either way (a test checks

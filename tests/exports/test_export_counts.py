@@ -11,8 +11,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from audit.counts import as_count, count_columns, count_text, integral_counts
+from exports.tables import summary_json, table_json_chunks
 from tests.webapp.factories import make_done_audit
-from worker.exports import summary_json, table_json_chunks
 
 
 @pytest.mark.django_db

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db.models import Count
 
+from audit.summary import AuditSummary
+from exports.plan import ExportPlan, plan_export
 from webapp.audits.models import Audit, FaceAnalysis, GeneratedImage, SyntheticIdentity
-
-if TYPE_CHECKING:
-    from worker.exports import _Plan
 
 
 def _md(text: Any) -> str:
@@ -79,17 +78,15 @@ DATASET_CARD_USES = """\
 """
 
 
-def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
+def dataset_card(audit: Audit, plan: ExportPlan | None = None) -> str:
     """``DATASET_CARD.md``: composition per group and factor level, recipe, licences of every
     model, intended and out-of-scope uses, known limitations."""
     result = getattr(audit, "result", None)
-    summary = (result.summary or {}) if result is not None else {}
+    summary = AuditSummary.of(result.summary if result is not None else None)
     config = audit.config or {}
     comp = _composition(audit)
     if plan is None:
-        from worker.exports import _plan
-
-        plan = _plan(audit)
+        plan = plan_export(audit)
     groups = comp["groups"]
     lines = [f"# Dataset card: {_md(audit.name)} (FaceAudit)", ""]
     if config.get("description"):
@@ -126,7 +123,7 @@ def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
                   "faces (the gender-age model; the individual typology angle on skin pixels), "
                   "never true attributes of a person.", ""]
 
-    models = summary.get("models", {})
+    models = summary.model_files
     generator = models.get("generator", {})
     axes = config.get("groups") or {}
     factors = config.get("factors") or {}
@@ -143,7 +140,7 @@ def dataset_card(audit: Audit, plan: _Plan | None = None) -> str:
         + "; ".join(f"{_md(axis)}: {', '.join(_md(v) for v in levels)}"
                     for axis, levels in axes.items()) + ".",
         f"- Identities per group: {config.get('identities_per_group', '')}."
-        + _acceptance_text(summary.get("identity_sampling") or {}),
+        + _acceptance_text(summary.identity_sampling),
         "- Factors and levels: "
         + ("; ".join(f"{_md(f)}: {', '.join(_md(_level_text(v)) for v in levels)}"
                      for f, levels in factors.items()) or "none")
@@ -196,7 +193,7 @@ def _image_size_text(generator: dict[str, Any]) -> str:
     return text + "."
 
 
-def _limitations(summary: dict[str, Any], comp: dict[str, Any],
+def _limitations(summary: AuditSummary, comp: dict[str, Any],
                  config: dict[str, Any]) -> list[str]:
     lines = [
         "## Known limitations", "",
@@ -214,9 +211,8 @@ def _limitations(summary: dict[str, Any], comp: dict[str, Any],
         lines.append(f"  - {_md(g)}: {comp['failed'].get(g, 0)} of {images} images failed the "
                      f"generator checks; no face found in {comp['no_face'].get(g, 0)}.")
     small = []
-    for fr_model, info in (summary.get("fr_models") or {}).items():
-        points = info.get("operating_points") or []
-        rankable = points[0].get("rankable", {}) if points else {}
+    for fr_model, model in summary.models.items():
+        rankable = model.points[0].rankable if model.points else {}
         for g, r in rankable.items():
             if not r.get("rankable", True):
                 small.append(f"  - {_md(fr_model)}, {_md(g)}: {_md(r.get('reason', ''))}")

@@ -79,10 +79,10 @@ def comparisons_csv_chunks(name: str, batch_rows: int = 200_000) -> Iterator[byt
             pa_csv.write_csv(batch, out, pa_csv.WriteOptions(include_header=first,
                                                              quoting_style="needed"))
             first = False
-            yield _plain_booleans(out.getvalue())
+            yield plain_booleans(out.getvalue())
 
 
-def _plain_booleans(data: bytes) -> bytes:
+def plain_booleans(data: bytes) -> bytes:
     """pyarrow writes booleans as ``true``/``false``; pandas' CSVs (and the README) use
     ``True``/``False``. Only the ``mated`` column holds booleans, and no other column holds
     those words unquoted (group names with commas are quoted)."""

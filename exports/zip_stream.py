@@ -1,7 +1,7 @@
 """Zips streamed to a client piece by piece (never whole in memory), from a list of members.
 
 Each member is an :class:`ExportFile`: its path in the zip, a producer of its bytes in chunks,
-whether to deflate it, or its bytes already deflated (:mod:`worker.export_cache`), which are
+whether to deflate it, or its bytes already deflated (:mod:`exports.export_cache`), which are
 copied as they are. Every path is checked by :func:`check_relpath` before it becomes an entry
 name. Shared by the dataset zip and the tables zip.
 """
@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 
 from django.core.files.storage import default_storage
 
-from worker.export_cache import Precompressed
+from exports.export_cache import Precompressed
 
 #: One path component of an export: letters, digits, ``_``, ``.``, ``-``; not starting with a dot.
 SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 from django.test import override_settings
 
+from exports.comparison_store import read_comparisons
+from exports.dataset import export_to_dir, stream_zip
 from exports.files import group_slugs, safe_slug
+from exports.zip_stream import check_relpath
 from generator.config import AuditConfig, parse_config
 from tests.conftest import model_dir
 from tests.webapp.factories import make_done_audit
 from webapp.audits.models import Audit, SyntheticIdentity
-from worker.comparison_store import read_comparisons
-from worker.exports import check_relpath, export_to_dir, stream_zip
 
 CONFIG = {"name": "Export audit", "seed": 3, "groups": {"perceived_gender": ["female", "male"]},
           "generator": "dcgan-digiface", "identities_per_group": 3, "factors": {"blur": [1.5], "jpeg": [20]},
@@ -237,10 +238,10 @@ def test_a_hostile_group_name_cannot_leave_the_export(alice, media_root, tmp_pat
 
 
 def test_the_cached_members_give_the_same_zip_content_as_building_on_the_fly(exported):
-    """The aggregation stage deflated the big files once (worker/export_cache.py); a zip built
+    """The aggregation stage deflated the big files once (exports/export_cache.py); a zip built
     from that cache and one built on the fly hold byte-identical files, and every CRC checks."""
-    from worker import exports
-    from worker.export_cache import load_export_cache
+    from exports import dataset
+    from exports.export_cache import load_export_cache
 
     audit = exported["audit"]
     with override_settings(MEDIA_ROOT=exported["media"]):
@@ -249,12 +250,12 @@ def test_the_cached_members_give_the_same_zip_content_as_building_on_the_fly(exp
                               "pairs_nonmated.csv", "comparisons.csv", "comparisons.parquet"}
         cached = exported["zip"]
         assert cached.testzip() is None  # every member's CRC-32 verifies
-        original = exports.load_export_cache
-        exports.load_export_cache = lambda a: {}
+        original = dataset.load_export_cache
+        dataset.load_export_cache = lambda a: {}
         try:
             fresh = zipfile.ZipFile(io.BytesIO(b"".join(stream_zip(audit))))
         finally:
-            exports.load_export_cache = original
+            dataset.load_export_cache = original
     assert cached.namelist() == fresh.namelist()
     for name in cached.namelist():
         assert cached.read(name) == fresh.read(name), name
@@ -263,7 +264,7 @@ def test_the_cached_members_give_the_same_zip_content_as_building_on_the_fly(exp
 
 
 def test_a_cache_older_than_the_result_is_not_used(exported):
-    from worker.export_cache import load_export_cache
+    from exports.export_cache import load_export_cache
 
     audit = exported["audit"]
     with override_settings(MEDIA_ROOT=exported["media"]):
