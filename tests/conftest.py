@@ -81,19 +81,23 @@ def database_url_for_subprocess() -> str:
 class WorkerProcess:
     """A real ``celery worker`` process on the given broker, sharing the test database."""
 
-    def __init__(self, broker_url: str, media: Path, var_dir: Path, log: Path):
+    def __init__(self, broker_url: str, media: Path, var_dir: Path, log: Path,
+                 queues: str = "gpu,cpu", env: dict[str, str] | None = None):
         self.log = log
-        env = dict(os.environ)
-        env.update({"CELERY_BROKER_URL": broker_url, "DATABASE_URL": database_url_for_subprocess(),
-                    "FACEAUDIT_MEDIA_ROOT": str(media), "FACEAUDIT_VAR_DIR": str(var_dir),
-                    "FACEAUDIT_SCORE_BATCH": "16", "FACEAUDIT_GENERATE_BATCH": "4",
-                    "PYTHONUNBUFFERED": "1"})
-        self.env = env
+        environ = dict(os.environ)
+        environ.update({"CELERY_BROKER_URL": broker_url,
+                        "DATABASE_URL": database_url_for_subprocess(),
+                        "FACEAUDIT_MEDIA_ROOT": str(media), "FACEAUDIT_VAR_DIR": str(var_dir),
+                        "FACEAUDIT_SCORE_BATCH": "16", "FACEAUDIT_GENERATE_BATCH": "4",
+                        "PYTHONUNBUFFERED": "1"}, **(env or {}))
+        self.env = environ
+        name = queues.replace(",", "-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "gpu,cpu",
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues,
              "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+             "--without-gossip", "--without-mingle", "--hostname",
+             f"test-{name}-{os.getpid()}@%h"],
+            cwd=ROOT, env=environ, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             start_new_session=True)
 
     def stop(self) -> None:
@@ -126,3 +130,34 @@ def fresh_dir(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory):
+    """The endpoint of a running SeaweedFS S3 gateway: the one ``.ci/run`` started
+    (FACEAUDIT_TEST_S3_ENDPOINT), else one started for this session (skipped, saying why, when
+    it cannot start)."""
+    from tests.object_store import SeaweedFS, shared_endpoint
+
+    endpoint = shared_endpoint()
+    if endpoint:
+        yield endpoint
+        return
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"no S3-compatible object store: {exc}")
+    yield server.endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage(settings, object_store):
+    """The default storage in a fresh bucket of the object store, for one test; returns
+    ``(endpoint, bucket)``."""
+    from tests.object_store import new_bucket, storage_settings
+
+    bucket = new_bucket(object_store)
+    settings.STORAGES = storage_settings(object_store, bucket)
+    return object_store, bucket

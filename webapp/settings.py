@@ -150,6 +150,33 @@ STORAGES = {
                                    "django.core.files.storage.FileSystemStorage")},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Object storage, for workers on several machines that share no disk: with FACEAUDIT_S3_BUCKET
+# set, every image, table, export member and built page is kept in that bucket of an
+# S3-compatible server (SeaweedFS in docker-compose and the tests, or AWS S3, MinIO, ...)
+# instead of MEDIA_ROOT. Every process of the installation (web app and workers) needs the same
+# values. See README, "Several machines".
+S3_BUCKET = env_str("FACEAUDIT_S3_BUCKET")
+if S3_BUCKET:
+    from botocore.config import Config as _S3Config
+
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": S3_BUCKET,
+        "endpoint_url": env_str("FACEAUDIT_S3_ENDPOINT_URL"),  # None: AWS S3 itself
+        "access_key": env_str("FACEAUDIT_S3_ACCESS_KEY_ID"),
+        "secret_key": env_str("FACEAUDIT_S3_SECRET_ACCESS_KEY"),
+        "region_name": env_str("FACEAUDIT_S3_REGION", "us-east-1"),
+        "location": env_str("FACEAUDIT_S3_PREFIX", ""),  # key prefix inside the bucket
+        "addressing_style": "path",  # bucket in the path: works with any endpoint host name
+        "signature_version": "s3v4",
+        "file_overwrite": True,  # a rerun overwrites a cell's file under its own name
+        "querystring_auth": False,  # files are served through the views, never by URL
+        "default_acl": None,
+        # A store that is briefly unreachable (restart, failover) is waited out inside each
+        # call: up to 10 attempts with capped exponential back-off (about a minute); beyond
+        # that the worker task retries (worker.state.TRANSIENT_ERRORS).
+        "client_config": _S3Config(retries={"max_attempts": 10, "mode": "standard"},
+                                   connect_timeout=5, read_timeout=60),
+    }}
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
