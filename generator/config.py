@@ -251,7 +251,8 @@ def _axis_levels(axis: Any, levels: Any, errors: dict[str, str]) -> list[str] | 
         errors[key] = (f"{len(items):,} levels; at most {limit} on this axis: list each "
                        f"level once, from {', '.join(GROUP_AXES[axis])}")
         return None
-    bad = [x for x in items if str(x) not in GROUP_AXES[axis]]
+    # Levels are words: a number never names one (and str() of a huge int would raise).
+    bad = [x for x in items if not isinstance(x, str) or x not in GROUP_AXES[axis]]
     if bad:
         errors[key] = (f"unknown level(s) {show(bad)}; choose from "
                        f"{', '.join(GROUP_AXES[axis])}")

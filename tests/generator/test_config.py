@@ -287,3 +287,11 @@ def test_at_least_two_groups_in_all():
                                            "skin_tone": ["darker"]}})
     assert set(errors) == {"groups"}
     assert "make 1 group" in errors["groups"] and "at least 2" in errors["groups"]
+
+
+def test_a_huge_number_as_a_group_level_is_a_config_error_not_a_crash():
+    raw = {"name": "x", "groups": {"perceived_gender": [10**5000]}, "identities_per_group": 2,
+           "factors": {"blur": [1]}, "fr_models": ["mobilefacenet"], "target_fmr": [0.01]}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert "a number too long to show" in caught.value.errors["groups.perceived_gender"]
