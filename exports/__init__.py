@@ -5,7 +5,9 @@ serve them) use this package; it imports the ORM models but neither ``worker`` n
 
 - :mod:`exports.files`: :class:`~exports.files.AuditFiles`, the one place that names an audit's
   files in the storage (``audits/<pk>/images/...``, ``audits/<pk>/results/...``), the file-name
-  slugs, and writing, listing, measuring and deleting them through Django's storage API.
+  slugs, and writing, reading (:func:`~exports.files.open_stream`, in chunks, also from an
+  S3-compatible object store), listing, measuring and deleting them through Django's storage
+  API.
 - :mod:`exports.comparison_store`: the comparisons table as Parquet in the storage (written by
   the aggregation stage, read by the pages and the export).
 - :mod:`exports.dataset`: the dataset export, :func:`~exports.dataset.export_to_dir` (a folder,

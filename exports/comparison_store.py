@@ -7,7 +7,9 @@ thresholds recomputed from the file equal the stored ones exactly. Zstandard com
 million comparisons take about 8 MB.
 
 Older audits stored a gzip CSV (``comparisons.csv.gz``); :func:`read_comparisons` and
-:func:`comparisons_csv_chunks` read both.
+:func:`comparisons_csv_chunks` read both. A gzip CSV is read as a stream; a Parquet file through
+:func:`~exports.files.open_seekable` (pyarrow seeks: footer first, then row groups), which is
+the file itself on the local file system and a temporary local copy on an object store.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from django.core.files.storage import default_storage
+
+from exports.files import open_seekable, open_stream
 
 CATEGORICAL = ("fr_model", "group_a", "group_b")
+
+
+def _open(name: str):
+    """The stored comparisons ``name`` for reading: a stream for a gzip CSV, a seekable file
+    for Parquet."""
+    return open_stream(name) if name.endswith(".csv.gz") else open_seekable(name)
 
 
 def comparisons_parquet(comparisons: pd.DataFrame) -> bytes:
@@ -38,7 +47,7 @@ def read_comparisons(name: str, columns: list[str] | None = None,
                      mated_only: bool = False) -> pd.DataFrame:
     """The stored comparisons table ``name`` (Parquet, or gzip CSV for older audits), or only
     ``columns`` of it; ``mated_only`` keeps the mated rows (read as such from Parquet)."""
-    with default_storage.open(name, "rb") as f:
+    with _open(name) as f:
         if name.endswith(".csv.gz"):
             df = pd.read_csv(gzip.GzipFile(fileobj=f), usecols=columns)
             return df[df["mated"].astype(bool)].reset_index(drop=True) if mated_only else df
@@ -50,7 +59,7 @@ def comparison_batches(name: str, columns: list[str] | None = None,
                        batch_rows: int = 200_000) -> Iterator[pd.DataFrame]:
     """The stored comparisons table (or ``columns`` of it) in DataFrames of at most
     ``batch_rows`` rows (bounded memory for large audits)."""
-    with default_storage.open(name, "rb") as f:
+    with _open(name) as f:
         if name.endswith(".csv.gz"):
             with gzip.GzipFile(fileobj=f) as gz:
                 yield from pd.read_csv(gz, usecols=columns, chunksize=batch_rows,
@@ -64,7 +73,7 @@ def comparison_batches(name: str, columns: list[str] | None = None,
 def comparisons_csv_chunks(name: str, batch_rows: int = 200_000) -> Iterator[bytes]:
     """The stored comparisons table as CSV text, header first, in chunks of ``batch_rows``
     rows (bounded memory for large audits)."""
-    with default_storage.open(name, "rb") as f:
+    with _open(name) as f:
         if name.endswith(".csv.gz"):
             with gzip.GzipFile(fileobj=f) as gz:
                 yield from iter(lambda: gz.read(1 << 20), b"")
@@ -91,5 +100,5 @@ def plain_booleans(data: bytes) -> bytes:
 
 def parquet_chunks(name: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     """The stored file's bytes in chunks (the Parquet file as it is, for downloads)."""
-    with default_storage.open(name, "rb") as f:
+    with open_stream(name) as f:
         yield from iter(lambda: f.read(chunk_size), b"")

@@ -38,10 +38,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from django.core.files.storage import default_storage
-
 from exports.dataset_card import dataset_card
 from exports.export_cache import load_export_cache
+from exports.files import open_stream
 from exports.manifest import identities_csv, manifest_csv_chunks, manifest_parquet_chunks
 from exports.plan import ExportPlan, plan_export
 from exports.tables import (
@@ -206,7 +205,7 @@ def cacheable_members(audit: Audit, plan: ExportPlan | None = None
 
 
 def _storage_chunks(name: str) -> Iterator[bytes]:
-    with default_storage.open(name, "rb") as f:
+    with open_stream(name) as f:
         yield from file_chunks(f)
 
 

@@ -5,8 +5,9 @@ The large text files of the export (``manifest.csv``, the pair lists, ``comparis
 CSV for an audit of 20,000 images and 2 FR models). They never change once the audit is done, so
 the aggregation stage builds them once: each text file is deflated (raw DEFLATE, RFC 1951, as a
 zip member stores it) into ``audits/<pk>/results/export/<name>.deflate``, with its CRC-32 and
-sizes in ``index.json``. A download then copies those bytes into the zip as they are
-(:func:`exports.zip_stream.stream_files_zip`), so it streams at storage speed.
+sizes in ``index.json`` (which names the result it was built from). A download then copies
+those bytes into the zip as they are (:func:`exports.zip_stream.stream_files_zip`), so it
+streams at storage speed.
 
 Audits without a cache (older ones, or if building it failed) are exported exactly as before,
 producing every file on the fly; the bytes inside the zip are the same either way (a test checks
@@ -15,6 +16,7 @@ it).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import tempfile
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from django.core.files import File
 from django.core.files.storage import default_storage
 
-from exports.files import AuditFiles
+from exports.files import AuditFiles, open_stream, replace_file, result_stamp
 
 log = logging.getLogger(__name__)
 
@@ -64,46 +66,49 @@ def _deflate_to_storage(name: str, chunks: Iterable[bytes]) -> Precompressed:
         compressed += len(out)
         tmp.write(out)
         tmp.seek(0)
-        if default_storage.exists(name):
-            default_storage.delete(name)
-        saved = default_storage.save(name, File(tmp))
+        saved = replace_file(name, File(tmp))
     return Precompressed(saved, crc, size, compressed)
 
 
 def build_export_cache(audit, members: dict[str, Callable[[], Iterable[bytes]]]) -> None:
     """Deflate each ``members`` entry (zip path -> chunk producer) into the cache and write the
-    index last, so a half-built cache is never used."""
+    index last, so a half-built cache is never used. The index names the result it was built
+    from (:func:`~exports.files.result_stamp`)."""
     folder = cache_folder(audit.pk)
     index = {}
     for path, chunks in members.items():
         stored = _deflate_to_storage(f"{folder}/{path.replace('/', '__')}.deflate", chunks())
         index[path] = stored.__dict__
-    name = f"{folder}/{INDEX}"
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    default_storage.save(name, File(_bytes_file(json.dumps(index, indent=1).encode())))
-
-
-def _bytes_file(data: bytes):
-    import io
-
-    return io.BytesIO(data)
+    stamp = result_stamp(audit.result)
+    replace_file(f"{folder}/{INDEX}", File(io.BytesIO(
+        json.dumps({"result": stamp, "members": index}, indent=1).encode())))
 
 
 def load_export_cache(audit) -> dict[str, Precompressed]:
     """The audit's cached members (zip path -> :class:`Precompressed`), or {} when there is
-    none; a cache older than the audit's current result is ignored."""
+    none; a cache built from another result than the audit's current one is ignored.
+
+    The index names its result by stamp. Indexes written before it did (a plain mapping of
+    members) are judged by their modification time instead, which is good enough on a local
+    file system but not on an object store, whose modification times are whole seconds of
+    another machine's clock."""
     name = f"{cache_folder(audit.pk)}/{INDEX}"
     result = getattr(audit, "result", None)
-    if result is None or not default_storage.exists(name):
+    if result is None:
         return {}
     try:
-        if default_storage.get_modified_time(name) < result.created_at:
-            return {}  # the statistics were recomputed after the cache was built
-        with default_storage.open(name, "rb") as f:
-            index = json.load(f)
+        with open_stream(name) as f:
+            index = json.loads(f.read())
+        if isinstance(index.get("members"), dict):
+            if index.get("result") != result_stamp(result):
+                return {}  # the statistics were stored again after the cache was built
+            index = index["members"]
+        elif default_storage.get_modified_time(name) < result.created_at:
+            return {}
         return {path: Precompressed(**entry) for path, entry in index.items()}
-    except (OSError, ValueError, TypeError, NotImplementedError):
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, AttributeError, NotImplementedError):
         log.warning("export cache of audit %s unreadable; building files on the fly", audit.pk,
                     exc_info=True)
         return {}

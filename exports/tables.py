@@ -20,9 +20,9 @@ from collections.abc import Iterator
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from django.core.files.storage import default_storage
 
 from audit.summary import AuditSummary
+from exports.files import open_stream
 from exports.plan import ExportPlan, plan_export
 from exports.zip_stream import file_chunks
 from webapp.audits.models import Audit
@@ -183,7 +183,7 @@ def result_tables(audit: Audit) -> list[tuple[str, str]]:
 
 def table_csv_chunks(stored: str) -> Iterator[bytes]:
     """A stored result table as it is (CSV), in chunks."""
-    with default_storage.open(stored, "rb") as f:
+    with open_stream(stored) as f:
         yield from file_chunks(f)
 
 
@@ -195,7 +195,7 @@ def table_json_chunks(stored: str) -> Iterator[bytes]:
 
     yield b"["
     first = True
-    with default_storage.open(stored, "rb") as f:
+    with open_stream(stored) as f:
         try:
             reader = pd.read_csv(f, chunksize=TABLE_BATCH_ROWS, keep_default_na=False,
                                  na_values=[""])
@@ -220,7 +220,7 @@ def numbered_table_chunks(stored: str, plan: ExportPlan, fmt: str) -> Iterator[b
     reads floats back exactly, so every other cell is written as stored)."""
     from audit.counts import count_columns
 
-    with default_storage.open(stored, "rb") as f:
+    with open_stream(stored) as f:
         try:
             table = pd.read_csv(f, keep_default_na=False, na_values=[""])
         except pd.errors.EmptyDataError:

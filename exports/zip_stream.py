@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from django.core.files.storage import default_storage
-
 from exports.export_cache import Precompressed
+from exports.files import open_stream
 
 #: One path component of an export: letters, digits, ``_``, ``.``, ``-``; not starting with a dot.
 SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -90,7 +89,7 @@ def _copy_precompressed(zf: zipfile.ZipFile, sink: _Sink, arcname: str,
     info.header_offset = sink.tell()
     sink.write(info.FileHeader(zip64=True))
     yield sink.drain()
-    with default_storage.open(member.name, "rb") as f:
+    with open_stream(member.name) as f:  # from the store in chunks, never whole
         yield from file_chunks(f)
     sink.offset += member.compressed_size  # the bytes went straight to the client
     zf.filelist.append(info)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from django.core.files.storage import default_storage
 
+from exports.files import open_stream
 from worker.state import StageError
 
 
@@ -25,7 +25,7 @@ def encode_png(pixels: np.ndarray) -> bytes:
 def read_image(name: str) -> np.ndarray:
     """The stored image ``name`` as ``(H, W, 3) uint8`` RGB; a StageError if it cannot be
     decoded."""
-    with default_storage.open(name, "rb") as f:
+    with open_stream(name) as f:  # one GET on an object store (no HEAD first)
         data = np.frombuffer(f.read(), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:

@@ -6,8 +6,8 @@ Also the two readings of the row's config that several stages need (:func:`audit
 Every stage reads and writes its audit's state only through these helpers. A state change is a
 compare-and-set update (``filter(state=old).update(state=new)``), so when two batches finish
 together exactly one of them advances the audit; :func:`stage_errors` turns whatever a stage
-raises into a failed audit with a message for the researcher (or, for a transient database or
-broker failure, into a Celery retry).
+raises into a failed audit with a message for the researcher (or, for a transient database,
+broker or object-store failure, into a Celery retry).
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from exports.files import AuditFiles
 from generator.config import AuditConfig
 from webapp.audits.models import Audit
 
+try:  # only a storage on an object store needs botocore; without it there are no such errors
+    from botocore import exceptions as _boto
+except ImportError:  # pragma: no cover - botocore is in requirements.txt
+    _boto = None
+
 log = logging.getLogger(__name__)
 State = Audit.State
 #: ``dispatch(stage name, *args)``: schedules a stage (Celery's ``send_task`` in the workers, an
@@ -42,11 +47,44 @@ class AuditDeleted(Exception):
     """The audit was deleted while one of its stages ran."""
 
 
+class ObjectStoreBusy(Exception):
+    """The object store answered a request with a server error (HTTP 5xx) or asked the client
+    to slow down (``SlowDown``): it is up but overloaded or restarting, so the work is retried.
+    :func:`stage_errors` raises it in place of botocore's ``ClientError``, whose class alone does
+    not tell a passing failure (503) from a permanent one (403, 404)."""
+
+
+def _object_store_connection_errors() -> tuple[type[Exception], ...]:
+    """botocore's errors for an object store that cannot be reached for the moment (refused or
+    dropped connection, timeout)."""
+    names = ("EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError",
+             "ReadTimeoutError", "ResponseStreamingError")  # the last: dropped mid-body
+    return tuple(getattr(_boto, n) for n in names if hasattr(_boto, n))
+
+
 #: Failures worth retrying: the database or the broker went away or was locked for a moment
-#: (kombu's OperationalError is a connection failure, not an SQL one). Stages re-raise
-#: them (instead of failing the audit) so that the task is retried with back-off.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError,
-                                                  BrokerConnectionError)
+#: (kombu's OperationalError is a connection failure, not an SQL one), or the object store
+#: could not be reached or was busy. Stages re-raise them (instead of failing the audit) so
+#: that the task is retried with back-off; every write names its file after the work item and
+#: overwrites, so a retried batch neither loses nor duplicates a file.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError, InterfaceError, BrokerConnectionError, ObjectStoreBusy,
+    *_object_store_connection_errors())
+
+#: Error codes of an S3 answer that mean "try again" whatever its HTTP status (``RequestTimeout``
+#: is a 400: the connection idled mid-upload).
+_RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError",
+                          "Throttling", "ThrottlingException"})
+
+
+def object_store_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is an object store's answer worth retrying: a botocore ``ClientError``
+    with HTTP status 5xx or a retry code (``SlowDown``, ...)."""
+    if _boto is None or not isinstance(exc, _boto.ClientError):
+        return False
+    response = exc.response if isinstance(exc.response, dict) else {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return int(status) >= 500 or response.get("Error", {}).get("Code") in _RETRY_CODES
 
 
 def audit_config(audit: Audit) -> AuditConfig:
@@ -118,6 +156,8 @@ def stage_errors(audit_id: int, stage: str) -> Iterator[None]:
         try:
             yield
         except Exception as exc:
+            if object_store_busy(exc):
+                raise ObjectStoreBusy(str(exc)) from exc
             if isinstance(exc, TRANSIENT_ERRORS) or Audit.objects.filter(pk=audit_id).exists():
                 raise
             raise AuditDeleted from exc

@@ -14,7 +14,8 @@ from celery import shared_task
 from worker import pipeline
 from worker.dispatch import dispatch
 
-# Transient database failures are retried with exponential back-off (1 s, 2 s, 4 s ... capped
+# Transient failures of the database, the broker or the object store (worker.state.
+# TRANSIENT_ERRORS) are retried with exponential back-off (1 s, 2 s, 4 s ... capped
 # at 60 s, with jitter), five times; any other failure is turned into a failed audit with a
 # message by worker.state.stage_errors and never crashes the worker loop.
 _options = {"acks_late": True, "ignore_result": True,
