@@ -42,7 +42,8 @@ def result() -> Result:
 
 def test_editing_what_an_accessor_returns_never_changes_the_result():
     r = result()
-    r.table.loc["A", "fnmr"] = 9.0
+    table = r.table  # a copy: editing it must not reach the result
+    table.loc["A", "fnmr"] = 9.0
     r.counts["n"] = 9
     copy = r.replicates
     copy[0, 0] = 9.0
