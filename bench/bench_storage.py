@@ -11,7 +11,10 @@ file system) runs:
 * **dataset zip**: the body of ``GET /audits/<pk>/download.zip`` through Django's full request
   stack (test client, signed in), consumed as the browser would: bytes over seconds, MB/s, the
   median of ``--zips`` requests (each one is printed), and milliseconds per zip member (every
-  member is one file read from the storage, or a table built from one).
+  member is one file read from the storage, or a table built from one);
+* **large file**: one 64 MB stored file read back in 1 MiB reads through
+  :func:`exports.files.open_stream` (the zip's read path), the median of ``--zips`` reads: the
+  storage's streaming speed once the per-file request cost no longer counts.
 
 The audit: DCGAN ``dcgan-digiface`` (64-px faces, the fast offline generator), 2 groups x
 ``--identities`` identities, blur 1.5 px and JPEG quality 20 (4 images per identity: baseline,
@@ -99,9 +102,37 @@ def measure(identities: int, zips: int) -> dict:
             body += chunk
         streams.append((time.perf_counter() - t0, len(body)))
         members = len(zipfile.ZipFile(io.BytesIO(body)).namelist())  # after the clock stopped
-    return {"images": audit.images.count(), "audit_s": audit_s,
-            "stored_files": sum(1 for _ in audit_files(audit.pk)),
-            "stored_bytes": disk_usage(audit.pk), "zip_members": members, "zips": streams}
+    result = {"images": audit.images.count(), "audit_s": audit_s,
+              "stored_files": sum(1 for _ in audit_files(audit.pk)),
+              "stored_bytes": disk_usage(audit.pk), "zip_members": members, "zips": streams}
+    result["large"] = large_reads(audit.pk, zips)
+    return result
+
+
+#: Size of the one large stored file read back whole (a photoreal export member is ~0.4 MB, a
+#: comparisons table of a big audit tens of MB).
+LARGE_MB = 64
+
+
+def large_reads(audit_pk: int, repeats: int) -> list[float]:
+    """Seconds to read a ``LARGE_MB`` stored file back in 1 MiB reads through
+    :func:`exports.files.open_stream` (what the zip does for each member), ``repeats`` times:
+    the storage's own streaming speed, without the per-file request cost."""
+    import numpy as np
+
+    from exports.files import AuditFiles, open_stream, save_file
+
+    name = AuditFiles(audit_pk).result("bench-large.bin")
+    save_file(name, np.random.default_rng(0).bytes(LARGE_MB << 20))
+    seconds = []
+    for _ in range(repeats):
+        t0, n = time.perf_counter(), 0
+        with open_stream(name) as f:
+            while chunk := f.read(1 << 20):
+                n += len(chunk)
+        seconds.append(time.perf_counter() - t0)
+        assert n == LARGE_MB << 20, n
+    return seconds
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -169,26 +200,29 @@ def main() -> None:
             store.process.kill()
             store.process.wait(timeout=10)
 
-    def medians(runs: list[dict]) -> tuple[float, float, float]:
+    def medians(runs: list[dict]) -> tuple[float, float, float, float]:
         audit_s = statistics.median(r["audit_s"] for r in runs)
         rate = statistics.median(size / 1e6 / s for r in runs for s, size in r["zips"])
         ms = statistics.median(1e3 * s / r["zip_members"] for r in runs for s, _ in r["zips"])
-        return audit_s, rate, ms
+        large = statistics.median(LARGE_MB * 1.048576 / s for r in runs for s in r["large"])
+        return audit_s, rate, ms, large
 
-    fs_s, fs_rate, fs_ms = medians(results["file system"])
-    s3_s, s3_rate, s3_ms = medians(results["object store"])
+    fs_s, fs_rate, fs_ms, fs_large = medians(results["file system"])
+    s3_s, s3_rate, s3_ms, s3_large = medians(results["object store"])
     first = results["file system"][0]
     print()
     print(f"{first['images']} images per audit, zip {first['zips'][0][1] / 1e6:.1f} MB of "
           f"{first['zip_members']} members; {os.cpu_count()} CPU cores; medians of "
           f"{args.audits} audit(s) and {args.audits * args.zips} zip downloads per storage")
-    print(f"{'storage':<24} {'audit s':>8} {'images/s':>9} {'zip MB/s':>9} {'ms/member':>10}")
-    for name, (audit_s, rate, ms) in (("file system", (fs_s, fs_rate, fs_ms)),
-                                      ("object store (SeaweedFS)", (s3_s, s3_rate, s3_ms))):
+    print(f"{'storage':<24} {'audit s':>8} {'images/s':>9} {'zip MB/s':>9} {'ms/member':>10} "
+          f"{f'{LARGE_MB} MB file MB/s':>17}")
+    for name, (audit_s, rate, ms, large) in (
+            ("file system", (fs_s, fs_rate, fs_ms, fs_large)),
+            ("object store (SeaweedFS)", (s3_s, s3_rate, s3_ms, s3_large))):
         print(f"{name:<24} {audit_s:8.1f} {first['images'] / audit_s:9.2f} {rate:9.1f} "
-              f"{ms:10.2f}")
+              f"{ms:10.2f} {large:17.1f}")
     print(f"{'ratio store / fs':<24} {s3_s / fs_s:8.2f} {fs_s / s3_s:9.2f} "
-          f"{s3_rate / fs_rate:9.2f} {s3_ms / fs_ms:10.2f}")
+          f"{s3_rate / fs_rate:9.2f} {s3_ms / fs_ms:10.2f} {s3_large / fs_large:17.2f}")
 
 
 if __name__ == "__main__":
