@@ -17,6 +17,9 @@ import ast
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.test_architecture import imported_modules, strongly_connected  # noqa: E402 - the rules' own graph
+
 ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent)
 PACKAGES = ("audit", "exports", "generator", "webapp", "worker")
 #: Where the summary is built or wrapped (its producer and its result object).
@@ -35,73 +38,11 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """Project modules ``name`` imports anywhere in its file (a ``from package import module``
-    counts as importing the module)."""
-    out = set()
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-            targets = [f"{base}.{a.name}" for a in node.names] + [base]
-        else:
-            continue
-        for target in targets:
-            while target and target not in known:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                out.add(target)
-    return out
-
-
-def circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan's algorithm)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-    counter = [0]
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    sys.setrecursionlimit(10_000)
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
-
-
 def package_circles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Circles between packages' ``__init__`` modules and their own submodules are not
     circles of the design; everything else is."""
-    return [c for c in circles(graph)
-            if not all(m == c[0] or m.startswith(c[0] + ".") for m in c)]
+    return [c for c in strongly_connected(graph) if len(c) > 1
+            and not all(m == c[0] or m.startswith(c[0] + ".") for m in c)]
 
 
 def _root_is_summary(node: ast.AST) -> bool:
@@ -155,7 +96,7 @@ def main() -> None:
                 n = node.end_lineno - node.lineno + 1
                 if n > 80:
                     print(f"  {n:5d}  {rel[name]}:{node.lineno} {node.name}")
-    graph = {name: imports(name, path, set(found)) for name, path in found.items()}
+    graph = {name: imported_modules(name, path, found) for name, path in found.items()}
     print("import circles:")
     for c in package_circles(graph):
         print("  " + " <-> ".join(c))
