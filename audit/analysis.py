@@ -274,94 +274,106 @@ class FaceAnalyzer:
         detections = self.detector.detect_upscaled(upscaled)
         found = np.array([d.found for d in detections], dtype=bool)
         idx = np.flatnonzero(found)
-
-        def nan(*shape: int, dtype: type = np.float32) -> np.ndarray:
-            return np.full((n, *shape), np.nan, dtype=dtype)
-
-        det_score, bbox, kps = nan(), nan(4), nan(5, 2)
-        male_probability, age = nan(), nan()
-        ita, bright = nan(dtype=np.float64), nan(dtype=np.float64)
-        tone_index, hue = nan(dtype=np.float64), nan(dtype=np.float64)
-        smile, mouth_open = nan(dtype=np.float64), nan(dtype=np.float64)
-        yaw, pitch, roll = (nan(dtype=np.float64) for _ in range(3))
-        sharp, sharp_norm, uniformity = (nan(dtype=np.float64) for _ in range(3))
-        quality = nan()
-        embeddings = {name: nan(rec.embedding_size) for name, rec in self.recognizers.items()}
+        columns = _empty_columns(n)
+        embeddings = {
+            name: np.full((n, rec.embedding_size), np.nan, dtype=np.float32)
+            for name, rec in self.recognizers.items()
+        }
         if len(idx):
             faces = [detections[i] for i in idx]
             face_upscaled = [upscaled[i] for i in idx]
-            det_score[idx] = [d.score for d in faces]
-            bbox[idx] = np.stack([d.bbox for d in faces])
-            kps[idx] = np.stack([d.kps for d in faces])
-            yaw[idx], pitch[idx], roll[idx] = head_pose(kps[idx])  # weak perspective
+            _fill_detections(columns, idx, faces)
             # One ArcFace crop per face, shared by every crop model and sensor below.
-            aligned = align_upscaled(face_upscaled, kps[idx])
-            for name, rec in self.recognizers.items():
-                if isinstance(rec, ImageRecognizer):
-                    face_images = [images_rgb[i] for i in idx]
-                    embeddings[name][idx] = rec.embed_images(face_images, faces)
-                else:
-                    embeddings[name][idx] = rec.embed(aligned)
-            if isinstance(self.genderage, GenderAgeSensor):
-                male_probability[idx], age[idx] = self.genderage.predict(aligned)
-            else:  # insightface's model crops around the detector's box itself
-                male_probability[idx], age[idx] = self.genderage.predict_faces(
-                    [images_rgb[i] for i in idx], bbox[idx])
-            ita[idx], tone_index[idx], hue[idx] = skin_colour_measures(aligned)
-            bright[idx] = brightness(aligned)
-            sharp[idx], sharp_norm[idx] = sharpness_measures(aligned)
-            uniformity[idx] = illumination_uniformity(aligned)
-            if self.quality is not None:
-                quality[idx] = self.quality.score_crops(
-                    lightqnet_crops_upscaled(face_upscaled, kps[idx])
-                )
-            if self.expression is not None:
-                smile[idx], mouth_open[idx] = self.expression.measure_upscaled(
-                    face_upscaled, bbox[idx]
-                )
-        for array in (
-            found,
-            det_score,
-            bbox,
-            kps,
-            male_probability,
-            age,
-            ita,
-            bright,
-            yaw,
-            pitch,
-            roll,
-            sharp,
-            sharp_norm,
-            uniformity,
-            quality,
-            tone_index,
-            hue,
-            smile,
-            mouth_open,
-            *embeddings.values(),
-        ):
+            aligned = align_upscaled(face_upscaled, columns["kps"][idx])
+            self._embed(embeddings, images_rgb, idx, faces, aligned)
+            self._measure(columns, images_rgb, idx, aligned, face_upscaled)
+        for array in (found, *columns.values(), *embeddings.values()):
             array.flags.writeable = False  # results are immutable once computed
         return AnalysisBatch(
-            face_found=found,
-            det_score=det_score,
-            bbox=bbox,
-            kps=kps,
-            embeddings=embeddings,
-            male_probability=male_probability,
-            age=age,
-            ita=ita,
-            brightness=bright,
-            models=dict(self.models),
-            yaw=yaw,
-            pitch=pitch,
-            roll=roll,
-            sharpness=sharp,
-            sharpness_normalised=sharp_norm,
-            illumination_uniformity=uniformity,
-            quality=quality,
-            skin_tone_index=tone_index,
-            skin_hue=hue,
-            smile=smile,
-            mouth_open=mouth_open,
+            face_found=found, embeddings=embeddings, models=dict(self.models), **columns
         )
+
+    def _embed(
+        self,
+        embeddings: dict[str, np.ndarray],
+        images_rgb: Sequence[np.ndarray],
+        idx: np.ndarray,
+        faces: list[Any],
+        aligned: np.ndarray,
+    ) -> None:
+        """Fill each recognizer's embedding rows ``idx`` (from the images or the aligned crops)."""
+        for name, rec in self.recognizers.items():
+            if isinstance(rec, ImageRecognizer):
+                face_images = [images_rgb[i] for i in idx]
+                embeddings[name][idx] = rec.embed_images(face_images, faces)
+            else:
+                embeddings[name][idx] = rec.embed(aligned)
+
+    def _measure(
+        self,
+        columns: dict[str, np.ndarray],
+        images_rgb: Sequence[np.ndarray],
+        idx: np.ndarray,
+        aligned: np.ndarray,
+        face_upscaled: list[np.ndarray],
+    ) -> None:
+        """Fill rows ``idx`` of the attribute, sensor, quality and expression columns."""
+        c = columns
+        if isinstance(self.genderage, GenderAgeSensor):
+            c["male_probability"][idx], c["age"][idx] = self.genderage.predict(aligned)
+        else:  # insightface's model crops around the detector's box itself
+            c["male_probability"][idx], c["age"][idx] = self.genderage.predict_faces(
+                [images_rgb[i] for i in idx], c["bbox"][idx])
+        c["ita"][idx], c["skin_tone_index"][idx], c["skin_hue"][idx] = skin_colour_measures(
+            aligned
+        )
+        c["brightness"][idx] = brightness(aligned)
+        c["sharpness"][idx], c["sharpness_normalised"][idx] = sharpness_measures(aligned)
+        c["illumination_uniformity"][idx] = illumination_uniformity(aligned)
+        if self.quality is not None:
+            c["quality"][idx] = self.quality.score_crops(
+                lightqnet_crops_upscaled(face_upscaled, c["kps"][idx])
+            )
+        if self.expression is not None:
+            c["smile"][idx], c["mouth_open"][idx] = self.expression.measure_upscaled(
+                face_upscaled, c["bbox"][idx]
+            )
+
+
+# AnalysisBatch's per-image columns besides face_found and embeddings: field -> (shape, dtype).
+_COLUMNS: dict[str, tuple[tuple[int, ...], type]] = {
+    "det_score": ((), np.float32),
+    "bbox": ((4,), np.float32),
+    "kps": ((5, 2), np.float32),
+    "male_probability": ((), np.float32),
+    "age": ((), np.float32),
+    "ita": ((), np.float64),
+    "brightness": ((), np.float64),
+    "yaw": ((), np.float64),
+    "pitch": ((), np.float64),
+    "roll": ((), np.float64),
+    "sharpness": ((), np.float64),
+    "sharpness_normalised": ((), np.float64),
+    "illumination_uniformity": ((), np.float64),
+    "quality": ((), np.float32),
+    "skin_tone_index": ((), np.float64),
+    "skin_hue": ((), np.float64),
+    "smile": ((), np.float64),
+    "mouth_open": ((), np.float64),
+}
+
+
+def _empty_columns(n: int) -> dict[str, np.ndarray]:
+    """All-NaN arrays for ``n`` images, one per entry of :data:`_COLUMNS`."""
+    return {
+        name: np.full((n, *shape), np.nan, dtype=dtype) for name, (shape, dtype) in _COLUMNS.items()
+    }
+
+
+def _fill_detections(columns: dict[str, np.ndarray], idx: np.ndarray, faces: list[Any]) -> None:
+    """Fill rows ``idx`` of the detector's score, box and keypoints and the head pose."""
+    columns["det_score"][idx] = [d.score for d in faces]
+    columns["bbox"][idx] = np.stack([d.bbox for d in faces])
+    columns["kps"][idx] = np.stack([d.kps for d in faces])
+    pose = head_pose(columns["kps"][idx])  # weak perspective
+    columns["yaw"][idx], columns["pitch"][idx], columns["roll"][idx] = pose

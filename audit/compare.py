@@ -236,14 +236,11 @@ def compare_models(
 
     Parameters
     ----------
-    comparisons_a, comparisons_b:
+    comparisons_a, comparisons_b, threshold_a, threshold_b:
         Comparison tables as for :func:`audit.rates.error_rates` (columns ``score``, ``mated``,
         ``group_a``, ``group_b``, ``identity_a``, ``identity_b``): the same pairs scored by two
-        FR models, or two audits with the same design.
-    threshold_a, threshold_b:
-        Each table's decision threshold (match when ``score >= threshold``).
-    labels:
-        Names of A and B for reports.
+        FR models, or two audits with the same design; and each table's decision threshold
+        (match when ``score >= threshold``). labels: names of A and B for reports.
     paired:
         None (default): paired exactly when both tables hold the same identities with the same
         groups (same audit); True: require that (``ValueError`` otherwise); False: independent
@@ -253,11 +250,10 @@ def compare_models(
     alpha, floor:
         FMR weight of FDR and GARBE, and the max/min ratio floor, as in
         :func:`audit.disparity.summarize_disparity`.
-    groups:
-        Full list of group labels (default: every group in either table).
-    disparity_groups:
-        Groups to compute disparity measures over (e.g. the rankable ones); default all groups.
-        Groups whose FNMR or FMR is undefined in either table are always left out.
+    groups, disparity_groups:
+        Full list of group labels (default: every group in either table), and the groups to
+        compute disparity measures over (e.g. the rankable ones; default all groups). Groups
+        whose FNMR or FMR is undefined in either table are always left out of the latter.
 
     Returns
     -------
@@ -274,19 +270,12 @@ def compare_models(
     )
     seed_a = int(seed)
     seed_b = seed_a if is_paired else _independent_seed(seed_a)
-    rates_a = error_rates(comparisons_a, threshold_a, groups=labels_g)
-    rates_b = error_rates(comparisons_b, threshold_b, groups=labels_g)
-    boot_a = bootstrap_group_rates(
-        comparisons_a, threshold_a, n_boot=n_boot, seed=seed_a, confidence=confidence,
-        groups=labels_g, rates=rates_a,
-    )
-    boot_b = bootstrap_group_rates(
-        comparisons_b, threshold_b, n_boot=n_boot, seed=seed_b, confidence=confidence,
-        groups=labels_g, rates=rates_b,
+    boot_a, boot_b = _bootstrap_both(
+        (comparisons_a, threshold_a, seed_a), (comparisons_b, threshold_b, seed_b),
+        n_boot, confidence, labels_g,
     )
     level = boot_a.confidence
     notes: list[str] = []
-
     by_group = group_differences(boot_a, boot_b, labels_g, level)
     overall = overall_differences(boot_a, boot_b, level)
     kept = kept_groups(boot_a, boot_b, labels_g, disparity_groups, notes)
@@ -294,27 +283,34 @@ def compare_models(
         boot_a, boot_b, kept, names, a_value, floor, level, notes
     )
     notes.extend(bounded_notes(by_group, labels_g))
-
     return ModelComparison(
-        labels=(names[0], names[1]),
-        threshold_a=float(threshold_a),
-        threshold_b=float(threshold_b),
-        paired=is_paired,
-        seed_a=seed_a,
-        seed_b=seed_b,
-        n_boot=int(boot_a.n_boot),
-        confidence=level,
-        alpha=a_value,
-        bootstrap_a=boot_a,
-        bootstrap_b=boot_b,
-        disparity_a=dis_a,
-        disparity_b=dis_b,
-        _groups=labels_g,
-        _by_group=by_group,
-        _overall=overall,
-        _disparity=disparity,
-        _disparity_groups=kept,
-        _notes=tuple(notes),
+        labels=(names[0], names[1]), threshold_a=float(threshold_a),
+        threshold_b=float(threshold_b), paired=is_paired, seed_a=seed_a, seed_b=seed_b,
+        n_boot=int(boot_a.n_boot), confidence=level, alpha=a_value,
+        bootstrap_a=boot_a, bootstrap_b=boot_b, disparity_a=dis_a, disparity_b=dis_b,
+        _groups=labels_g, _by_group=by_group, _overall=overall, _disparity=disparity,
+        _disparity_groups=kept, _notes=tuple(notes),
+    )
+
+
+def _bootstrap_both(
+    side_a: tuple[pd.DataFrame, float, int],
+    side_b: tuple[pd.DataFrame, float, int],
+    n_boot: int,
+    confidence: float,
+    groups: list[str],
+) -> tuple[BootstrapResult, BootstrapResult]:
+    """Point rates of both tables (A, then B), then each one's identity bootstrap.
+
+    side_a, side_b: ``(comparisons, threshold, seed)`` of each table.
+    """
+    (table_a, threshold_a, seed_a), (table_b, threshold_b, seed_b) = side_a, side_b
+    rates_a = error_rates(table_a, threshold_a, groups=groups)
+    rates_b = error_rates(table_b, threshold_b, groups=groups)
+    settings: dict[str, Any] = {"n_boot": n_boot, "confidence": confidence, "groups": groups}
+    return (
+        bootstrap_group_rates(table_a, threshold_a, seed=seed_a, rates=rates_a, **settings),
+        bootstrap_group_rates(table_b, threshold_b, seed=seed_b, rates=rates_b, **settings),
     )
 
 

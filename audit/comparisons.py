@@ -20,6 +20,63 @@ variants (factor edits of that baseline). Hence
   ``nonmated="all"`` instead takes all unordered pairs of images of different identities.
   Either way, a seeded uniform sample is kept when there are too many.
 
+Pair modes of :func:`build_pairs`
+---------------------------------
+``nonmated=``
+    ``"reference"`` (default): every image against the baseline of every other identity;
+    ``image_a`` is the reference baseline, ``image_b`` the probe, except for
+    baseline-vs-baseline pairs (each once, smaller image id first). Count:
+    ``C(B, 2) + sum over variants v of (B - [v's identity has a baseline])`` for B baselines.
+    ``"all"``: every unordered pair of images of different identities, smaller image id
+    first; the count is ``nonmated_total`` below.
+``mated=``
+    ``"baseline"`` (default): every variant against its own identity's baseline, ``image_a``
+    the baseline; ``sum over identities with a baseline of (n_i - 1)`` pairs for n_i images
+    of identity i. Identities without a baseline contribute none.
+    ``"all"``: every unordered pair of images of the same identity, ``C(n_i, 2)`` per
+    identity (``sum_i C(n_i, 2)`` in all), identities without a baseline included. A pair
+    with the baseline has the baseline as ``image_a`` (so these rows are exactly the
+    ``"baseline"`` rows); a pair of two variants has the smaller image id first. Factor
+    effects against the control use the baseline pairs only: select them with
+    ``image_a`` equal to the identity's baseline image. Mated pairs are never sampled.
+
+The pair frame
+--------------
+:func:`build_pairs` returns one row per comparison, columns :data:`PAIR_COLUMNS`: ``image_a``,
+``image_b``, ``identity_a``, ``identity_b`` (int64), ``group_a``, ``group_b`` (str) and ``mated``
+(bool). Mated rows come first, sorted by ``(image_a, image_b)``, with ``image_a`` the baseline and
+``image_b`` the variant (for ``mated="all"``, see above). Then non-mated rows, sorted by
+``(image_a, image_b)`` with ``image_a < image_b``. No unordered pair appears twice.
+
+``df.attrs`` records how the set was made (pandas keeps ``attrs`` through copies and most
+single-frame operations, but not necessarily through concat/merge; read them right away
+if in doubt):
+
+- ``"n_mated"``: number of mated rows;
+- ``"mated_mode"``: ``"baseline"`` or ``"all"``;
+- ``"mated_total"``: number of mated pairs that exist in that mode (equal to
+  ``n_mated``: mated pairs are never sampled);
+- ``"mated_with_baseline"``: how many of them involve the identity's baseline (all of
+  them for ``"baseline"``);
+- ``"nonmated_mode"``: ``"reference"`` or ``"all"``;
+- ``"nonmated_total"``: number of non-mated pairs that exist,
+  ``C(N, 2) - sum_i C(n_i, 2)`` for N images and n_i images of identity i;
+- ``"nonmated_kept"``: number of non-mated rows returned,
+  ``min(nonmated_total, max_nonmated)``;
+- ``"nonmated_sampled"``: whether the non-mated rows are a sample;
+- ``"seed"``: the seed used;
+- ``"identities_without_baseline"``: sorted list of identity ids that have images but no
+  baseline. With ``mated="baseline"`` such identities contribute **no mated pairs**
+  (there is nothing to pair their variants with); their images still take part in
+  non-mated pairs.
+
+Sampling
+--------
+Non-mated pairs are never materialised in full when they are many. With images ordered by
+identity, each different-identity pair ``(i, j)``, ``i < j`` in that order, gets a pair index
+``k`` in ``[0, nonmated_total)``; the sampled indices are decoded back into ``(i, j)``
+arithmetically, so memory is O(N + max_nonmated).
+
 Everything here is plain numpy/pandas; nothing imports Django or an FR framework.
 """
 
@@ -70,86 +127,35 @@ def build_pairs(
         identity) and ``is_baseline`` (bool; at most one baseline per identity).
     max_nonmated:
         Upper bound on the number of non-mated pairs kept. When more non-mated pairs exist, a
-        uniform random sample without replacement of exactly ``max_nonmated`` of them is kept.
+        uniform random sample without replacement of exactly ``max_nonmated`` of them is kept
+        (drawn without listing every pair: "Sampling" in the module docstring).
     seed:
         Seed of the sample (``numpy.random.default_rng(seed)``). The same images, bound and seed
         always give the same pairs.
     nonmated:
-        ``"reference"`` (default): every image against the baseline of every other identity;
-        ``image_a`` is the reference baseline, ``image_b`` the probe, except for
-        baseline-vs-baseline pairs (each once, smaller image id first). Count:
-        ``C(B, 2) + sum over variants v of (B - [v's identity has a baseline])`` for B baselines.
-        ``"all"``: every unordered pair of images of different identities, smaller image id
-        first; the count formula below.
+        ``"reference"`` (default) or ``"all"``; see "Pair modes" in the module docstring for
+        each mode's orientation and count.
     mated:
-        ``"baseline"`` (default): every variant against its own identity's baseline, ``image_a``
-        the baseline; ``sum over identities with a baseline of (n_i - 1)`` pairs for n_i images
-        of identity i. Identities without a baseline contribute none.
-        ``"all"``: every unordered pair of images of the same identity, ``C(n_i, 2)`` per
-        identity (``sum_i C(n_i, 2)`` in all), identities without a baseline included. A pair
-        with the baseline has the baseline as ``image_a`` (so these rows are exactly the
-        ``"baseline"`` rows); a pair of two variants has the smaller image id first. Factor
-        effects against the control use the baseline pairs only: select them with
-        ``image_a`` equal to the identity's baseline image. Mated pairs are never sampled.
+        ``"baseline"`` (default) or ``"all"``, likewise. Mated pairs are never sampled.
 
     Returns
     -------
     pandas.DataFrame
-        One row per comparison, columns :data:`PAIR_COLUMNS`:
-        ``image_a``, ``image_b``, ``identity_a``, ``identity_b`` (int64), ``group_a``,
-        ``group_b`` (str) and ``mated`` (bool). Mated rows come first, sorted by
-        ``(image_a, image_b)``, with ``image_a`` the baseline and ``image_b`` the variant (for
-        ``mated="all"``, see above). Then
-        non-mated rows, sorted by ``(image_a, image_b)`` with ``image_a < image_b``. No unordered
-        pair appears twice.
-
-        ``df.attrs`` records how the set was made (pandas keeps ``attrs`` through copies and most
-        single-frame operations, but not necessarily through concat/merge; read them right away
-        if in doubt):
-
-        - ``"n_mated"``: number of mated rows;
-        - ``"mated_mode"``: ``"baseline"`` or ``"all"``;
-        - ``"mated_total"``: number of mated pairs that exist in that mode (equal to
-          ``n_mated``: mated pairs are never sampled);
-        - ``"mated_with_baseline"``: how many of them involve the identity's baseline (all of
-          them for ``"baseline"``);
-        - ``"nonmated_mode"``: ``"reference"`` or ``"all"``;
-        - ``"nonmated_total"``: number of non-mated pairs that exist,
-          ``C(N, 2) - sum_i C(n_i, 2)`` for N images and n_i images of identity i;
-        - ``"nonmated_kept"``: number of non-mated rows returned,
-          ``min(nonmated_total, max_nonmated)``;
-        - ``"nonmated_sampled"``: whether the non-mated rows are a sample;
-        - ``"seed"``: the seed used;
-        - ``"identities_without_baseline"``: sorted list of identity ids that have images but no
-          baseline. With ``mated="baseline"`` such identities contribute **no mated pairs**
-          (there is nothing to pair their variants with); their images still take part in
-          non-mated pairs.
+        One row per comparison, columns :data:`PAIR_COLUMNS`: ``image_a``, ``image_b``,
+        ``identity_a``, ``identity_b`` (int64), ``group_a``, ``group_b`` (str) and ``mated``
+        (bool), mated rows first. Row order, orientation and the ``df.attrs`` that record how the
+        set was made: "The pair frame" in the module docstring.
 
     Raises
     ------
     ValueError
         On missing columns, duplicate image ids, more than one baseline for an identity, an
         identity whose images carry different groups, or a negative ``max_nonmated``.
-
-    Notes
-    -----
-    Non-mated pairs are never materialised in full when they are many. With images ordered by
-    identity, each different-identity pair ``(i, j)``, ``i < j`` in that order, gets a pair index
-    ``k`` in ``[0, nonmated_total)``; the sampled indices are decoded back into ``(i, j)``
-    arithmetically, so memory is O(N + max_nonmated).
     """
-    _check_images(images)
-    if nonmated not in ("reference", "all"):
-        raise ValueError(f"nonmated must be 'reference' or 'all', got {nonmated!r}")
-    if mated not in ("baseline", "all"):
-        raise ValueError(f"mated must be 'baseline' or 'all', got {mated!r}")
-    if isinstance(max_nonmated, bool) or int(max_nonmated) != max_nonmated or max_nonmated < 0:
-        raise ValueError(f"max_nonmated must be a non-negative integer, got {max_nonmated!r}")
-
+    _check_pair_settings(images, nonmated, mated, max_nonmated)
     blocks = _identity_blocks(images)
     mated_pairs, with_baseline = _mated_pairs(blocks, mated)
     nonmated_pairs, total, sampled = _nonmated_pairs(blocks, nonmated, int(max_nonmated), seed)
-
     pairs = pd.concat([mated_pairs, nonmated_pairs], ignore_index=True)
     pairs.attrs.update(
         n_mated=int(len(mated_pairs)),
@@ -340,6 +346,23 @@ def score_pairs(
     ValueError
         On a malformed embeddings array, an out-of-range row, non-finite or unnormalised rows.
     """
+    emb = _checked_embeddings(pairs, embeddings, chunk_size)
+    a = pairs["image_a"].to_numpy(dtype=np.int64)
+    b = pairs["image_b"].to_numpy(dtype=np.int64)
+    row_a, row_b = _embedding_rows(a, b, index_of, emb.shape[0])
+    out = np.empty(a.size, dtype=np.float64)
+    step = int(chunk_size)
+    for start in range(0, a.size, step):
+        stop = min(start + step, a.size)
+        # Products and sums in float64 (einsum's dtype) without a float64 copy of the rows.
+        out[start:stop] = np.einsum(
+            "ij,ij->i", emb[row_a[start:stop]], emb[row_b[start:stop]], dtype=np.float64
+        )
+    return out
+
+
+def _checked_embeddings(pairs: pd.DataFrame, embeddings: np.ndarray, chunk_size: int) -> np.ndarray:
+    """Check :func:`score_pairs`' inputs -> the embeddings as an array (finite, unit rows)."""
     for col in ("image_a", "image_b"):
         if col not in pairs.columns:
             raise ValueError(f"pairs is missing column {col!r}")
@@ -359,10 +382,14 @@ def score_pairs(
         )
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    return emb
 
-    a = pairs["image_a"].to_numpy(dtype=np.int64)
-    b = pairs["image_b"].to_numpy(dtype=np.int64)
-    # Look up each distinct image id once (a Python loop over <= number of images, not pairs).
+
+def _embedding_rows(
+    a: np.ndarray, b: np.ndarray, index_of: Mapping[int, int] | pd.Series, n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding row of each pair's two images, looking up each distinct image id once."""
+    # A Python loop over <= number of images, not pairs.
     ids, inverse = np.unique(np.concatenate((a, b)), return_inverse=True)
     rows = np.empty(ids.size, dtype=np.int64)
     for n, image in enumerate(ids.tolist()):
@@ -370,23 +397,25 @@ def score_pairs(
             rows[n] = index_of[image]
         except KeyError:
             raise KeyError(f"image id {image} has no row in index_of") from None
-    if rows.size and (rows.min() < 0 or rows.max() >= emb.shape[0]):
-        raise ValueError(f"index_of maps to rows outside [0, {emb.shape[0]})")
-    row_a = rows[inverse[: a.size]]
-    row_b = rows[inverse[a.size :]]
-
-    out = np.empty(a.size, dtype=np.float64)
-    step = int(chunk_size)
-    for start in range(0, a.size, step):
-        stop = min(start + step, a.size)
-        # Products and sums in float64 (einsum's dtype) without a float64 copy of the rows.
-        out[start:stop] = np.einsum(
-            "ij,ij->i", emb[row_a[start:stop]], emb[row_b[start:stop]], dtype=np.float64
-        )
-    return out
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValueError(f"index_of maps to rows outside [0, {n_rows})")
+    return rows[inverse[: a.size]], rows[inverse[a.size :]]
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _check_pair_settings(
+    images: pd.DataFrame, nonmated: str, mated: str, max_nonmated: int
+) -> None:
+    """Check :func:`build_pairs`' images table, pair modes and bound."""
+    _check_images(images)
+    if nonmated not in ("reference", "all"):
+        raise ValueError(f"nonmated must be 'reference' or 'all', got {nonmated!r}")
+    if mated not in ("baseline", "all"):
+        raise ValueError(f"mated must be 'baseline' or 'all', got {mated!r}")
+    if isinstance(max_nonmated, bool) or int(max_nonmated) != max_nonmated or max_nonmated < 0:
+        raise ValueError(f"max_nonmated must be a non-negative integer, got {max_nonmated!r}")
 
 
 def _check_images(images: pd.DataFrame) -> None:

@@ -12,6 +12,36 @@ whichever side each identity was listed on. The diagonal is the within-group FMR
 :func:`audit.uncertainty.bootstrap_group_rates`, replicate for replicate.
 
 Both names are also importable from :mod:`audit.uncertainty`, where they were first defined.
+
+Replicates
+----------
+Replicates are drawn exactly as in :func:`audit.uncertainty.bootstrap_group_rates` (same rng
+calls, same order; see :mod:`audit.resampling`), so with the same input and seed the diagonal
+replicates equal that function's ``fmr_replicates``. In replicate ``b`` with draw counts ``k``,
+``N*_ij = sum_{a in i, c in j} k_a k_c n_ac`` and ``E*_ij`` likewise with false matches
+(``n_ac``: non-mated comparisons between identities a and c, either orientation), i.e. the
+comparison set rebuilt from the drawn identities, where a comparison's weight is the product
+of its two identities' draw counts (Bolle, Ratha & Pankanti 2004 subsets bootstrap; ISO/IEC
+19795-1). ``FMR*_ij = E*_ij / N*_ij``; a replicate with ``N*_ij = 0`` is undefined for that
+cell and left out of its percentile interval (count in ``n_valid``).
+
+Coverage
+--------
+A cross-group cell is a two-way (crossed) design: every comparison belongs to one identity
+of each group. Resampling both sides counts the comparison-level noise more than once, so
+when most of the variation is noise of single comparisons rather than identity effects the
+intervals are conservative (simulation: 90% intervals covered a known FMR in ~99% of
+audits with weak identity effects, ~91% with strong ones); cf. Owen, "The pigeonhole
+bootstrap", Annals of Applied Statistics 1 (2007) 386-411.
+
+Cost
+----
+Time of :func:`bootstrap_cross_group_fmr`: the O(comparisons) aggregation of
+:func:`audit.uncertainty.bootstrap_group_rates`, then per chunk of replicates one product of the
+symmetrised N x N identity-pair matrix with the (N, B) draw counts, for the comparison counts and
+for the false matches (dense BLAS or sparse, as in :func:`audit.uncertainty.bootstrap_group_rates`),
+plus O(B * N * G) for the per-cell sums. Memory: the pair matrices twice (M and M + M'),
+``n_boot * N`` int32 draws, a few (N, B) float64 chunks and the (n_boot, G, G) replicate matrices.
 """
 
 from __future__ import annotations
@@ -175,6 +205,22 @@ def _replicate_fmr(agg: Aggregates, n_boot: int, seed: int) -> np.ndarray:
     return ratio(rep_fm, rep_counts)
 
 
+def _cell_intervals(
+    reps: np.ndarray, trials: np.ndarray, errors: np.ndarray, level: float
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-cell interval columns (flat, row-major) and the (G, G) rule-of-three bounds of
+    cells with comparisons but no false match (NaN elsewhere)."""
+    n_boot, n_groups = reps.shape[0], reps.shape[1]
+    cells = n_groups * n_groups
+    columns = interval_columns(
+        "fmr", reps.reshape(n_boot, cells), errors.reshape(cells), trials.reshape(cells), level
+    )
+    upper95 = np.full(cells, np.nan)
+    zero = (trials.reshape(cells) > 0) & (errors.reshape(cells) == 0)
+    upper95[zero] = [rule_of_three(int(n)) for n in trials.reshape(cells)[zero]]
+    return columns, upper95.reshape(n_groups, n_groups)
+
+
 def bootstrap_cross_group_fmr(
     comparisons: pd.DataFrame,
     threshold: float,
@@ -191,22 +237,10 @@ def bootstrap_cross_group_fmr(
     of group ``i`` and one of group ``j`` that match (``score >= threshold``), as
     :attr:`audit.rates.GroupRates.cross_group_fmr` (NIST FRVT demographic heat maps).
 
-    Replicates are drawn exactly as in :func:`audit.uncertainty.bootstrap_group_rates` (same rng calls, same
-    order; see the module docstring), so with the same input and seed the diagonal replicates
-    equal that function's ``fmr_replicates``. In replicate ``b`` with draw counts ``k``,
-    ``N*_ij = sum_{a in i, c in j} k_a k_c n_ac`` and ``E*_ij`` likewise with false matches
-    (``n_ac``: non-mated comparisons between identities a and c, either orientation), i.e. the
-    comparison set rebuilt from the drawn identities, where a comparison's weight is the product
-    of its two identities' draw counts (Bolle, Ratha & Pankanti 2004 subsets bootstrap; ISO/IEC
-    19795-1). ``FMR*_ij = E*_ij / N*_ij``; a replicate with ``N*_ij = 0`` is undefined for that
-    cell and left out of its percentile interval (count in ``n_valid``).
-
-    A cross-group cell is a two-way (crossed) design: every comparison belongs to one identity
-    of each group. Resampling both sides counts the comparison-level noise more than once, so
-    when most of the variation is noise of single comparisons rather than identity effects the
-    intervals are conservative (simulation: 90% intervals covered a known FMR in ~99% of
-    audits with weak identity effects, ~91% with strong ones); cf. Owen, "The pigeonhole
-    bootstrap", Annals of Applied Statistics 1 (2007) 386-411.
+    Replicates are drawn as in :func:`audit.uncertainty.bootstrap_group_rates` ("Replicates" in
+    the module docstring); a replicate with no comparison in a cell is left out of its interval.
+    The intervals are conservative when most variation is comparison-level noise ("Coverage"
+    in the module docstring).
 
     Parameters
     ----------
@@ -216,15 +250,7 @@ def bootstrap_cross_group_fmr(
     Returns
     -------
     CrossGroupBootstrap
-
-    Notes
-    -----
-    Time: the O(comparisons) aggregation of :func:`audit.uncertainty.bootstrap_group_rates`, then per chunk of
-    replicates one product of the symmetrised N x N identity-pair matrix with the (N, B) draw
-    counts, for the comparison counts and for the false matches (dense BLAS or sparse, as in
-    :func:`audit.uncertainty.bootstrap_group_rates`), plus O(B * N * G) for the per-cell sums. Memory: the pair
-    matrices twice (M and M + M'), ``n_boot * N`` int32 draws, a few (N, B) float64 chunks and
-    the (n_boot, G, G) replicate matrices.
+        Its time and memory cost is given under "Cost" in the module docstring.
 
     Raises
     ------
@@ -238,35 +264,22 @@ def bootstrap_cross_group_fmr(
     n_groups = len(labels)
     n_boot = int(n_boot)
     level = float(confidence)
-
     agg = aggregate(comparisons, threshold, labels)
     trials = rates.cross_group_counts.to_numpy(dtype=np.int64)
     errors = rates.cross_group_false_matches.to_numpy(dtype=np.int64)
     _check_cross_counts(agg, trials, errors)
     reps = _replicate_fmr(agg, n_boot, int(seed))  # (n_boot, G, G)
-
-    cells = n_groups * n_groups
-    columns = interval_columns(
-        "fmr", reps.reshape(n_boot, cells), errors.reshape(cells), trials.reshape(cells), level
-    )
+    columns, upper95 = _cell_intervals(reps, trials, errors, level)
     shape = (n_groups, n_groups)
-    upper95 = np.full(cells, np.nan)
-    zero = (trials.reshape(cells) > 0) & (errors.reshape(cells) == 0)
-    upper95[zero] = [rule_of_three(int(n)) for n in trials.reshape(cells)[zero]]
-
     return CrossGroupBootstrap(
-        threshold=threshold,
-        n_boot=n_boot,
-        seed=int(seed),
-        confidence=level,
-        _groups=labels,
+        threshold=threshold, n_boot=n_boot, seed=int(seed), confidence=level, _groups=labels,
         _fmr=readonly_array(rates.cross_group_fmr.to_numpy(dtype=np.float64)),
         _lower=readonly_array(columns["fmr_lower"].reshape(shape)),
         _upper=readonly_array(columns["fmr_upper"].reshape(shape)),
         _se=readonly_array(columns["fmr_se"].reshape(shape)),
         _n_nonmated=readonly_array(trials, np.int64),
         _false_matches=readonly_array(errors, np.int64),
-        _upper95=readonly_array(upper95.reshape(shape)),
+        _upper95=readonly_array(upper95),
         _n_valid=readonly_array(columns["fmr_n_valid"].reshape(shape), np.int64),
         _interval=readonly_array(columns["fmr_interval"].reshape(shape), object),
         _reps=readonly_array(reps),

@@ -41,7 +41,9 @@ Permutation test
 Given the comparisons, :func:`summarize_disparity` also runs
 :func:`audit.permutation.permutation_test` (group labels shuffled across identities, not
 comparisons; see that module for the FMR null) and records a p-value of "no difference between
-groups" for FNMR and for FMR.
+groups" for FNMR and for FMR at ``result.threshold``. The comparisons are the table the rates
+were computed from (as for :func:`audit.uncertainty.bootstrap_group_rates`); the test runs only
+when at least 2 groups are compared.
 """
 
 from __future__ import annotations
@@ -294,10 +296,9 @@ def summarize_disparity(
     Parameters
     ----------
     result:
-        A :class:`BootstrapResult` (intervals from its replicates by the methods of
-        :data:`INTERVAL_METHODS`: sup-t simultaneous bounds on pairwise differences of group
-        rates, of log rates, or on the rates, mapped to each measure; see
-        :mod:`audit.simultaneous`) or a :class:`GroupRates` (point values, intervals NaN).
+        A :class:`BootstrapResult` (simultaneous intervals from its replicates by the methods of
+        :data:`INTERVAL_METHODS`; see "Intervals" above and :mod:`audit.simultaneous`) or a
+        :class:`GroupRates` (point values, intervals NaN).
     alpha:
         FMR weight of FDR and GARBE, in [0, 1]; recorded in the result.
     floor:
@@ -307,14 +308,10 @@ def summarize_disparity(
         Groups to compare (e.g. the rankable ones from :func:`rankable_groups`); default all.
         Groups whose FMR or FNMR is undefined (no comparisons) are always left out, and listed
         in :attr:`DisparitySummary.excluded`.
-    comparisons:
-        The comparison table the rates were computed from (as for
-        :func:`audit.uncertainty.bootstrap_group_rates`). When given (with at least 2 compared
-        groups), :func:`audit.permutation.permutation_test` adds p-values of "no difference
-        between groups" for FNMR and FMR at ``result.threshold``.
-    n_permutations, seed:
-        Label shuffles of the permutation test and its seed (default: the bootstrap's seed, or
-        0 for a :class:`GroupRates`).
+    comparisons, n_permutations, seed:
+        The comparison table the rates came from, for the permutation test ("Permutation test"
+        in the module docstring); its label shuffles and their seed (default: the bootstrap's
+        seed, or 0 for a :class:`GroupRates`).
 
     Returns
     -------
@@ -322,23 +319,50 @@ def summarize_disparity(
     """
     a = check_alpha(alpha)
     fnmr_reps, fmr_reps, confidence, n_boot, boot_seed = _replicates_of(result)
-    by_group = result.by_group
-    kept, excluded = _select_groups(by_group, groups)
-
+    kept, excluded = _select_groups(result.by_group, groups)
     notes: list[str] = []
     if excluded:
         notes.append("left out: " + "; ".join(f"{g} ({why})" for g, why in excluded.items()))
-    table = _empty_table()
     if len(kept) < 2:
         notes.append(f"{len(kept)} group(s) with defined rates: nothing to compare")
         empty = MaxMinRatio(math.nan, None, None, (), "rule_of_three" if floor is None else "fixed")
         return DisparitySummary(
             threshold=float(result.threshold),
             alpha=a, confidence=confidence, n_boot=n_boot, fnmr_ratio=empty, fmr_ratio=empty,
-            _groups=tuple(kept), _excluded=excluded, _table=table, _notes=tuple(notes),
+            _groups=tuple(kept), _excluded=excluded, _table=_empty_table(), _notes=tuple(notes),
         )
+    table, fnmr_ratio, fmr_ratio = _measure_table(
+        result.by_group.loc[kept], kept, fnmr_reps, fmr_reps, floor, a, confidence, n_boot, notes
+    )
+    permutation = None
+    if comparisons is not None:
+        permutation = permutation_test(
+            comparisons, float(result.threshold), kept, n_permutations=n_permutations,
+            seed=boot_seed if seed is None else seed,
+        )
+        notes.append(_permutation_note(permutation))
+    return DisparitySummary(
+        threshold=float(result.threshold), alpha=a, confidence=confidence, n_boot=n_boot,
+        fnmr_ratio=fnmr_ratio, fmr_ratio=fmr_ratio, _groups=tuple(kept), _excluded=excluded,
+        _table=table, _notes=tuple(notes), permutation=permutation,
+    )
 
-    rows = by_group.loc[kept]
+
+def _measure_table(
+    rows: pd.DataFrame,
+    kept: list[str],
+    fnmr_reps: pd.DataFrame | None,
+    fmr_reps: pd.DataFrame | None,
+    floor: float | None,
+    a: float,
+    confidence: float,
+    n_boot: int,
+    notes: list[str],
+) -> tuple[pd.DataFrame, MaxMinRatio, MaxMinRatio]:
+    """Every measure's estimate, extreme groups and interval (when replicates exist) for the
+    compared groups' ``rows`` -> (table, FNMR ratio, FMR ratio); appends its notes to ``notes``.
+    """
+    table = _empty_table()
     fnmr, fmr = rows["fnmr"].astype(np.float64), rows["fmr"].astype(np.float64)
     fnmr_ratio = max_min_ratio(fnmr, floor, trials=rows["n_mated"])
     fmr_ratio = max_min_ratio(fmr, floor, trials=rows["n_nonmated"])
@@ -347,7 +371,6 @@ def summarize_disparity(
                       fnmr_reps, floor)
     fam_fm = _family(fmr, rows["false_matches"], rows["n_nonmated"], rows["n_identities"],
                      fmr_reps, floor)
-
     point = _point_measures(fam_fm.point, fam_fnm.point, fam_fm, fam_fnm, a)
     table["estimate"] = point
     for m, (high, low) in _extreme_groups(fnmr, fmr, fnmr_ratio, fmr_ratio).items():
@@ -356,27 +379,7 @@ def summarize_disparity(
         defined = (not math.isnan(fnmr_ratio.value), not math.isnan(fmr_ratio.value))
         notes.extend(_add_intervals(table, point, fam_fm, fam_fnm, a, confidence, defined,
                                     kept, n_boot))
-    permutation = None
-    if comparisons is not None:
-        permutation = permutation_test(
-            comparisons, float(result.threshold), kept, n_permutations=n_permutations,
-            seed=boot_seed if seed is None else seed,
-        )
-        notes.append(_permutation_note(permutation))
-
-    return DisparitySummary(
-        threshold=float(result.threshold),
-        alpha=a,
-        confidence=confidence,
-        n_boot=n_boot,
-        fnmr_ratio=fnmr_ratio,
-        fmr_ratio=fmr_ratio,
-        _groups=tuple(kept),
-        _excluded=excluded,
-        _table=table,
-        _notes=tuple(notes),
-        permutation=permutation,
-    )
+    return table, fnmr_ratio, fmr_ratio
 
 
 def _replicates_of(

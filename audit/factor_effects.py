@@ -37,6 +37,36 @@ Where things live: the input table's checks in :mod:`audit.mated_scores`, the pe
 the corrections in :mod:`audit.paired_tests`, the interaction model in :mod:`audit.interactions`
 (its names, :func:`adjust_pvalues` and :data:`MCNEMAR_EXACT_BELOW` are importable from here).
 
+Per-cell statistics of :func:`factor_effects`
+---------------------------------------------
+
+For one fr_model, group ``g``, factor ``f`` and level ``l``, let ``P`` be the identities of
+``g`` that have both a control score ``c_i`` and a level score ``x_i`` (the pairs; n_pairs =
+``|P|``), ``d_i = x_i - c_i`` and ``t`` the model's threshold (match when score >= t):
+
+- ``mean_change = mean_i d_i`` with the 95% Student t-interval over identities
+  ``mean -/+ t_{0.975, n-1} s_d / sqrt(n)`` (NaN for n < 2); identities are independent
+  units, so this is the paired t-interval. ``median_change = median_i d_i`` with the
+  distribution-free order-statistic interval (coverage >= 95%, NaN for n < 6; Conover 1999).
+  No resampling, so no seed is needed and the numbers are exactly repeatable.
+- Wilcoxon signed-rank test (Wilcoxon 1945) of H0 "the d_i are symmetric about 0", two-sided,
+  via ``scipy.stats.wilcoxon(x, c)``; zero differences dropped; no non-zero difference gives
+  p = 1. Exact for small n, so valid for tiny n, but with fewer than 6 non-zero differences
+  p cannot fall below 0.05 (see :func:`_wilcoxon`).
+- ``match_rate_control = #{c_i >= t} / n``, ``match_rate_level = #{x_i >= t} / n``,
+  ``fnmr_* = 1 - match_rate_*``, ``fnmr_change = fnmr_level - fnmr_control = (b - c) / n``
+  with ``b = mcnemar_lost = #{c_i >= t, x_i < t}`` and ``c = mcnemar_gained = #{c_i < t,
+  x_i >= t}``. Rates are on the paired identities only, so control and level are comparable.
+- McNemar's test (McNemar 1947) of equal match rates on the paired decisions: exact binomial
+  on the discordant pairs when ``b + c < 25``, chi-square with continuity correction
+  otherwise, p = 1 when ``b + c = 0`` (see :func:`_mcnemar`).
+- Multiple comparisons: a *family* is one FR model and one test type (Wilcoxon or McNemar):
+  all of that model's group x factor x level cells with a p-value. Cells without any pair
+  have no p-value (NaN) and are not in a family. Within a family, p-values are adjusted by
+  Holm (family-wise error rate) or Benjamini-Hochberg (false discovery rate), see
+  :func:`adjust_pvalues`; ``*_significant = p_adjusted <= alpha``, and ``significant`` is
+  true when either test of the cell is.
+
 References
 ----------
 - F. Wilcoxon (1945), "Individual comparisons by ranking methods", Biometrics Bulletin 1:80-83.
@@ -210,32 +240,8 @@ def factor_effects(
 ) -> FactorEffects:
     """Paired change in mated score and in match decisions, per group and factor level.
 
-    For one fr_model, group ``g``, factor ``f`` and level ``l``, let ``P`` be the identities of
-    ``g`` that have both a control score ``c_i`` and a level score ``x_i`` (the pairs; n_pairs =
-    ``|P|``), ``d_i = x_i - c_i`` and ``t`` the model's threshold (match when score >= t):
-
-    - ``mean_change = mean_i d_i`` with the 95% Student t-interval over identities
-      ``mean -/+ t_{0.975, n-1} s_d / sqrt(n)`` (NaN for n < 2); identities are independent
-      units, so this is the paired t-interval. ``median_change = median_i d_i`` with the
-      distribution-free order-statistic interval (coverage >= 95%, NaN for n < 6; Conover 1999).
-      No resampling, so no seed is needed and the numbers are exactly repeatable.
-    - Wilcoxon signed-rank test (Wilcoxon 1945) of H0 "the d_i are symmetric about 0", two-sided,
-      via ``scipy.stats.wilcoxon(x, c)``; zero differences dropped; no non-zero difference gives
-      p = 1. Exact for small n, so valid for tiny n, but with fewer than 6 non-zero differences
-      p cannot fall below 0.05 (see :func:`_wilcoxon`).
-    - ``match_rate_control = #{c_i >= t} / n``, ``match_rate_level = #{x_i >= t} / n``,
-      ``fnmr_* = 1 - match_rate_*``, ``fnmr_change = fnmr_level - fnmr_control = (b - c) / n``
-      with ``b = mcnemar_lost = #{c_i >= t, x_i < t}`` and ``c = mcnemar_gained = #{c_i < t,
-      x_i >= t}``. Rates are on the paired identities only, so control and level are comparable.
-    - McNemar's test (McNemar 1947) of equal match rates on the paired decisions: exact binomial
-      on the discordant pairs when ``b + c < 25``, chi-square with continuity correction
-      otherwise, p = 1 when ``b + c = 0`` (see :func:`_mcnemar`).
-    - Multiple comparisons: a *family* is one FR model and one test type (Wilcoxon or McNemar):
-      all of that model's group x factor x level cells with a p-value. Cells without any pair
-      have no p-value (NaN) and are not in a family. Within a family, p-values are adjusted by
-      Holm (family-wise error rate) or Benjamini-Hochberg (false discovery rate), see
-      :func:`adjust_pvalues`; ``*_significant = p_adjusted <= alpha``, and ``significant`` is
-      true when either test of the cell is.
+    The statistics of each cell, and the test families of the adjusted p-values, are defined
+    in the module docstring ("Per-cell statistics of :func:`factor_effects`").
 
     Every group x (factor, level) seen for a model gets a row, so a cell lost entirely to
     missing images shows up with ``n_pairs = 0`` and NaN statistics. ``n_identities`` counts the
@@ -267,38 +273,34 @@ def factor_effects(
         On missing columns, infinite scores, an identity in two groups, duplicate rows for one
         identity and condition, a model without a threshold, a bad correction or alpha.
     """
-    if correction not in _CORRECTIONS:
-        raise ValueError(f"correction must be one of {_CORRECTIONS}, got {correction!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)):
-        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
-    if not 0.0 < float(alpha) < 1.0:
-        raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
+    _check_correction(correction, alpha)
     frame, nan_rows = clean_input(mated)
-
     models = sorted(mated["fr_model"].dropna().unique(), key=str)
     _check_thresholds(models, thresholds)
-
     rows: list[dict[str, Any]] = []
     for model in models:
         rows.extend(_model_cells(frame[frame["fr_model"] == model], model, thresholds[model]))
     effects = _with_adjusted_pvalues(
         pd.DataFrame(rows, columns=[c for c in EFFECT_COLUMNS]), models, correction, alpha
     )
-
-    tests = _long_tests(effects)
     family = (
         "per FR model and per test type (Wilcoxon, McNemar): all group x factor x level cells "
         f"of that model with at least one pair; {correction} at alpha={float(alpha)}"
     )
     return FactorEffects(
-        correction=correction,
-        alpha=float(alpha),
-        family=family,
-        dropped_nan_scores=nan_rows,
-        _effects=effects,
-        _tests=tests,
+        correction=correction, alpha=float(alpha), family=family, dropped_nan_scores=nan_rows,
+        _effects=effects, _tests=_long_tests(effects),
     )
 
+
+def _check_correction(correction: Any, alpha: Any) -> None:
+    """The correction must be a known one and alpha a number strictly between 0 and 1."""
+    if correction not in _CORRECTIONS:
+        raise ValueError(f"correction must be one of {_CORRECTIONS}, got {correction!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)):
+        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    if not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
 
 
 def _check_thresholds(models: list[Any], thresholds: Mapping[str, float]) -> None:

@@ -7,6 +7,24 @@ cluster-robust inference", Journal of Human Resources 50:317-372). The interacti
 much more a condition lowers the mated score in one group than in the reference group. The input
 is the tidy table of :mod:`audit.mated_scores`; the paired per-cell tests are in
 :mod:`audit.factor_effects`, which re-exports every name here.
+
+Standard errors of :func:`interaction_model`
+-------------------------------------------
+
+The model is fitted by OLS (statsmodels) with standard errors clustered by identity, because
+an identity's images share that identity's random effects (Cameron & Miller 2015):
+``fit(cov_type="cluster", cov_kwds={"groups": identity}, use_t=True)``, i.e. the sandwich
+``(X'X)^-1 (sum_i X_i' u_i u_i' X_i) (X'X)^-1`` times ``G/(G-1) (N-1)/(N-K)``, with t(G-1)
+quantiles for the 95% intervals and the p-values (G identities, N images, K coefficients).
+Errors are not assumed independent or equal in variance within an identity. Which way the
+correction goes depends on the term. With one image per identity and condition, the group
+main effects compare groups at the control (one image per identity: nothing to cluster, the
+two SEs agree), and the condition and interaction terms are within-identity contrasts. A
+shared identity level (random intercept) cancels from those contrasts, while naive OLS counts
+it as noise, so their clustered SEs are *smaller* than naive ones: the pairing is used. When
+identities differ in how much a condition affects them (random slopes), the condition's
+images are noisier than the pooled residual variance says, and the clustered SEs are
+*larger*; naive intervals then under-cover (both shown in the tests).
 """
 
 from __future__ import annotations
@@ -121,20 +139,8 @@ def interaction_model(
     (a negative gamma: the condition hurts group ``g`` more). With complete data it equals the
     difference of the two groups' mean paired changes from :func:`factor_effects`.
 
-    Fitted by OLS (statsmodels) with standard errors clustered by identity, because an
-    identity's images share that identity's random effects (Cameron & Miller 2015):
-    ``fit(cov_type="cluster", cov_kwds={"groups": identity}, use_t=True)``, i.e. the sandwich
-    ``(X'X)^-1 (sum_i X_i' u_i u_i' X_i) (X'X)^-1`` times ``G/(G-1) (N-1)/(N-K)``, with t(G-1)
-    quantiles for the 95% intervals and the p-values (G identities, N images, K coefficients).
-    Errors are not assumed independent or equal in variance within an identity. Which way the
-    correction goes depends on the term. With one image per identity and condition, the group
-    main effects compare groups at the control (one image per identity: nothing to cluster, the
-    two SEs agree), and the condition and interaction terms are within-identity contrasts. A
-    shared identity level (random intercept) cancels from those contrasts, while naive OLS counts
-    it as noise, so their clustered SEs are *smaller* than naive ones: the pairing is used. When
-    identities differ in how much a condition affects them (random slopes), the condition's
-    images are noisier than the pooled residual variance says, and the clustered SEs are
-    *larger*; naive intervals then under-cover (both shown in the tests).
+    Fitted by OLS (statsmodels) with standard errors clustered by identity; the module docstring
+    ("Standard errors") gives the formula and which way the correction goes.
 
     Rows with a NaN score are dropped; identities need not have every condition (the
     regression uses what exists), but then the estimate is no longer a pure within-identity
@@ -162,6 +168,29 @@ def interaction_model(
     """
     import statsmodels.api as sm  # lazy: only this function needs statsmodels
 
+    sub, groups, reference_group, conditions, cluster_codes = _model_rows(
+        mated, fr_model, reference_group
+    )
+    names, design, cells = _design_matrix(sub, groups, reference_group, conditions, fr_model)
+    y = sub["score"].to_numpy(dtype=np.float64)
+    fit = sm.OLS(y, design).fit(cov_type="cluster", cov_kwds={"groups": cluster_codes}, use_t=True)
+    coefficients = _coefficient_table(fit, names)
+    return InteractionResult(
+        fr_model=fr_model,
+        reference_group=reference_group,
+        reference_condition=CONTROL,
+        n_obs=int(len(sub)),
+        n_clusters=int(cluster_codes.max()) + 1,
+        cov_type=("OLS, cluster-robust by identity (CR1: G/(G-1)*(N-1)/(N-K)), t(G-1) intervals"),
+        _interactions=_interaction_table(coefficients, cells),
+        _coefficients=coefficients,
+    )
+
+
+def _model_rows(
+    mated: pd.DataFrame, fr_model: str, reference_group: Any
+) -> tuple[pd.DataFrame, list[Any], Any, list[tuple[Any, Any]], np.ndarray]:
+    """Check and select one model's rows -> (rows, groups, reference group, conditions, clusters)."""
     frame, _ = clean_input(mated)
     if fr_model not in set(mated["fr_model"]):
         raise ValueError(f"fr_model {fr_model!r} is not in mated")
@@ -174,11 +203,11 @@ def interaction_model(
     n_clusters = int(cluster_codes.max()) + 1
     if n_clusters < 2:
         raise ValueError("interaction_model needs at least two identities to cluster on")
+    return sub, groups, reference_group, conditions, cluster_codes
 
-    names, design, cells = _design_matrix(sub, groups, reference_group, conditions, fr_model)
-    y = sub["score"].to_numpy(dtype=np.float64)
-    fit = sm.OLS(y, design).fit(cov_type="cluster", cov_kwds={"groups": cluster_codes}, use_t=True)
-    coefficients = _coefficient_table(fit, names)
+
+def _interaction_table(coefficients: pd.DataFrame, cells: list[Any]) -> pd.DataFrame:
+    """One row per group x condition interaction term (NaN estimates for an empty cell)."""
     by_term = coefficients.set_index("term")
     inter_rows = []
     for g, (factor, level), name, n_cell in cells:
@@ -194,16 +223,7 @@ def interaction_model(
         inter_rows.append(row)
     interactions = pd.DataFrame(inter_rows, columns=list(INTERACTION_COLUMNS))
     interactions["n_obs_cell"] = interactions["n_obs_cell"].astype(np.int64)
-    return InteractionResult(
-        fr_model=fr_model,
-        reference_group=reference_group,
-        reference_condition=CONTROL,
-        n_obs=int(len(sub)),
-        n_clusters=n_clusters,
-        cov_type=("OLS, cluster-robust by identity (CR1: G/(G-1)*(N-1)/(N-K)), t(G-1) intervals"),
-        _interactions=interactions,
-        _coefficients=coefficients,
-    )
+    return interactions
 
 
 def _checked_groups(

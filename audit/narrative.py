@@ -289,7 +289,39 @@ def operating_point_sentences(
     confidence = finite_number(boot.get("confidence"))
     level = f"{100 * confidence:g}%" if confidence is not None else "95%"
     sentences: list[str] = []
+    overall = _overall_sentence(operating_point, boot, prefix, level)
+    if overall is not None:
+        sentences.append(overall)
 
+    cells = {rate: _cells(operating_point, rate) for rate in _RATES}
+    groups = list(cells["fnmr"])
+    if not groups:
+        return sentences
+    if len(groups) == 1:
+        g = groups[0]
+        sentences.append(
+            f"Only one group ({g}) took part, so no comparison between groups is possible."
+        )
+        return sentences
+
+    too_small = _too_small_to_rank(operating_point, groups) if respect_rankable else {}
+    if too_small:
+        listed = "; ".join(f"{g} ({why})" for g, why in too_small.items())
+        sentences.append(
+            f"{len(too_small)} of {len(groups)} groups are too small to rank and are not "
+            f"compared: {listed}."
+        )
+    for rate in ("fnmr", "fmr"):
+        sentences.extend(
+            _rate_sentences(operating_point, rate, cells[rate], too_small, prefix, level)
+        )
+    return sentences
+
+
+def _overall_sentence(
+    operating_point: Mapping[str, Any], boot: Mapping[str, Any], prefix: str, level: str
+) -> str | None:
+    """The sentence giving the overall FNMR and FMR, or None when neither is known."""
     overall = boot.get("overall") or operating_point.get("overall") or {}
     parts = []
     for rate in ("fnmr", "fmr"):
@@ -298,7 +330,8 @@ def operating_point_sentences(
         if value is None or not trials:
             continue
         cell = _Cell("overall", value, _int(overall.get(errors_key)), int(trials),
-                     finite_number(overall.get(f"{rate}_lower")), finite_number(overall.get(f"{rate}_upper")))
+                     finite_number(overall.get(f"{rate}_lower")),
+                     finite_number(overall.get(f"{rate}_upper")))
         if cell.zero:
             cell = _Cell("overall", 0.0, 0, int(trials), 0.0, cell.bound)
         noun = "mated" if rate == "fnmr" else "non-mated"
@@ -311,68 +344,66 @@ def operating_point_sentences(
     threshold = finite_number(operating_point.get("threshold"))
     at = f" (threshold {threshold:.4g})" if threshold is not None else ""
     if parts:
-        sentences.append(f"{prefix}{at}, " + "; ".join(parts) + ".")
+        return f"{prefix}{at}, " + "; ".join(parts) + "."
+    return None
 
+
+def _too_small_to_rank(operating_point: Mapping[str, Any], groups: list[str]) -> dict[str, str]:
+    """Group -> reason, for the groups that ``rankable`` marks as too small to rank."""
     rankable = operating_point.get("rankable") or {}
-    cells = {rate: _cells(operating_point, rate) for rate in _RATES}
-    groups = list(cells["fnmr"])
-    if not groups:
-        return sentences
-    if len(groups) == 1:
-        g = groups[0]
-        sentences.append(
-            f"Only one group ({g}) took part, so no comparison between groups is possible."
-        )
-        return sentences
-
     too_small = {}
-    if respect_rankable and rankable:
-        for g in groups:
-            entry = rankable.get(g)
-            if entry is not None and not entry.get("rankable", True):
-                too_small[g] = str(entry.get("reason") or "too few comparisons")
-    if too_small:
-        listed = "; ".join(f"{g} ({why})" for g, why in too_small.items())
-        sentences.append(
-            f"{len(too_small)} of {len(groups)} groups are too small to rank and are not "
-            f"compared: {listed}."
-        )
+    for g in groups:
+        entry = rankable.get(g)
+        if entry is not None and not entry.get("rankable", True):
+            too_small[g] = str(entry.get("reason") or "too few comparisons")
+    return too_small
 
-    for rate in ("fnmr", "fmr"):
-        label = _RATES[rate][0]
-        undefined = [g for g, c in cells[rate].items() if c.rate is None]
-        if undefined:
-            sentences.append(
-                f"{label} is undefined for {', '.join(undefined)} (no "
-                f"{_RATES[rate][4]})."
-            )
-        usable = [
-            c for g, c in cells[rate].items() if c.rate is not None and g not in too_small
-        ]
-        if len(usable) >= 2:
-            sentences.append(
-                _compare(operating_point, rate, usable, prefix, level, bool(too_small))
-            )
-        elif too_small and len(usable) < 2:
-            defined = [c for c in cells[rate].values() if c.rate is not None]
-            observed = ""
-            if len(defined) >= 2:
-                high = max(defined, key=lambda c: c.rate or 0.0)
-                low = min(defined, key=lambda c: c.rate or 0.0)
-                observed = (
-                    f" (observed, unranked: from {_short(low)} for {low.group} to "
-                    f"{_short(high)} for {high.group})"
-                )
-            sentences.append(
-                f"{prefix}, fewer than two groups are large enough to rank by {label}, so "
-                f"this audit does not rank groups by it{observed}."
-            )
-        else:
-            sentences.append(
-                f"{prefix}, {label} is defined for fewer than two groups, so no comparison "
-                "between groups is possible."
-            )
+
+def _rate_sentences(
+    operating_point: Mapping[str, Any],
+    rate: str,
+    cells: Mapping[str, _Cell],
+    too_small: Mapping[str, str],
+    prefix: str,
+    level: str,
+) -> list[str]:
+    """One rate's sentences: groups where it is undefined, then highest versus lowest."""
+    label = _RATES[rate][0]
+    sentences = []
+    undefined = [g for g, c in cells.items() if c.rate is None]
+    if undefined:
+        sentences.append(
+            f"{label} is undefined for {', '.join(undefined)} (no "
+            f"{_RATES[rate][4]})."
+        )
+    usable = [c for g, c in cells.items() if c.rate is not None and g not in too_small]
+    if len(usable) >= 2:
+        sentences.append(_compare(operating_point, rate, usable, prefix, level, bool(too_small)))
+    elif too_small and len(usable) < 2:
+        sentences.append(_unranked_sentence(cells, label, prefix))
+    else:
+        sentences.append(
+            f"{prefix}, {label} is defined for fewer than two groups, so no comparison "
+            "between groups is possible."
+        )
     return sentences
+
+
+def _unranked_sentence(cells: Mapping[str, _Cell], label: str, prefix: str) -> str:
+    """Fewer than two groups are rankable: say so, with the observed (unranked) range."""
+    defined = [c for c in cells.values() if c.rate is not None]
+    observed = ""
+    if len(defined) >= 2:
+        high = max(defined, key=lambda c: c.rate or 0.0)
+        low = min(defined, key=lambda c: c.rate or 0.0)
+        observed = (
+            f" (observed, unranked: from {_short(low)} for {low.group} to "
+            f"{_short(high)} for {high.group})"
+        )
+    return (
+        f"{prefix}, fewer than two groups are large enough to rank by {label}, so "
+        f"this audit does not rank groups by it{observed}."
+    )
 
 
 def _int(value: Any) -> int | None:

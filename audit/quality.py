@@ -281,6 +281,35 @@ def edc_curves(
     quality images removes that group's errors; different slopes per group show whether quality
     filtering narrows or widens the gap.
     """
+    threshold, fractions = _check_edc_inputs(comparisons, threshold, fractions)
+    mated = comparisons[comparisons["mated"].to_numpy(dtype=bool)]
+    score = mated["score"].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(score)):
+        raise ValueError("score of a mated comparison is NaN or infinite")
+    quality, pair_quality = _image_and_pair_quality(mated, quality_of_image)
+    labels = mated["group_a"].to_numpy(dtype=object)
+    groups = sorted(set(labels.tolist()))
+    error = score < threshold
+    ordered = np.sort(quality)
+    n_images = len(quality)
+    rows = []
+    for f in fractions:
+        discarded, kept = _discard_lowest(f, quality, ordered, pair_quality)
+        for label in groups:
+            rows.append(_edc_row(label, f, kept & (labels == label), error, discarded, n_images))
+    frame = pd.DataFrame(rows, columns=list(EDC_COLUMNS))
+    frame = frame.astype(
+        {"n_mated": np.int64, "false_non_matches": np.int64, "discarded_images": np.int64}
+    )
+    frame = frame.sort_values(["group"], kind="stable").reset_index(drop=True)
+    frame.attrs.update(threshold=threshold, n_images=n_images)
+    return frame
+
+
+def _check_edc_inputs(
+    comparisons: pd.DataFrame, threshold: float, fractions: Sequence[float] | np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Validate :func:`edc_curves`' inputs -> (threshold as float, fractions as a flat array)."""
     for column in ("image_a", "image_b", "mated", "group_a", "score"):
         if column not in comparisons.columns:
             raise ValueError(f"comparisons is missing column {column!r}")
@@ -296,18 +325,20 @@ def edc_curves(
         raise ValueError(f"fractions must be finite values in [0, 1], got {fractions.tolist()}")
     if comparisons["mated"].isna().any():
         raise ValueError("mated has missing values")
-    mated = comparisons[comparisons["mated"].to_numpy(dtype=bool)]
-    score = mated["score"].to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(score)):
-        raise ValueError("score of a mated comparison is NaN or infinite")
+    return threshold, fractions
+
+
+def _image_and_pair_quality(
+    mated: pd.DataFrame, quality_of_image: Mapping[int, float] | pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quality of each distinct image of the mated rows (sorted by id), and each pair's minimum."""
     image_a = mated["image_a"].to_numpy()
     image_b = mated["image_b"].to_numpy()
     images = np.unique(np.concatenate([image_a, image_b]))
-    quality_lookup = quality_of_image
-    missing = [i for i in images.tolist() if i not in quality_lookup]
+    missing = [i for i in images.tolist() if i not in quality_of_image]
     if missing:
         raise ValueError(f"no quality for image(s) {missing[:10]} of mated comparisons")
-    quality = np.array([float(quality_lookup[i]) for i in images.tolist()], dtype=np.float64)
+    quality = np.array([float(quality_of_image[i]) for i in images.tolist()], dtype=np.float64)
     if not np.all(np.isfinite(quality)):
         bad = images[~np.isfinite(quality)][:10].tolist()
         raise ValueError(f"quality is NaN or infinite for image(s) {bad} of mated comparisons")
@@ -316,40 +347,32 @@ def edc_curves(
         quality[[position[i] for i in image_a.tolist()]],
         quality[[position[i] for i in image_b.tolist()]],
     )
-    labels = mated["group_a"].to_numpy(dtype=object)
-    groups = sorted(set(labels.tolist()))
-    error = score < threshold
-    ordered = np.sort(quality)
-    n_images = len(images)
+    return quality, pair_quality
 
-    rows = []
-    for f in fractions:
-        k = math.floor(f * n_images + 1e-9)
-        if k > 0:
-            cutoff = ordered[k - 1]
-            discarded = int(np.sum(quality <= cutoff))
-            kept = pair_quality > cutoff
-        else:
-            discarded, kept = 0, np.ones(len(score), dtype=bool)
-        for label in groups:
-            mask = kept & (labels == label)
-            n_mated = int(mask.sum())
-            errors = int(np.sum(error & mask))
-            rows.append(
-                {
-                    "group": label,
-                    "fraction": float(f),
-                    "fnmr": errors / n_mated if n_mated else math.nan,
-                    "n_mated": n_mated,
-                    "false_non_matches": errors,
-                    "discarded_images": discarded,
-                    "discarded_fraction": discarded / n_images if n_images else math.nan,
-                }
-            )
-    frame = pd.DataFrame(rows, columns=list(EDC_COLUMNS))
-    frame = frame.astype(
-        {"n_mated": np.int64, "false_non_matches": np.int64, "discarded_images": np.int64}
-    )
-    frame = frame.sort_values(["group"], kind="stable").reset_index(drop=True)
-    frame.attrs.update(threshold=threshold, n_images=n_images)
-    return frame
+
+def _discard_lowest(
+    f: float, quality: np.ndarray, ordered: np.ndarray, pair_quality: np.ndarray
+) -> tuple[int, np.ndarray]:
+    """Discard the lowest share ``f`` of images (ties together) -> (images discarded, pairs kept)."""
+    k = math.floor(f * len(quality) + 1e-9)
+    if k > 0:
+        cutoff = ordered[k - 1]
+        return int(np.sum(quality <= cutoff)), pair_quality > cutoff
+    return 0, np.ones(len(pair_quality), dtype=bool)
+
+
+def _edc_row(
+    label: object, f: float, mask: np.ndarray, error: np.ndarray, discarded: int, n_images: int
+) -> dict[str, object]:
+    """One group's EDC row at fraction ``f`` from its kept mated comparisons (``mask``)."""
+    n_mated = int(mask.sum())
+    errors = int(np.sum(error & mask))
+    return {
+        "group": label,
+        "fraction": float(f),
+        "fnmr": errors / n_mated if n_mated else math.nan,
+        "n_mated": n_mated,
+        "false_non_matches": errors,
+        "discarded_images": discarded,
+        "discarded_fraction": discarded / n_images if n_images else math.nan,
+    }

@@ -28,6 +28,14 @@ Cross-group FMR matrix
 gives every cell ``(i, j)`` of the cross-group FMR matrix an interval from the same draws:
 ``FMR*_ij = k_i' E_ij k_j / k_i' N_ij k_j``. The diagonal is the within-group FMR above,
 replicate for replicate. :func:`percentile_interval` is :func:`audit.resampling.percentile_interval`.
+
+Cost
+----
+The time of :func:`bootstrap_group_rates` is ``O(comparisons)`` for the aggregation plus
+``O(n_boot * (N + nnz))`` for the replicates, where N is the number of identities and nnz the
+number of identity pairs with a non-mated comparison (dense BLAS products when the pair matrix is
+dense enough). Memory is ``n_boot * N`` int32 draw counts plus chunked float64 work arrays of
+about ``_CHUNK_CELLS`` cells, plus the pair matrices (at most ``N**2`` float64 cells when dense).
 """
 
 from __future__ import annotations
@@ -252,14 +260,7 @@ def bootstrap_group_rates(
     Returns
     -------
     BootstrapResult
-
-    Notes
-    -----
-    Time is ``O(comparisons)`` for the aggregation plus ``O(n_boot * (N + nnz))`` for the
-    replicates, where N is the number of identities and nnz the number of identity pairs with
-    a non-mated comparison (dense BLAS products when the pair matrix is dense enough). Memory is
-    ``n_boot * N`` int32 draw counts plus chunked float64 work arrays of about
-    ``_CHUNK_CELLS`` cells, plus the pair matrices (at most ``N**2`` float64 cells when dense).
+        Its time and memory cost is given under "Cost" in the module docstring.
 
     Raises
     ------
@@ -269,32 +270,18 @@ def bootstrap_group_rates(
         out-of-range ``n_boot`` / ``confidence``.
     """
     check_settings(n_boot, confidence, seed)
-
     # Point estimates (and all input validation of the shared contract).
     rates, given = point_rates(comparisons, threshold, groups, rates)
     threshold = float(threshold)
     labels = rates.groups
     n_boot = int(n_boot)
-
     agg = aggregate(comparisons, threshold, labels)
     if given:
         _check_point_counts(agg, rates)
-    draws = draw_counts(np.random.default_rng(int(seed)), agg.starts, n_boot)
-    reps = replicate_counts(agg, draws)
-    del draws
-
-    fnmr = ratio(reps["fnm"], reps["n_mated"])
-    fmr = ratio(reps["fm"], reps["n_nonmated"])
-    overall_fnmr = ratio(reps["fnm"].sum(axis=1), reps["n_mated"].sum(axis=1))
-    overall_fmr = ratio(reps["all_fm"], reps["all_nonmated"])
-
+    fnmr, fmr, overall_fnmr, overall_fmr = _replicate_rates(agg, int(seed), n_boot)
     level = float(confidence)
     return BootstrapResult(
-        threshold=threshold,
-        n_boot=n_boot,
-        seed=int(seed),
-        confidence=level,
-        rates=rates,
+        threshold=threshold, n_boot=n_boot, seed=int(seed), confidence=level, rates=rates,
         _groups=labels,
         _by_group=_by_group_table(rates, fnmr, fmr, level),
         _overall=_overall_intervals(rates, overall_fnmr, overall_fmr, level),
@@ -302,6 +289,19 @@ def bootstrap_group_rates(
         _fmr=readonly_array(fmr),
         _overall_reps=readonly_array(np.column_stack((overall_fnmr, overall_fmr))),
     )
+
+def _replicate_rates(
+    agg: Aggregates, seed: int, n_boot: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Draw the replicates -> (per-group FNMR, per-group FMR, overall FNMR, overall FMR)."""
+    draws = draw_counts(np.random.default_rng(seed), agg.starts, n_boot)
+    reps = replicate_counts(agg, draws)
+    del draws
+    fnmr = ratio(reps["fnm"], reps["n_mated"])
+    fmr = ratio(reps["fm"], reps["n_nonmated"])
+    overall_fnmr = ratio(reps["fnm"].sum(axis=1), reps["n_mated"].sum(axis=1))
+    overall_fmr = ratio(reps["all_fm"], reps["all_nonmated"])
+    return fnmr, fmr, overall_fnmr, overall_fmr
 
 
 def _by_group_table(
