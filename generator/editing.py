@@ -332,74 +332,109 @@ def _latent_edit(generator, z, rb, seeds, v: Variant, audit_seed, sense, directi
     target = (base_val * float(v.level) / 100.0) if spec.relative else np.full(n, float(v.level))
     step = np.clip(target / slope, -policy.max_step, policy.max_step)
     step = np.where(np.isfinite(step), step, 0.0)
-    best_pixels = np.zeros((n, generator.image_size, generator.image_size, 3), dtype=np.uint8)
-    best_read: dict[str, np.ndarray] | None = None
-    best_checks: list[dict[str, Any] | None] = [None] * n
-    best_err = np.full(n, np.inf)
-    best_corr = np.zeros_like(z)
-    best_step = step.copy()
-    correction = np.zeros_like(z)  # Newton steps that undo leaks into held sensors
-    attempts = np.zeros(n, dtype=int)
+    search = _EditSearch(n, generator.image_size, z, step)
     fixers = _fixers(directions, d, hold)
     todo = np.flatnonzero(rb["face_found"])
     for attempt in range(policy.max_attempts):
         if len(todo) == 0:
             break
-        zz = z[todo] + step[todo, None] * d[None, :] + correction[todo]
+        zz = z[todo] + search.step[todo, None] * d[None, :] + search.correction[todo]
         pix = generator.generate(zz.astype(np.float32))
         r = sense(pix)
-        if best_read is None:
-            best_read = {k: np.full((n, *np.asarray(a).shape[1:]), np.nan)
-                         if k != "face_found" else np.zeros(n, dtype=bool) for k, a in r.items()}
+        search.start_readings(r)
         still = []
         for j, i in enumerate(todo):
-            attempts[i] = attempt + 1
+            search.attempts[i] = attempt + 1
             c = check_image(rb, i, r, j, v.factor, float(target[i]), policy)
-            achieved = c["achieved"]
-            err = abs(achieved - target[i]) if achieved is not None else np.inf
-            if c["passed"] and not (best_checks[i] or {}).get("passed"):
-                err = -1.0  # a passing attempt beats any failing one
-            if err < best_err[i] or best_checks[i] is None:
-                best_err[i], best_checks[i], best_pixels[i], best_step[i] = err, c, pix[j], step[i]
-                best_corr[i] = correction[i]
-                for k in r:
-                    best_read[k][i] = np.asarray(r[k])[j]
+            search.keep_if_best(i, j, c, float(target[i]), pix, r)
             if c["passed"]:
                 continue
             still.append(i)
-            # Secant step through (0, 0) and (step, achieved), jittered by a fresh sub-seed.
-            jitter = np.random.Generator(np.random.PCG64(derive_seed(
-                audit_seed, "edit-retry", seeds[i], v.factor, v.level, attempt))).normal(0, 0.1)
-            if achieved is not None and abs(achieved) > 1e-6 and np.sign(achieved) == np.sign(
-                    target[i]):
-                new = step[i] * target[i] / achieved
-            else:
-                new = step[i] * 1.5 if abs(step[i]) > 1e-3 else np.sign(target[i]) * 0.5
-            step[i] = float(np.clip(new * (1 + jitter), -policy.max_step, policy.max_step))
+            search.next_step(i, c, target[i], policy, derive_seed(
+                audit_seed, "edit-retry", seeds[i], v.factor, v.level, attempt))
             if c["broken"]:
-                correction[i] += _joint_correction(fixers, c["broken"], rb, i, r, j)
-            norm = np.linalg.norm(correction[i])
+                search.correction[i] += _joint_correction(fixers, c["broken"], rb, i, r, j)
+            norm = np.linalg.norm(search.correction[i])
             if norm > policy.max_step:
-                correction[i] *= policy.max_step / norm
+                search.correction[i] *= policy.max_step / norm
         todo = np.array(still, dtype=int)
-    # identities whose baseline had no face: render the first guess, report as failed
-    for i in range(n):
-        if best_checks[i] is None:
-            best_pixels[i] = generator.generate(
-                (z[i] + best_step[i] * d)[None].astype(np.float32))[0]
-            best_checks[i] = {"face_found": False, "passed": False, "target_sensor": spec.sensor,
-                              "requested": float(target[i]) if np.isfinite(target[i]) else None}
-    if best_read is None:
-        best_read = {"face_found": np.zeros(n, dtype=bool)}
-    for i in range(n):
-        best_checks[i]["attempts"] = int(attempts[i])
-    extra = [{"edit": {"sensor": spec.sensor, "requested_delta": best_checks[i].get("requested"),
-                       "achieved_delta": best_checks[i].get("achieved"),
-                       "latent_step": round(float(best_step[i]), 6), "hold": hold,
-                       "correction_norm": round(float(np.linalg.norm(best_corr[i])), 6),
+    search.fill_faceless(generator, z, d, spec.sensor, target)
+    extra = [{"edit": {"sensor": spec.sensor,
+                       "requested_delta": search.best_checks[i].get("requested"),
+                       "achieved_delta": search.best_checks[i].get("achieved"),
+                       "latent_step": round(float(search.best_step[i]), 6), "hold": hold,
+                       "correction_norm": round(float(np.linalg.norm(search.best_corr[i])), 6),
                        "directions": f"{directions.model_id}-{directions.sensor_version}",
-                       "attempts": int(attempts[i])}} for i in range(n)]
-    return best_pixels, best_read, extra, best_checks
+                       "attempts": int(search.attempts[i])}} for i in range(n)]
+    return search.best_pixels, search.best_read, extra, search.best_checks
+
+
+class _EditSearch:
+    """The state of :func:`_latent_edit`'s search per identity: the current step and held-sensor
+    correction, the attempts made, and the best attempt so far (its pixels, readings, checks,
+    error, step and correction)."""
+
+    def __init__(self, n: int, image_size: int, z: np.ndarray, step: np.ndarray):
+        self.n = n
+        self.step = step
+        self.best_pixels = np.zeros((n, image_size, image_size, 3), dtype=np.uint8)
+        self.best_read: dict[str, np.ndarray] | None = None
+        self.best_checks: list[dict[str, Any] | None] = [None] * n
+        self.best_err = np.full(n, np.inf)
+        self.best_corr = np.zeros_like(z)
+        self.best_step = step.copy()
+        self.correction = np.zeros_like(z)  # Newton steps that undo leaks into held sensors
+        self.attempts = np.zeros(n, dtype=int)
+
+    def start_readings(self, r: dict[str, Any]) -> None:
+        """On the first sensed attempt, empty best readings shaped like ``r``'s."""
+        if self.best_read is None:
+            self.best_read = {k: np.full((self.n, *np.asarray(a).shape[1:]), np.nan)
+                              if k != "face_found" else np.zeros(self.n, dtype=bool)
+                              for k, a in r.items()}
+
+    def keep_if_best(self, i: int, j: int, c: dict[str, Any], target: float,
+                     pix: np.ndarray, r: dict[str, Any]) -> None:
+        """Keep attempt row ``j`` as identity ``i``'s best when it is closer to the target (a
+        passing attempt beats any failing one)."""
+        achieved = c["achieved"]
+        err = abs(achieved - target) if achieved is not None else np.inf
+        if c["passed"] and not (self.best_checks[i] or {}).get("passed"):
+            err = -1.0  # a passing attempt beats any failing one
+        if err < self.best_err[i] or self.best_checks[i] is None:
+            self.best_err[i], self.best_checks[i] = err, c
+            self.best_pixels[i], self.best_step[i] = pix[j], self.step[i]
+            self.best_corr[i] = self.correction[i]
+            for k in r:
+                self.best_read[k][i] = np.asarray(r[k])[j]
+
+    def next_step(self, i: int, c: dict[str, Any], target: float, policy: CheckPolicy,
+                  retry_seed: int) -> None:
+        """Secant step through (0, 0) and (step, achieved), jittered by a fresh sub-seed."""
+        achieved = c["achieved"]
+        jitter = np.random.Generator(np.random.PCG64(retry_seed)).normal(0, 0.1)
+        if achieved is not None and abs(achieved) > 1e-6 and np.sign(achieved) == np.sign(
+                target):
+            new = self.step[i] * target / achieved
+        else:
+            new = self.step[i] * 1.5 if abs(self.step[i]) > 1e-3 else np.sign(target) * 0.5
+        self.step[i] = float(np.clip(new * (1 + jitter), -policy.max_step, policy.max_step))
+
+    def fill_faceless(self, generator, z: np.ndarray, d: np.ndarray, sensor: str,
+                      target: np.ndarray) -> None:
+        """Identities whose baseline had no face: render the first guess, report as failed;
+        then every identity's checks get its attempt count."""
+        for i in range(self.n):
+            if self.best_checks[i] is None:
+                self.best_pixels[i] = generator.generate(
+                    (z[i] + self.best_step[i] * d)[None].astype(np.float32))[0]
+                self.best_checks[i] = {
+                    "face_found": False, "passed": False, "target_sensor": sensor,
+                    "requested": float(target[i]) if np.isfinite(target[i]) else None}
+        if self.best_read is None:
+            self.best_read = {"face_found": np.zeros(self.n, dtype=bool)}
+        for i in range(self.n):
+            self.best_checks[i]["attempts"] = int(self.attempts[i])
 
 
 def _fixers(directions: DirectionSet, d: np.ndarray, hold: Sequence[str]

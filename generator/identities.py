@@ -99,84 +99,132 @@ def sample_identities(
     same pixels its baseline renders again (generators render each latent on its own), so the
     caller need not render the baselines again right away.
     """
-    need = design.identities_per_group
     total = design.n_identities
     budget = max_candidates if max_candidates is not None else 50 * total
-    filled: dict[Group, list[IdentityDraw]] = {g: [] for g in design.groups}
-    wanted = [(g, g.as_dict) for g in design.groups]
-    tried = faces = refused = 0
-    open_tried = {g: 0 for g in design.groups}
-    open_matched = {g: 0 for g in design.groups}
-    aimed = {g: 0 for g in design.groups}  # guided: candidates aimed at the group ...
-    aimed_matched = {g: 0 for g in design.groups}  # ... and those that read as it
-    drawn = 0
-    while tried < budget and sum(len(v) for v in filled.values()) < total:
+    state = _Sampling(design)
+    while state.tried < budget and state.n_found() < total:
         if should_stop is not None and should_stop():
             break
-        slots = min(batch_size, budget - tried)
-        pool = slots * (screen if guide is not None else 1)
-        ks = list(range(drawn, drawn + pool))
-        seeds = [derive_seed(audit_seed, "candidate", k) for k in ks]
-        latents = generator.sample_latents(seeds)
-        drawn += pool
-        shifts = np.zeros_like(latents, dtype=np.float64)
-        targets: list[Group | None] = [None] * slots
-        chosen = list(range(slots))
-        if guide is not None:
-            open_groups = [g for g in design.groups if len(filled[g]) < need]
-            targets = [open_groups[j % len(open_groups)] for j in range(slots)]
-            if pool == slots:
-                shifts = guide(latents, targets)[0]
-            else:
-                chosen, shifts = _screen(latents, targets, guide)
-            shifts = np.round(shifts, 6)
-            latents = (latents[chosen] + shifts).astype(np.float32)
-            ks, seeds = [ks[i] for i in chosen], [seeds[i] for i in chosen]
+        slots = min(batch_size, budget - state.tried)
+        ks, seeds, latents, shifts, targets = _draw_candidates(
+            state, generator, audit_seed, slots, guide, screen)
         pixels = generator.generate(latents)
-        labels = list(labeller(pixels))
-        faces += sum(lab is not None for lab in labels)
-        for j, lab in enumerate(labels):
-            if lab is not None and accept is not None and not accept(lab):
-                labels[j] = None
-                refused += 1
-        for j, (k, seed, lab, shift, target) in enumerate(
-                zip(ks, seeds, labels, shifts, targets, strict=True)):
-            matches = set() if lab is None else {
-                g for g, want in wanted if all(lab.get(a) == v for a, v in want.items())}
-            if target is not None:
-                aimed[target] += 1
-                aimed_matched[target] += target in matches
-            open_now = [g for g in design.groups if len(filled[g]) < need]
-            for group in open_now:
-                open_tried[group] += 1
-                open_matched[group] += group in matches
-            group = next((g for g in open_now if g in matches), None)
-            if group is not None:
-                sensors = dict(lab.get("sensors", {}))
-                if np.any(shift):
-                    sensors["latent_shift"] = [round(float(x), 6) for x in shift]
-                filled[group].append(IdentityDraw(group, len(filled[group]), k, seed, sensors,
-                                                  pixels[j] if keep_images else None))
-        tried += slots
+        labels = _read_candidates(state, labeller, accept, pixels)
+        _place_candidates(state, ks, seeds, labels, shifts, targets,
+                          pixels if keep_images else None)
+        state.tried += slots
         if progress is not None:
-            progress(sum(len(v) for v in filled.values()), total, tried)
-    found = {g.name: len(v) for g, v in filled.items()}
+            progress(state.n_found(), total, state.tried)
+    found = {g.name: len(v) for g, v in state.filled.items()}
     if report is not None:
-        report.update(acceptance(tried, faces, {g.name: (len(filled[g]), open_tried[g],
-                                                         open_matched[g])
-                                                for g in design.groups}))
-        report["refused_by_baseline_rule"] = refused
-        report["screened"] = drawn
-        report["guided"] = guide is not None
-        if guide is not None:
-            for g in design.groups:
-                report["groups"][g.name].update(
-                    aimed=aimed[g], aimed_matched=aimed_matched[g],
-                    aimed_rate=round(aimed_matched[g] / aimed[g], 4) if aimed[g] else None)
+        _fill_report(report, state, guided=guide is not None)
     stopped = should_stop is not None and should_stop()
-    if not stopped and any(n < need for n in found.values()):
-        raise GroupFillError(found, need, tried)
-    return [d for g in design.groups for d in filled[g]]
+    if not stopped and any(n < state.need for n in found.values()):
+        raise GroupFillError(found, state.need, state.tried)
+    return [d for g in design.groups for d in state.filled[g]]
+
+
+class _Sampling:
+    """The running state of :func:`sample_identities`: the identities accepted per group and
+    the counts its report is made of."""
+
+    def __init__(self, design: Design):
+        self.groups = design.groups
+        self.need = design.identities_per_group
+        self.filled: dict[Group, list[IdentityDraw]] = {g: [] for g in design.groups}
+        self.wanted = [(g, g.as_dict) for g in design.groups]
+        self.tried = self.faces = self.refused = self.drawn = 0
+        self.open_tried = {g: 0 for g in design.groups}
+        self.open_matched = {g: 0 for g in design.groups}
+        self.aimed = {g: 0 for g in design.groups}  # guided: candidates aimed at the group ...
+        self.aimed_matched = {g: 0 for g in design.groups}  # ... and those that read as it
+
+    def open_groups(self) -> list[Group]:
+        return [g for g in self.groups if len(self.filled[g]) < self.need]
+
+    def n_found(self) -> int:
+        return sum(len(v) for v in self.filled.values())
+
+
+def _draw_candidates(state: _Sampling, generator: LatentGenerator, audit_seed: int, slots: int,
+                     guide: Guide | None, screen: int):
+    """The next ``slots`` candidates to render: ``(candidate numbers, seeds, latents, shifts,
+    target groups)``. Guided, each slot is aimed at an open group (round robin), chosen from
+    ``screen`` drawn latents per slot, and its latent carries its rounded shift."""
+    pool = slots * (screen if guide is not None else 1)
+    ks = list(range(state.drawn, state.drawn + pool))
+    seeds = [derive_seed(audit_seed, "candidate", k) for k in ks]
+    latents = generator.sample_latents(seeds)
+    state.drawn += pool
+    shifts = np.zeros_like(latents, dtype=np.float64)
+    targets: list[Group | None] = [None] * slots
+    if guide is None:
+        return ks, seeds, latents, shifts, targets
+    open_groups = state.open_groups()
+    targets = [open_groups[j % len(open_groups)] for j in range(slots)]
+    chosen = list(range(slots))
+    if pool == slots:
+        shifts = guide(latents, targets)[0]
+    else:
+        chosen, shifts = _screen(latents, targets, guide)
+    shifts = np.round(shifts, 6)
+    latents = (latents[chosen] + shifts).astype(np.float32)
+    return [ks[i] for i in chosen], [seeds[i] for i in chosen], latents, shifts, targets
+
+
+def _read_candidates(state: _Sampling, labeller: Labeller,
+                     accept: Callable[[dict[str, Any]], bool] | None,
+                     pixels: np.ndarray) -> list[dict[str, Any] | None]:
+    """The labeller's reading of each rendered candidate; None where no face was found or the
+    baseline rule ``accept`` refuses the face (counted as refused)."""
+    labels = list(labeller(pixels))
+    state.faces += sum(lab is not None for lab in labels)
+    for j, lab in enumerate(labels):
+        if lab is not None and accept is not None and not accept(lab):
+            labels[j] = None
+            state.refused += 1
+    return labels
+
+
+def _place_candidates(state: _Sampling, ks, seeds, labels, shifts, targets,
+                      pixels: np.ndarray | None) -> None:
+    """Judge the candidates in order: each joins the first open group its labels match (with
+    its non-zero shift kept as ``latent_shift``), and the report's counts are kept."""
+    for j, (k, seed, lab, shift, target) in enumerate(
+            zip(ks, seeds, labels, shifts, targets, strict=True)):
+        matches = set() if lab is None else {
+            g for g, want in state.wanted if all(lab.get(a) == v for a, v in want.items())}
+        if target is not None:
+            state.aimed[target] += 1
+            state.aimed_matched[target] += target in matches
+        open_now = state.open_groups()
+        for group in open_now:
+            state.open_tried[group] += 1
+            state.open_matched[group] += group in matches
+        group = next((g for g in open_now if g in matches), None)
+        if group is not None:
+            sensors = dict(lab.get("sensors", {}))
+            if np.any(shift):
+                sensors["latent_shift"] = [round(float(x), 6) for x in shift]
+            state.filled[group].append(IdentityDraw(group, len(state.filled[group]), k, seed,
+                                                    sensors,
+                                                    pixels[j] if pixels is not None else None))
+
+
+def _fill_report(report: dict[str, Any], state: _Sampling, *, guided: bool) -> None:
+    """Fill ``report`` as :func:`sample_identities` documents it."""
+    report.update(acceptance(state.tried, state.faces, {
+        g.name: (len(state.filled[g]), state.open_tried[g], state.open_matched[g])
+        for g in state.groups}))
+    report["refused_by_baseline_rule"] = state.refused
+    report["screened"] = state.drawn
+    report["guided"] = guided
+    if guided:
+        for g in state.groups:
+            aimed, matched = state.aimed[g], state.aimed_matched[g]
+            report["groups"][g.name].update(
+                aimed=aimed, aimed_matched=matched,
+                aimed_rate=round(matched / aimed, 4) if aimed else None)
 
 
 def _screen(latents: np.ndarray, targets: Sequence[Group], guide: Guide

@@ -55,7 +55,7 @@ import hashlib
 import inspect
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -183,123 +183,198 @@ def sample_prompt_identities(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    settings = render_settings(backend, render_kwargs)
+    run = _AnchorRun(backend, labeller, encoder, render_settings(backend, render_kwargs),
+                     int(backend.id_dim), is_arc2face(backend), batch_size, keep_images)
     need = design.identities_per_group
-    total = design.n_identities
     per_group = max_candidates if max_candidates is not None else ANCHORS_PER_IDENTITY * need
-    id_dim = int(backend.id_dim)
-    filled: dict[Group, list[IdentityDraw]] = {g: [] for g in design.groups}
-    arc2face = is_arc2face(backend)
-    # streams: (eligible groups, prompt, seed of candidate k, identity row of candidate k, budget)
-    streams: list[tuple[tuple[Group, ...], str, Callable[[int], int],
-                        Callable[[int], tuple[np.ndarray, Any]], int]]
-    if arc2face:
-        streams = [(design.groups, arc2face_prompt(),
-                    lambda k: derive_seed(audit_seed, "anchor", "arc2face", k),
-                    lambda k: _random_anchor(audit_seed, k, id_dim),
-                    per_group * len(design.groups))]
-    else:
-        zero = np.zeros(id_dim, dtype=np.float32)
-        streams = [((g,), anchor_prompt(g.as_dict),
-                    lambda k, g=g: derive_seed(audit_seed, "anchor", g.name, k),
-                    lambda k: (zero, "zero"), per_group) for g in design.groups]
-    counts = {key: {g: 0 for g in design.groups} for key in
-              ("tried", "matched", "rejected", "no_embedding")}
-    tried = faces = baselines_rendered = 0
-    stopped = False
-
-    def is_open(g: Group) -> bool:
-        return len(filled[g]) < need
-
-    for groups, prompt, seed_of, identity_of, budget in streams:
-        k = 0
-        while k < budget and any(is_open(g) for g in groups):
-            if should_stop is not None and should_stop():
-                stopped = True
-                break
-            ks = list(range(k, min(k + batch_size, budget)))
-            seeds = [seed_of(j) for j in ks]
-            rows = [identity_of(j) for j in ks]
-            images = backend.render(np.stack([r[0] for r in rows]), [prompt] * len(ks), seeds,
-                                    **settings)
-            labels = list(labeller(images))
-            if len(labels) != len(ks):
-                raise ValueError(f"labeller returned {len(labels)} results for {len(ks)} images")
-            faces += sum(lab is not None for lab in labels)
-            # The group each anchor reads as, among those open now (a label names one level per
-            # axis, so at most one group of a design matches it).
-            group_of = {i: g for i, lab in enumerate(labels)
-                        for g in [next((g for g in groups if is_open(g)
-                                        and _matches(lab, g.as_dict)), None)] if g is not None}
-            wanted = sorted(group_of)
-            embeddings = _encode(encoder, images[wanted], id_dim) if wanted else None
-            emb_of = {i: embeddings[row] for row, i in enumerate(wanted)
-                      if np.isfinite(embeddings[row]).all()}
-            # Baselines of the candidates with an identity: rendered as render_prompt_and_check
-            # renders them, in chunks of batch_size, and read by the same labeller.
-            todo = sorted(emb_of)
-            base_images: dict[int, np.ndarray] = {}
-            base_labels: dict[int, Any] = {}
-            for s in range(0, len(todo), batch_size):
-                part = todo[s:s + batch_size]
-                pix = backend.render(
-                    np.stack([emb_of[i].astype(np.float32) for i in part]),
-                    [baseline_prompt(group_of[i].as_dict, arc2face) for i in part],
-                    [seeds[i] for i in part], **settings)
-                labs = list(labeller(pix))
-                if len(labs) != len(part):
-                    raise ValueError(f"labeller returned {len(labs)} results for {len(part)} "
-                                     "images")
-                for i, img, lab in zip(part, pix, labs, strict=True):
-                    base_images[i], base_labels[i] = img, lab
-                baselines_rendered += len(part)
-            for i in range(len(ks)):  # in candidate order, as if one at a time
-                open_now = [g for g in groups if is_open(g)]
-                for g in open_now:
-                    counts["tried"][g] += 1
-                group = next((g for g in open_now if _matches(labels[i], g.as_dict)), None)
-                if group is None:
-                    continue
-                if i not in emb_of:
-                    counts["no_embedding"][group] += 1  # no face for the FR model: no identity
-                    continue
-                if not _matches(base_labels[i], group.as_dict):
-                    counts["rejected"][group] += 1  # the identity's own face is another group's
-                    continue
-                counts["matched"][group] += 1
-                emb = emb_of[i]
-                sensors = {**dict((base_labels[i] or {}).get("sensors", {})),
-                           "anchor_sensors": dict(labels[i].get("sensors", {})),
-                           "identity_embedding": [float(x) for x in emb.astype(np.float32)],
-                           "identity_embedding_sha256": embedding_sha256(emb),
-                           "anchor_prompt": prompt, "anchor_seed": int(seeds[i]),
-                           "anchor_identity": rows[i][1], "anchor_render": dict(settings)}
-                filled[group].append(IdentityDraw(group, len(filled[group]), ks[i],
-                                                  int(seeds[i]), sensors,
-                                                  base_images[i] if keep_images else None))
-            k = ks[-1] + 1
-            tried += len(ks)
-            if progress is not None:
-                progress(sum(len(v) for v in filled.values()), total, tried)
-        if stopped:
-            break
-    found = {g.name: len(v) for g, v in filled.items()}
+    state = _PromptSampling(design)
+    stopped = _sample_streams(run, state, _anchor_streams(
+        design, audit_seed, per_group, run.id_dim, run.arc2face), progress, should_stop)
+    found = {g.name: len(v) for g, v in state.filled.items()}
     if report is not None:
-        report.update(acceptance(tried, faces, {
-            g.name: (len(filled[g]), counts["tried"][g], counts["matched"][g])
-            for g in design.groups}))
-        report["baselines_rendered"] = baselines_rendered
-        report["baseline_rejected"] = sum(counts["rejected"].values())
-        report["no_identity_embedding"] = sum(counts["no_embedding"].values())
-        report["rule"] = ("a candidate joins a group when the sensors place its anchor in it, "
-                          "the identity model finds its face, and the sensors place the "
-                          "identity's baseline (rendered from that embedding) in the same group")
-        for g in design.groups:
-            report["groups"][g.name].update(baseline_rejected=counts["rejected"][g],
-                                            no_identity_embedding=counts["no_embedding"][g])
+        _fill_prompt_report(report, state)
     if not stopped and any(n < need for n in found.values()):
-        raise GroupFillError(found, need, tried)
-    return [d for g in design.groups for d in filled[g]]
+        raise GroupFillError(found, need, state.tried)
+    return [d for g in design.groups for d in state.filled[g]]
+
+
+def _sample_streams(run: _AnchorRun, state: _PromptSampling, streams: list[_AnchorStream],
+                    progress: Progress | None, should_stop: Callable[[], bool] | None) -> bool:
+    """Judge each stream's candidates in batches until its groups are full or its budget is
+    spent; whether ``should_stop`` stopped the search."""
+    for stream in streams:
+        k = 0
+        while k < stream.budget and any(state.is_open(g) for g in stream.groups):
+            if should_stop is not None and should_stop():
+                return True
+            ks = list(range(k, min(k + run.batch_size, stream.budget)))
+            _sample_anchor_batch(run, state, stream, ks)
+            k = ks[-1] + 1
+            state.tried += len(ks)
+            if progress is not None:
+                progress(state.n_found(), state.total, state.tried)
+    return False
+
+
+class _AnchorRun(NamedTuple):
+    """What every batch of :func:`sample_prompt_identities` renders and reads with."""
+
+    backend: IdentityRenderer
+    labeller: Labeller
+    encoder: Encoder
+    settings: dict[str, Any]
+    id_dim: int
+    arc2face: bool
+    batch_size: int
+    keep_images: bool
+
+
+class _AnchorStream(NamedTuple):
+    """One stream of anchor candidates: the groups it may fill, its prompt, the seed and the
+    identity row (with its description) of candidate ``k``, and its budget."""
+
+    groups: tuple[Group, ...]
+    prompt: str
+    seed_of: Callable[[int], int]
+    identity_of: Callable[[int], tuple[np.ndarray, Any]]
+    budget: int
+
+
+class _PromptSampling:
+    """The running state of :func:`sample_prompt_identities`: the identities accepted per group
+    and the counts its report is made of."""
+
+    def __init__(self, design: Design):
+        self.groups = design.groups
+        self.need = design.identities_per_group
+        self.total = design.n_identities
+        self.filled: dict[Group, list[IdentityDraw]] = {g: [] for g in design.groups}
+        self.counts = {key: {g: 0 for g in design.groups} for key in
+                       ("tried", "matched", "rejected", "no_embedding")}
+        self.tried = self.faces = self.baselines_rendered = 0
+
+    def is_open(self, g: Group) -> bool:
+        return len(self.filled[g]) < self.need
+
+    def n_found(self) -> int:
+        return sum(len(v) for v in self.filled.values())
+
+
+def _anchor_streams(design: Design, audit_seed: int, per_group: int, id_dim: int,
+                    arc2face: bool) -> list[_AnchorStream]:
+    """Arc2Face: one stream of seeded random unit vectors shared by all groups; FaceID: one
+    stream per group, from its anchor prompt and a zero identity row."""
+    if arc2face:
+        return [_AnchorStream(design.groups, arc2face_prompt(),
+                              lambda k: derive_seed(audit_seed, "anchor", "arc2face", k),
+                              lambda k: _random_anchor(audit_seed, k, id_dim),
+                              per_group * len(design.groups))]
+    zero = np.zeros(id_dim, dtype=np.float32)
+    return [_AnchorStream((g,), anchor_prompt(g.as_dict),
+                          lambda k, g=g: derive_seed(audit_seed, "anchor", g.name, k),
+                          lambda k: (zero, "zero"), per_group) for g in design.groups]
+
+
+def _read_labels(labeller: Labeller, images: np.ndarray, n: int) -> list[Any]:
+    labels = list(labeller(images))
+    if len(labels) != n:
+        raise ValueError(f"labeller returned {len(labels)} results for {n} images")
+    return labels
+
+
+def _sample_anchor_batch(run: _AnchorRun, state: _PromptSampling, stream: _AnchorStream,
+                         ks: list[int]) -> None:
+    """Render and read the anchors of candidates ``ks``, embed those in an open group, render
+    and read their baselines, then judge the candidates in order."""
+    seeds = [stream.seed_of(j) for j in ks]
+    rows = [stream.identity_of(j) for j in ks]
+    images = run.backend.render(np.stack([r[0] for r in rows]), [stream.prompt] * len(ks), seeds,
+                                **run.settings)
+    labels = _read_labels(run.labeller, images, len(ks))
+    state.faces += sum(lab is not None for lab in labels)
+    # The group each anchor reads as, among those open now (a label names one level per
+    # axis, so at most one group of a design matches it).
+    group_of = {i: g for i, lab in enumerate(labels)
+                for g in [next((g for g in stream.groups if state.is_open(g)
+                                and _matches(lab, g.as_dict)), None)] if g is not None}
+    wanted = sorted(group_of)
+    embeddings = _encode(run.encoder, images[wanted], run.id_dim) if wanted else None
+    emb_of = {i: embeddings[row] for row, i in enumerate(wanted)
+              if np.isfinite(embeddings[row]).all()}
+    baselines = _render_candidate_baselines(run, state, group_of, emb_of, seeds)
+    for i in range(len(ks)):  # in candidate order, as if one at a time
+        group = _judge_candidate(state, stream.groups, labels[i], i in emb_of,
+                                 baselines[1].get(i))
+        if group is None:
+            continue
+        emb = emb_of[i]
+        sensors = {**dict((baselines[1][i] or {}).get("sensors", {})),
+                   "anchor_sensors": dict(labels[i].get("sensors", {})),
+                   "identity_embedding": [float(x) for x in emb.astype(np.float32)],
+                   "identity_embedding_sha256": embedding_sha256(emb),
+                   "anchor_prompt": stream.prompt, "anchor_seed": int(seeds[i]),
+                   "anchor_identity": rows[i][1], "anchor_render": dict(run.settings)}
+        state.filled[group].append(IdentityDraw(group, len(state.filled[group]), ks[i],
+                                                int(seeds[i]), sensors,
+                                                baselines[0][i] if run.keep_images else None))
+
+
+def _render_candidate_baselines(run: _AnchorRun, state: _PromptSampling,
+                                group_of: Mapping[int, Group], emb_of: Mapping[int, np.ndarray],
+                                seeds: list[int]) -> tuple[dict[int, np.ndarray], dict[int, Any]]:
+    """Baselines of the candidates with an identity: rendered as render_prompt_and_check
+    renders them, in chunks of batch_size, and read by the same labeller. Returns the images
+    and the labels by candidate index."""
+    todo = sorted(emb_of)
+    base_images: dict[int, np.ndarray] = {}
+    base_labels: dict[int, Any] = {}
+    for s in range(0, len(todo), run.batch_size):
+        part = todo[s:s + run.batch_size]
+        pix = run.backend.render(
+            np.stack([emb_of[i].astype(np.float32) for i in part]),
+            [baseline_prompt(group_of[i].as_dict, run.arc2face) for i in part],
+            [seeds[i] for i in part], **run.settings)
+        labs = _read_labels(run.labeller, pix, len(part))
+        for i, img, lab in zip(part, pix, labs, strict=True):
+            base_images[i], base_labels[i] = img, lab
+        state.baselines_rendered += len(part)
+    return base_images, base_labels
+
+
+def _judge_candidate(state: _PromptSampling, groups: tuple[Group, ...], label: Any,
+                     has_embedding: bool, base_label: Any) -> Group | None:
+    """The open group a candidate joins (None: it joins none), with the report's counts."""
+    open_now = [g for g in groups if state.is_open(g)]
+    for g in open_now:
+        state.counts["tried"][g] += 1
+    group = next((g for g in open_now if _matches(label, g.as_dict)), None)
+    if group is None:
+        return None
+    if not has_embedding:
+        state.counts["no_embedding"][group] += 1  # no face for the FR model: no identity
+        return None
+    if not _matches(base_label, group.as_dict):
+        state.counts["rejected"][group] += 1  # the identity's own face is another group's
+        return None
+    state.counts["matched"][group] += 1
+    return group
+
+
+def _fill_prompt_report(report: dict[str, Any], state: _PromptSampling) -> None:
+    """Fill ``report`` as :func:`sample_prompt_identities` documents it."""
+    counts = state.counts
+    report.update(acceptance(state.tried, state.faces, {
+        g.name: (len(state.filled[g]), counts["tried"][g], counts["matched"][g])
+        for g in state.groups}))
+    report["baselines_rendered"] = state.baselines_rendered
+    report["baseline_rejected"] = sum(counts["rejected"].values())
+    report["no_identity_embedding"] = sum(counts["no_embedding"].values())
+    report["rule"] = ("a candidate joins a group when the sensors place its anchor in it, "
+                      "the identity model finds its face, and the sensors place the "
+                      "identity's baseline (rendered from that embedding) in the same group")
+    for g in state.groups:
+        report["groups"][g.name].update(baseline_rejected=counts["rejected"][g],
+                                        no_identity_embedding=counts["no_embedding"][g])
 
 
 def baseline_prompt(labels: Mapping[str, str], arc2face: bool) -> str:

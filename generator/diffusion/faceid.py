@@ -421,15 +421,54 @@ def load_faceid_generator(
                            other="adapter")
     device = resolve_device(device)
     dtype = resolve_dtype(device, precision)
+    where, path, state, layout = _find_faceid_adapter(adapter, weight_name, subfolder,
+                                                      adapter_revision, local_files_only)
+    hub = {"local_files_only": local_files_only, "revision": base_revision}
+    if architecture == "auto":
+        architecture = detect_architecture(base_model, **hub)
+    _refuse_adapter_for_another_base(base_model, architecture, layout, weight_name, where,
+                                     components, hub)
+    pipe = load_pipeline(base_model, architecture=architecture, dtype=dtype,
+                         local_files_only=local_files_only, revision=base_revision,
+                         variant=variant, **components)
+    arch = "sdxl" if type(pipe).__name__.startswith("StableDiffusionXL") else "sd15"
+    use_scheduler(pipe, scheduler)
+    proj = _attach_faceid_adapter(pipe, state, path, weight_name, where, base_model, arch)
+    lora_applied = _faceid_lora_applied(pipe, layout, require_lora)
+    pipe.set_ip_adapter_scale(ip_adapter_scale)
+    digest = weights_sha256(torch_components(pipe)) if hash_weights else ""
+    place(pipe, device)
+    id_dim = int(proj.ff.net[0].proj.in_features)
+    default_licence = SDXL_LICENCE if arch == "sdxl" else SD15_LICENCE
+    name = model_id or f"{base_model}+{adapter}/{(subfolder + '/') if subfolder else ''}{weight_name}"
+    return FaceIDGenerator(pipe=pipe, model_id=str(name), weights_sha256=digest,
+                           licence=licence or f"{default_licence}; {FACEID_LICENCE}",
+                           id_dim=id_dim, architecture=arch, ip_adapter_scale=ip_adapter_scale,
+                           negative_prompt=negative_prompt, lora_applied=lora_applied,
+                           one_row_per_call=one_row_per_call_default(one_row_per_call, device))
+
+
+def _find_faceid_adapter(adapter: str | Path, weight_name: str, subfolder: str,
+                         adapter_revision: str | None, local_files_only: bool
+                         ) -> tuple[str, Path, Any, AdapterLayout]:
+    """The adapter file ``<adapter>/<subfolder>/<weight_name>``: where it is (for messages),
+    its path, its state dict (None for ``.safetensors``) and layout; refuses a file that is
+    not an IP-Adapter FaceID."""
     where = f"{adapter}/{subfolder}" if subfolder else str(adapter)
     path = resolve_file(adapter, weight_name, subfolder=subfolder, revision=adapter_revision,
                         local_files_only=local_files_only, what="IP-Adapter FaceID")
     state, shapes = read_adapter(path)
     layout = adapter_layout(shapes)
     refuse_unless_faceid(layout, path)
-    hub = {"local_files_only": local_files_only, "revision": base_revision}
-    if architecture == "auto":
-        architecture = detect_architecture(base_model, **hub)
+    return where, path, state, layout
+
+
+def _refuse_adapter_for_another_base(base_model: str | Path, architecture: str,
+                                     layout: AdapterLayout,
+                                     weight_name: str, where: str, components: dict[str, Any],
+                                     hub: dict[str, Any]) -> None:
+    """Refuse, before the base model's weights load, an adapter made for a UNet with another
+    cross-attention width (an SDXL file on SD 1.5 or the reverse)."""
     unet_config = (dict(components["unet"].config) if "unet" in components
                    else read_component_config(base_model, "unet", **hub))
     base_cross = unet_config.get("cross_attention_dim")
@@ -440,15 +479,17 @@ def load_faceid_generator(
             f"{architecture} UNet with cross_attention_dim {base_cross}: use the adapter made "
             "for this base (ip-adapter-faceid_sd15.bin for SD 1.5, ip-adapter-faceid_sdxl.bin "
             "for SDXL)")
-    pipe = load_pipeline(base_model, architecture=architecture, dtype=dtype,
-                         local_files_only=local_files_only, revision=base_revision,
-                         variant=variant, **components)
-    arch = "sdxl" if type(pipe).__name__.startswith("StableDiffusionXL") else "sd15"
-    use_scheduler(pipe, scheduler)
+
+
+def _attach_faceid_adapter(pipe: Any, state: Any, path: Path, weight_name: str, where: str,
+                           base_model: str | Path, arch: str) -> Any:
+    """Load the adapter file found earlier onto ``pipe`` (warning first when peft is missing)
+    and return its FaceID image projection; refuses a checkpoint diffusers does not build as
+    FaceID."""
     if not _peft_available():
         warnings.warn("peft is not installed: diffusers skips the LoRA stored in IP-Adapter "
                       "FaceID checkpoints (identity likeness is weaker); install peft to apply "
-                      "it", stacklevel=2)
+                      "it", stacklevel=3)  # points at load_faceid_generator's caller
     try:
         # The file found above: its state dict (read once), or the .safetensors file itself.
         source = state if state is not None else str(path.parent)
@@ -466,6 +507,11 @@ def load_faceid_generator(
                                  f"(diffusers built {type(proj).__name__}); FaceID-Plus and "
                                  "image IP-Adapters need a CLIP image encoder and are not "
                                  "supported here")
+    return proj
+
+
+def _faceid_lora_applied(pipe: Any, layout: AdapterLayout, require_lora: bool) -> bool:
+    """Whether diffusers applied the checkpoint's LoRA; refuses when it is required and not."""
     lora_applied = "faceid_0" in (getattr(pipe.unet, "peft_config", None) or {})
     if require_lora and not lora_applied:
         why = ("peft is not installed" if not _peft_available() else
@@ -473,14 +519,4 @@ def load_faceid_generator(
                "diffusers did not apply it")
         raise GeneratorLoadError(f"the FaceID LoRA was not applied ({why}); install peft, use a "
                                  "checkpoint with its LoRA, or load with require_lora=False")
-    pipe.set_ip_adapter_scale(ip_adapter_scale)
-    digest = weights_sha256(torch_components(pipe)) if hash_weights else ""
-    place(pipe, device)
-    id_dim = int(proj.ff.net[0].proj.in_features)
-    default_licence = SDXL_LICENCE if arch == "sdxl" else SD15_LICENCE
-    name = model_id or f"{base_model}+{adapter}/{(subfolder + '/') if subfolder else ''}{weight_name}"
-    return FaceIDGenerator(pipe=pipe, model_id=str(name), weights_sha256=digest,
-                           licence=licence or f"{default_licence}; {FACEID_LICENCE}",
-                           id_dim=id_dim, architecture=arch, ip_adapter_scale=ip_adapter_scale,
-                           negative_prompt=negative_prompt, lora_applied=lora_applied,
-                           one_row_per_call=one_row_per_call_default(one_row_per_call, device))
+    return lora_applied

@@ -117,8 +117,53 @@ def render_prompt_and_check(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     policy = policy or CheckPolicy()
     settings = render_settings(backend, render_kwargs)
-    id_dim = int(backend.id_dim)
     arc2face = is_arc2face(backend)
+    specs = _checked_specs(identities, int(backend.id_dim))
+    n = len(specs)
+    kinds = [_variant_kind(v) for v in variants]
+    if n == 0:
+        return []
+    prompts, owners, cell_of = _prompt_cells(specs, variants, kinds, arc2face)
+    pixels = _render_cells(backend, specs, prompts, owners, batch_size, settings)
+    readings = sense(pixels, embed=True)
+    base_idx = [cell_of[(-1, i)] for i in range(n)]
+    rb = _take(readings, base_idx)
+    base_pixels = pixels[base_idx]
+    image_pixels, image_readings = _image_factor_variants(
+        base_pixels, [s for _, _, s in specs], variants, kinds, audit_seed, sense)
+    base_recipe = _base_recipe(backend, settings, base_pixels)
+    rows_out: list[list[RenderedImage]] = [[] for _ in range(n)]
+    for vi, v in enumerate(variants):
+        for i, (labels, emb, seed) in enumerate(specs):
+            extra: dict[str, Any] = {"prompt": prompts[base_idx[i]], "factor_seed": None,
+                                     "edit": None}
+            if kinds[vi] == "baseline":
+                img, rv, j = base_pixels[i], rb, i
+                found = bool(rb["face_found"][i])
+                checks = {"face_found": found, "edit_ok": found, "passed": found}
+            elif kinds[vi] == "prompt":
+                c = cell_of[(vi, i)]
+                img, rv, j = pixels[c], readings, c
+                checks = check_image(rb, i, readings, c, v.factor, None, policy,
+                                     prompt_level=str(v.level))
+                checks["attempts"] = 1
+                extra.update(prompt=prompts[c], edit=_edit_recipe(v))
+            else:
+                img, sub = image_pixels[vi][0][i], image_pixels[vi][1][i]
+                rv, j = image_readings[vi], i
+                checks = check_image(rb, i, rv, i, v.factor, None, policy)
+                extra["factor_seed"] = sub
+            recipe = {**base_recipe, "seed": seed, "identity_embedding_sha256":
+                      embedding_sha256(emb), "group": labels, "factor": v.factor,
+                      "level": v.level, **extra, "sensors": _sensed(rv, j)}
+            rows_out[i].append(RenderedImage(seed, v, np.ascontiguousarray(img), recipe, checks))
+    return rows_out
+
+
+def _checked_specs(identities: Sequence[IdentitySpec], id_dim: int
+                   ) -> list[tuple[dict[str, str], np.ndarray, int]]:
+    """The identities as ``(labels, float32 embedding, int seed)``; refuses an embedding that
+    is not a finite ``(id_dim,)`` vector."""
     specs: list[tuple[dict[str, str], np.ndarray, int]] = []
     for labels, emb, seed in identities:
         e = np.asarray(emb, dtype=np.float32)
@@ -126,18 +171,20 @@ def render_prompt_and_check(
             raise ValueError(f"identity embeddings must be finite ({id_dim},) vectors, got "
                              f"shape {e.shape}")
         specs.append((dict(labels), e, int(seed)))
-    n = len(specs)
-    kinds = [_variant_kind(v) for v in variants]
-    if n == 0:
-        return []
+    return specs
+
+
+def _prompt_cells(specs, variants: Sequence[Variant], kinds: Sequence[str], arc2face: bool
+                  ) -> tuple[list[str], list[int], dict[tuple[int, int], int]]:
+    """Cells to render: every baseline first, then each distinct (identity, prompt) of the
+    prompt variants. Returns the cells' prompts, the identity each belongs to, and
+    ``cell_of[(variant index or -1 for the baseline, identity)]`` -> cell index."""
 
     def prompt_of(labels: Mapping[str, str], edit: PromptEdit | None) -> str:
         if edit is None:
             return baseline_prompt(labels, arc2face)
         return arc2face_prompt(edit) if arc2face else variant_prompt(labels, edit)
 
-    # Cells to render: every baseline first, then each distinct (identity, prompt) of the
-    # prompt variants. cell_of[(variant index or -1, identity)] -> cell index.
     prompts: list[str] = []
     owners: list[int] = []
     where: dict[tuple[int, str], int] = {}
@@ -151,20 +198,27 @@ def render_prompt_and_check(
                 prompts.append(p)
                 owners.append(i)
             cell_of[(vi, i)] = where[(i, p)]
+    return prompts, owners, cell_of
+
+
+def _render_cells(backend: IdentityRenderer, specs, prompts: list[str], owners: list[int],
+                  batch_size: int | None, settings: Mapping[str, Any]) -> np.ndarray:
+    """The cells' pixels, rendered in calls of at most ``batch_size`` (default: one call)."""
     step = batch_size or max(1, len(prompts))
     chunks = []
     for s in range(0, len(prompts), step):
         rows = owners[s:s + step]
         chunks.append(backend.render(np.stack([specs[i][1] for i in rows]), prompts[s:s + step],
                                      [specs[i][2] for i in rows], **settings))
-    pixels = np.concatenate(chunks)
-    readings = sense(pixels, embed=True)
-    base_idx = [cell_of[(-1, i)] for i in range(n)]
-    rb = _take(readings, base_idx)
-    base_pixels = pixels[base_idx]
-    seeds = [s for _, _, s in specs]
+    return np.concatenate(chunks)
 
-    # Image factors: pixel operations on the baselines, sensed together without embeddings.
+
+def _image_factor_variants(base_pixels: np.ndarray, seeds: list[int],
+                           variants: Sequence[Variant], kinds: Sequence[str], audit_seed: int,
+                           sense: Sense):
+    """Image factors: pixel operations on the baselines, sensed together without embeddings.
+    Returns ``{variant index: (pixels, factor seeds)}`` and ``{variant index: readings}``."""
+    n = len(base_pixels)
     image_variants = [vi for vi, k in enumerate(kinds) if k == "image"]
     image_pixels: dict[int, tuple[np.ndarray, list[int]]] = {
         vi: image_variant(base_pixels, seeds, variants[vi], audit_seed) for vi in image_variants}
@@ -174,48 +228,29 @@ def render_prompt_and_check(
                        embed=False)
         for j, vi in enumerate(image_variants):
             image_readings[vi] = _take(sensed, range(j * n, (j + 1) * n))
+    return image_pixels, image_readings
 
+
+def _base_recipe(backend: IdentityRenderer, settings: Mapping[str, Any],
+                 base_pixels: np.ndarray) -> dict[str, Any]:
+    """The recipe fields every image of the call shares."""
     backend_recipe = backend.recipe() if hasattr(backend, "recipe") else {}
     height, width = int(base_pixels.shape[1]), int(base_pixels.shape[2])
-    base_recipe = {
+    return {
         "backend": "diffusion", "generator": backend_recipe.get("backend"),
         "model_id": backend.model_id, "weights_sha256": backend.weights_sha256,
         "licence": getattr(backend, "licence", None),
         "negative_prompt": getattr(backend, "negative_prompt", None),
         "render": {**settings, "height": height, "width": width},
         "pipeline": backend_recipe}
-    rows_out: list[list[RenderedImage]] = [[] for _ in range(n)]
-    for vi, v in enumerate(variants):
-        kind = kinds[vi]
-        for i, (labels, emb, seed) in enumerate(specs):
-            base_prompt = prompts[base_idx[i]]
-            extra: dict[str, Any] = {"prompt": base_prompt, "factor_seed": None, "edit": None}
-            if kind == "baseline":
-                img, rv, j = base_pixels[i], rb, i
-                checks = {"face_found": bool(rb["face_found"][i]),
-                          "edit_ok": bool(rb["face_found"][i]),
-                          "passed": bool(rb["face_found"][i])}
-            elif kind == "prompt":
-                c = cell_of[(vi, i)]
-                img, rv, j = pixels[c], readings, c
-                checks = check_image(rb, i, readings, c, v.factor, None, policy,
-                                     prompt_level=str(v.level))
-                checks["attempts"] = 1
-                extra.update(prompt=prompts[c], edit={
-                    "slot": v.factor, "level": v.level,
-                    "phrase": PROMPT_FACTORS[v.factor][str(v.level)],
-                    "baseline_level": BASELINE_LEVELS[v.factor],
-                    "baseline_phrase": PROMPT_FACTORS[v.factor][BASELINE_LEVELS[v.factor]]})
-            else:
-                img, sub = image_pixels[vi][0][i], image_pixels[vi][1][i]
-                rv, j = image_readings[vi], i
-                checks = check_image(rb, i, rv, i, v.factor, None, policy)
-                extra["factor_seed"] = sub
-            recipe = {**base_recipe, "seed": seed, "identity_embedding_sha256":
-                      embedding_sha256(emb), "group": labels, "factor": v.factor,
-                      "level": v.level, **extra, "sensors": _sensed(rv, j)}
-            rows_out[i].append(RenderedImage(seed, v, np.ascontiguousarray(img), recipe, checks))
-    return rows_out
+
+
+def _edit_recipe(v: Variant) -> dict[str, Any]:
+    """The recipe's ``edit`` of a prompt variant: the phrase it puts in the baseline's slot."""
+    return {"slot": v.factor, "level": v.level,
+            "phrase": PROMPT_FACTORS[v.factor][str(v.level)],
+            "baseline_level": BASELINE_LEVELS[v.factor],
+            "baseline_phrase": PROMPT_FACTORS[v.factor][BASELINE_LEVELS[v.factor]]}
 
 
 def render_prompt_baselines(
