@@ -26,7 +26,8 @@ Scoring (faces -> numbers):
 
 Statistics (numbers -> findings):
 
-- :mod:`audit.comparisons`: mated and non-mated pairs of an audit, cosine scores.
+- :mod:`audit.comparisons`: mated and non-mated pairs of an audit; :mod:`audit.pair_scores`:
+  their cosine scores.
 - :mod:`audit.thresholds`: one global threshold at a target FMR; :mod:`audit.rates`: per-group
   FNMR and FMR with counts, cross-group FMR, rule-of-three bounds (ISO/IEC 19795-1 definitions).
 - :mod:`audit.quality`: ISO/IEC 29794-5-style measures, percentiles against the audit's

@@ -87,13 +87,24 @@ def dataset_card(audit: Audit, plan: ExportPlan | None = None) -> str:
     comp = _composition(audit)
     if plan is None:
         plan = plan_export(audit)
-    groups = comp["groups"]
     lines = [f"# Dataset card: {_md(audit.name)} (FaceAudit)", ""]
     if config.get("description"):
         lines += [_md(config["description"]), ""]
+    lines += _composition_lines(comp, plan)
+    lines += _recipe_lines(audit, summary, config)
+    lines += _model_lines(summary.model_files)
+    lines += ["", "The images inherit the most restrictive of these licences.", "",
+              DATASET_CARD_USES]
+    lines += _limitations(summary, comp, config)
+    return "\n".join(lines) + "\n"
+
+
+def _composition_lines(comp: dict[str, Any], plan: ExportPlan) -> list[str]:
+    """The summary paragraph and the composition tables (per group, per group and variant)."""
+    groups = comp["groups"]
     n_images = sum(comp["images"].values())
     per_group = sorted(set(comp["images"].values()))
-    lines += [
+    lines = [
         "## Summary", "",
         f"{n_images:,} synthetic face images of {sum(comp['identities'].values()):,} synthetic "
         f"identities in {len(groups)} demographic groups, made by a controlled design: every "
@@ -122,12 +133,15 @@ def dataset_card(audit: Audit, plan: ExportPlan | None = None) -> str:
     lines += ["", "Group labels are perceived attributes read by sensors on the generated "
                   "faces (the gender-age model; the individual typology angle on skin pixels), "
                   "never true attributes of a person.", ""]
+    return lines
 
-    models = summary.model_files
-    generator = models.get("generator", {})
+
+def _recipe_lines(audit: Audit, summary: AuditSummary, config: dict[str, Any]) -> list[str]:
+    """How the images were made: generator, image size, seed, groups, factors, FR models."""
+    generator = summary.model_files.get("generator", {})
     axes = config.get("groups") or {}
     factors = config.get("factors") or {}
-    lines += [
+    return [
         "## Recipe", "",
         f"- Generator: `{_md(generator.get('name') or config.get('generator', ''))}`, "
         f"weights SHA-256 `{generator.get('weights_sha256') or 'unknown'}`; licence: "
@@ -147,10 +161,14 @@ def dataset_card(audit: Audit, plan: ExportPlan | None = None) -> str:
         + ". Plus the baseline and the control condition (1-pixel shift, JPEG quality 95).",
         f"- FR models under test: {', '.join(_md(m) for m in config.get('fr_models', []))}; "
         f"target FMR: {', '.join(f'{t:g}' for t in config.get('target_fmr', []))}.",
-        "", "## Models and licences", "",
-        "Every model that made, checked or scored these images:", "",
-        "| model | role | file | SHA-256 | licence | source |", "|---|---|---|---|---|---|",
     ]
+
+
+def _model_lines(models: dict[str, Any]) -> list[str]:
+    """Every model that made, checked or scored the images, with its SHA-256 and licence."""
+    lines = ["", "## Models and licences", "",
+             "Every model that made, checked or scored these images:", "",
+             "| model | role | file | SHA-256 | licence | source |", "|---|---|---|---|---|---|"]
     for name, info in models.items():
         role = info.get("role") or ("generator" if name == "generator" else "")
         label = info.get("name") or name
@@ -159,10 +177,7 @@ def dataset_card(audit: Audit, plan: ExportPlan | None = None) -> str:
                      f"{_md(info.get('source') or '')} |")
     if not models:
         lines.append("| (no results stored) | | | | | |")
-    lines += ["", "The images inherit the most restrictive of these licences.", "",
-              DATASET_CARD_USES]
-    lines += _limitations(summary, comp, config)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _acceptance_text(sampling: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ Two routes, both through the real diffusers pipelines and loadable by hub id or 
 Every row renders in its own pipeline call on the CPU (its bytes do not depend on its batch);
 on a GPU a batch shares one call by default (``one_row_per_call``, see
 :mod:`generator.diffusion.batching`). Adapter files are classified from their keys before the
-base model loads (:func:`generator.diffusion.faceid.adapter_layout`: FaceID Plus, image
+base model loads (:func:`generator.diffusion.adapter_files.adapter_layout`: FaceID Plus, image
 IP-Adapters and the kohya copy of the FaceID LoRA are refused with the file to use instead), and
 the base model and the adapter (or Arc2Face's weights) are pinned by their own revisions.
 :mod:`generator.diffusion.check` checks a configured route before an audit uses it
@@ -80,7 +80,7 @@ _LAZY = {
     "load_faceid_generator": "generator.diffusion.faceid",
     "Arc2FaceGenerator": "generator.diffusion.arc2face",
     "load_arc2face_generator": "generator.diffusion.arc2face",
-    "adapter_layout": "generator.diffusion.faceid",
+    "adapter_layout": "generator.diffusion.adapter_files",
     "resolve_device": "generator.diffusion.loading",
     "resolve_dtype": "generator.diffusion.loading",
     "weights_sha256": "generator.diffusion.loading",

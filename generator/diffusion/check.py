@@ -11,7 +11,7 @@ there and exactly what is missing or wrong:
   loads with its config and weights (:func:`~generator.diffusion.loading.pipeline_folder_problems`);
   Arc2Face's ``arc2face/`` UNet and ``encoder/`` text encoder. Hub ids are checked by loading;
 - the layout: the adapter file is found, is IP-Adapter FaceID (not Plus, an image IP-Adapter or
-  the kohya LoRA copy; :func:`~generator.diffusion.faceid.adapter_layout`), and fits the base
+  the kohya LoRA copy; :func:`~generator.diffusion.adapter_files.adapter_layout`), and fits the base
   UNet: its cross-attention width, and ``to_k_ip``/``to_v_ip`` for exactly the UNet's
   cross-attention processors with their shapes (the UNet is built on the meta device from its
   config, no weights); Arc2Face's UNet attends to its encoder's width, and the identity fits;
@@ -218,7 +218,7 @@ def expected_ip_shapes(unet_config: Mapping[str, Any]) -> dict[int, tuple[int, .
 
 def _check_faceid_files(report: RouteReport, arch: str, options: Mapping[str, Any]) -> None:
     from generator.backends import GeneratorLoadError
-    from generator.diffusion.faceid import adapter_layout, read_adapter, refuse_unless_faceid
+    from generator.diffusion.adapter_files import adapter_layout, read_adapter, refuse_unless_faceid
     from generator.diffusion.loading import resolve_file
 
     unet = _check_base(report, arch, options)

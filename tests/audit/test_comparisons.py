@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import audit.comparisons as comparisons
-from audit.comparisons import PAIR_COLUMNS, _sample_indices, score_pairs
+from audit.comparisons import PAIR_COLUMNS, _sample_indices
+from audit.pair_scores import score_pairs
 
 
 # Most tests below cover the all-pairs mode; the reference mode (the default) has its own tests

@@ -20,14 +20,10 @@ from diffusers import StableDiffusionPipeline, UNet2DConditionModel  # noqa: E40
 
 import generator.diffusion.faceid as faceid_module  # noqa: E402
 from generator.backends import GeneratorLoadError  # noqa: E402
+from generator.diffusion.adapter_files import adapter_layout, flat_shapes, read_adapter  # noqa: E402
 from generator.diffusion.arc2face import load_arc2face_generator  # noqa: E402
 from generator.diffusion.check import expected_ip_shapes  # noqa: E402
-from generator.diffusion.faceid import (  # noqa: E402
-    adapter_layout,
-    flat_shapes,
-    load_faceid_generator,
-    read_adapter,
-)
+from generator.diffusion.faceid import load_faceid_generator  # noqa: E402
 from tests.generator.test_diffusion import (  # noqa: E402
     ID_DIM,
     faceid_state_dict,

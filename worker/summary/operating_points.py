@@ -38,8 +38,8 @@ def fr_model_results(audit: Audit, config: AuditConfig, fr_model: str, pairs: pd
                      images: pd.DataFrame, registry) -> FRModelResults:
     """Score ``pairs`` with ``fr_model``'s stored embeddings and compute its operating points
     and curves; a ValueError when too few faces were found for both kinds of comparison."""
-    from audit.comparisons import score_pairs
     from audit.curves import det_curves, score_histograms
+    from audit.pair_scores import score_pairs
 
     emb = list(Embedding.objects.filter(image__audit=audit, fr_model=fr_model)
                .values_list("image_id", "vector", "weights_sha256"))
